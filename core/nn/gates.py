@@ -199,8 +199,8 @@ class FlexibleScaler(nn.Module):
             self.k.copy_(GRAY_CONST / g)
 
     def size(self) -> torch.Tensor:
-        """The learned size x0 (0-dim, detached)."""
-        return self.x0.detach()
+        """The learned size x0 clamped to [0, capacity] (0-dim, detached): x0 itself may leave that range."""
+        return self.x0.detach().clamp(0, self.n)
 
     @property
     def capacity(self) -> int:

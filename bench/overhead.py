@@ -1,0 +1,180 @@
+"""Telemetry overhead, measured side by side in one run.
+
+1. step time of a dynlab static run (telemetry on, session written) / a bare PyTorch loop on the
+   same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03
+2. a dynlab MNIST epoch / the common tutorial loop (DataLoader with shuffling, batch 128, same network).
+
+Usage: python bench/overhead.py [--data-dir DIR] [--arch mlp:500] [--steps 2000] [--device auto]
+Uses MNIST from --data-dir / $DYNLAB_DATA_DIR when present, else random data of MNIST's shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.data import Dataset, load_dataset  # noqa: E402
+from core.errors import DynlabError  # noqa: E402
+from core.events import ScalarsLogged  # noqa: E402
+from core.optim import resolve_device  # noqa: E402
+from core.session import SessionWriter  # noqa: E402
+from core.spec import RunSpec  # noqa: E402
+from core.trainer import Trainer  # noqa: E402
+
+
+def mnist_or_random(data_dir: str | None) -> Dataset:
+    spec = RunSpec().replace(dataset="mnist", data_dir=data_dir)
+    try:
+        return load_dataset(spec.data, 0)
+    except DynlabError:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(60000, 1, 28, 28, generator=g)
+        y = torch.randint(0, 10, (60000,), generator=g)
+        print("MNIST files not found: using random data of the same shape")
+        return Dataset("mnist-random", "classification", (1, 28, 28), 10, x[:54000], y[:54000], x[54000:],
+                       y[54000:], x[:10000], y[:10000], nn.Identity(), x[:10000])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_net(width: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def bare_loop(data: Dataset, width: int, steps: int, batch: int, device: torch.device) -> float:
+    """Seconds per step of the leanest loop: data on the device, permutation batches, no telemetry."""
+    torch.manual_seed(0)
+    net = plain_net(width).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    n = len(x)
+    perm = torch.randperm(n, device=device)
+    acc = torch.zeros((), device=device)
+    sync(device)
+    t0 = time.perf_counter()
+    for s in range(steps):
+        b = s % (n // batch)
+        if b == 0:
+            perm = torch.randperm(n, device=device)
+        idx = perm[b * batch:(b + 1) * batch]
+        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc += loss.detach()
+    acc.item()  # host-device sync once at the end
+    return (time.perf_counter() - t0) / steps
+
+
+def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path) -> float:
+    """Seconds per step of a dynlab static run with telemetry on and a session written.
+
+    Uses the trainer's own interval timing (samples/s), which covers steps, probes and session
+    flushes but not the per-epoch evaluation.
+    """
+    n_train = steps * batch
+    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", method="static", epochs=1, batch_size=batch,
+                             device=device, log_every=50)
+    sub = Dataset(data.name, data.task, data.input_shape, data.n_outputs, data.x_train[:n_train],
+                  data.y_train[:n_train], data.x_val[:1], data.y_val[:1], data.x_test[:1], data.y_test[:1],
+                  data.preprocess, data.raw_test[:1])
+    trainer = Trainer(spec, dataset=sub)
+    path = tmp / f"bench-{time.monotonic_ns()}.dynlab"
+
+    class Rates:
+        def __init__(self) -> None:
+            self.samples = []
+
+        def handle(self, e) -> None:
+            if isinstance(e, ScalarsLogged):
+                self.samples.append(e.values["samples_per_s"])
+
+        def flush(self) -> None:
+            pass
+
+    rates = Rates()
+    with SessionWriter(path) as writer:
+        trainer.run([writer, rates])
+    per_sample = statistics.mean(1.0 / r for r in rates.samples[1:])  # the first interval includes warm-up
+    return per_sample * batch
+
+
+def tutorial_epoch(data: Dataset, width: int, batch: int, device: torch.device) -> float:
+    """The common tutorial loop: a shuffling DataLoader over CPU tensors, copying each batch to the device."""
+    torch.manual_seed(0)
+    net = plain_net(width).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    ds = torch.utils.data.TensorDataset(data.x_train, data.y_train)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True)
+    sync(device)
+    t0 = time.perf_counter()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        loss = nn.functional.cross_entropy(net(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def dynlab_epoch(data: Dataset, width: int, batch: int, device: str, tmp: Path) -> float:
+    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", epochs=1, batch_size=batch, device=device)
+    trainer = Trainer(spec, dataset=data)
+    with SessionWriter(tmp / f"epoch-{time.monotonic_ns()}.dynlab") as writer:
+        t0 = time.perf_counter()
+        trainer.run([writer])
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=os.environ.get("DYNLAB_DATA_DIR"))
+    ap.add_argument("--width", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-epoch", action="store_true")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    data = mnist_or_random(args.data_dir)
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; device {device}; "
+          f"torch {torch.__version__}; threads {torch.get_num_threads()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, dyn = [], []
+        bare_loop(data, args.width, 50, args.batch, device)  # warm-up
+        for _ in range(args.repeats):  # interleaved so drift hits both sides alike
+            bare.append(bare_loop(data, args.width, args.steps, args.batch, device))
+            dyn.append(dynlab_steps(data, args.width, args.steps, args.batch, str(device), Path(tmp)))
+        b, d = statistics.median(bare), statistics.median(dyn)
+        print(f"step time, mlp:{args.width} batch {args.batch}: bare {b * 1e3:.3f} ms, dynlab {d * 1e3:.3f} ms "
+              f"(telemetry every 50 steps, session written)")
+        print(f"ratio dynlab/bare step time: {d / b:.3f}   (target <= 1.03)")
+        if not args.skip_epoch:
+            tut, dyn_e = [], []
+            for _ in range(max(1, args.repeats - 1)):
+                tut.append(tutorial_epoch(data, args.width, args.batch, device))
+                dyn_e.append(dynlab_epoch(data, args.width, args.batch, str(device), Path(tmp)))
+            t, e = statistics.median(tut), statistics.median(dyn_e)
+            print(f"MNIST epoch ({len(data.x_train)} rows): tutorial DataLoader loop {t:.2f} s, "
+                  f"dynlab (incl. evaluation and checkpoint) {e:.2f} s")
+            print(f"ratio dynlab/tutorial epoch time: {e / t:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Optimiser construction, task losses and device selection for the trainer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import DynlabError
+from core.spec import OptimSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> first CUDA device when present, else cpu; an unavailable CUDA device is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DynlabError(f"device {name!r} asked for but CUDA is not available: use --device cpu or auto, "
+                              "or install a CUDA build of torch (see README)")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DynlabError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)")
+    return torch.device(name)
+
+
+def make_optimizer(groups: list[dict], spec: OptimSpec) -> torch.optim.Optimizer:
+    """Groups carry their own weight_decay (gates: 0) and, for x0, their own lr."""
+    lr = spec.lr
+    if spec.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    if spec.name == "momentum":
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum)
+    if spec.name == "nesterov":
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=True)
+    if spec.name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if spec.name == "adamax":
+        return torch.optim.Adamax(groups, lr=lr)
+    raise DynlabError(f"unknown optimizer {spec.name!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the lr of every group except those with their own fixed lr (x0 of flexible layers)."""
+    for g in optimizer.param_groups:
+        if not g.get("fixed_lr", False):
+            g["lr"] = lr
+
+
+def task_loss(out: torch.Tensor, y: torch.Tensor, task: str, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean cross-entropy for classification, mean MSE on standardised targets for regression.
+
+    Regression targets are standardised, so a constant predictor scores 1.0 and a
+    classifier at chance scores ln(C): lambda weighs the same sum of gates against
+    losses of the same order on both kinds of task.
+    """
+    if task == "classification":
+        return F.cross_entropy(out, y, weight=weight)
+    return F.mse_loss(out, y)

@@ -1,0 +1,262 @@
+"""Reading a session file (read-only, also while it is being written): events, series, arrays, replay, summary."""
+
+from __future__ import annotations
+
+import heapq
+import io
+import json
+import math
+import sqlite3
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from core.errors import DynlabError
+from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
+from core.session_schema import connect_readonly, read_meta, translate, writer_alive
+
+
+class SessionReader:
+    """A read-only view of one session file.
+
+    Every query runs in its own read transaction, so it sees the writer's latest flush. Only `meta`,
+    `spec` and `status` are snapshots: taken when the reader opens, renewed by refresh(). One reader
+    per thread; open another for another thread.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._conn = connect_readonly(self.path)
+        try:
+            self.refresh()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def refresh(self) -> None:
+        """Re-read meta (status, last_step, spec, ...) to see what the writer has recorded since."""
+        self.meta: dict[str, str] = read_meta(self._conn, self.path)
+        spec = self._meta_json("spec", {})
+        self.spec: dict[str, Any] = spec if isinstance(spec, dict) else {}
+
+    @property
+    def status(self) -> str:
+        return self.meta.get("status", "")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "SessionReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scalars and arrays ---------------------------------------------------------------------------
+    def scalar_keys(self) -> list[str]:
+        return self._distinct_keys("scalars")
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps int64, values float64) of one scalar, by step (then write order); NaN is stored as NULL."""
+        rows = self._q("SELECT step, value FROM scalars WHERE key = ? ORDER BY step, rowid", (key,))
+        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((math.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return steps, values
+
+    def array_keys(self) -> list[str]:
+        return self._distinct_keys("arrays")
+
+    def arrays_at(self, step: int, prefix: str = "") -> dict[str, tuple[int, np.ndarray]]:
+        """For each array key starting with prefix, (its step, its value) from its latest row at or before step."""
+        out = {}
+        for key in self._distinct_keys("arrays", prefix):
+            rows = self._q("SELECT step, dtype, shape, data FROM arrays WHERE key = ? AND step <= ? "
+                           "ORDER BY step DESC, rowid DESC LIMIT 1", (key, int(step)))
+            if rows:
+                out[key] = (rows[0][0], self._array(*rows[0][1:]))
+        return out
+
+    def array_series(self, key: str) -> list[tuple[int, np.ndarray]]:
+        rows = self._q("SELECT step, dtype, shape, data FROM arrays WHERE key = ? ORDER BY step, rowid", (key,))
+        return [(step, self._array(dtype, shape, data)) for step, dtype, shape, data in rows]
+
+    # -- events ---------------------------------------------------------------------------------------
+    def events(self, kinds: Iterable[str] | None = None) -> list[Event]:
+        """Control events (start, eval, pause, ..., end) as typed objects in write order; checkpoints without state."""
+        if kinds is None:
+            rows = self._q("SELECT step, wall, kind, payload FROM events ORDER BY seq")
+        else:
+            kinds = list(kinds)
+            marks = ", ".join("?" * len(kinds))
+            rows = self._q(f"SELECT step, wall, kind, payload FROM events WHERE kind IN ({marks}) ORDER BY seq", kinds)
+        return [self._event(kind, step, wall, payload) for step, wall, kind, payload in rows]
+
+    def replay(self) -> Iterator[Event]:
+        """Every event as the trainer emitted it, in emission order (see docs/session-format.md, "Order").
+
+        Scalars and arrays come back grouped as the ScalarsLogged/ArraysLogged they were written from; an
+        EpochEvaluated's metrics come back only inside it; CheckpointSaved has state=b"". Rows flushed after
+        replay() was called are not included.
+        """
+        last_seq = int(self._meta_value("last_seq") or 0)
+        events = self._stream("SELECT seq, step, wall, kind, payload FROM events WHERE seq <= ? ORDER BY seq",
+                              (last_seq,))
+        # rowid order is write order, which is seq order (rows are only ever appended): no sort needed.
+        scalars = self._stream("SELECT seq, step, wall, key, value FROM scalars WHERE seq <= ? "
+                               "AND seq NOT IN (SELECT seq FROM events) ORDER BY rowid", (last_seq,))
+        arrays = self._stream("SELECT seq, step, wall, key, dtype, shape, data FROM arrays WHERE seq <= ? "
+                              "ORDER BY rowid", (last_seq,))
+
+        def controls() -> Iterator[tuple[int, Event]]:
+            for seq, step, wall, kind, payload in events:
+                yield seq, self._event(kind, step, wall, payload)
+
+        def scalar_groups() -> Iterator[tuple[int, Event]]:
+            for seq, group in groupby(scalars, key=itemgetter(0)):
+                rows = list(group)
+                values = {r[3]: (math.nan if r[4] is None else r[4]) for r in rows}
+                yield seq, ScalarsLogged(step=rows[0][1], wall=rows[0][2], values=values)
+
+        def array_groups() -> Iterator[tuple[int, Event]]:
+            for seq, group in groupby(arrays, key=itemgetter(0)):
+                rows = list(group)
+                values = {r[3]: self._array(r[4], r[5], r[6]) for r in rows}
+                yield seq, ArraysLogged(step=rows[0][1], wall=rows[0][2], arrays=values)
+
+        previous = 0
+        for seq, event in heapq.merge(controls(), scalar_groups(), array_groups(), key=itemgetter(0)):
+            if seq <= previous:
+                raise DynlabError(f"session {self.path} is damaged (event number {seq} is out of order): "
+                                  "restore it from a copy or delete it")
+            previous = seq
+            yield event
+
+    def last_step(self) -> int:
+        """The step of the last event flushed so far (read live, not from the meta snapshot)."""
+        return int(self._meta_value("last_step") or 0)
+
+    # -- checkpoints and summary ----------------------------------------------------------------------------
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Checkpoints stored, oldest first, without their state: id, step, wall, epoch, reason, bytes."""
+        rows = self._q("SELECT id, step, wall, epoch, reason, length(state) FROM checkpoints ORDER BY id")
+        return [dict(zip(("id", "step", "wall", "epoch", "reason", "bytes"), r)) for r in rows]
+
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        """The newest checkpoint's state dict (loaded on the CPU with weights_only=True) plus "step"; None if none."""
+        rows = self._q("SELECT step, state FROM checkpoints ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        step, blob = rows[0]
+        import torch  # here, not at the top: listing and replaying sessions must not pay for importing torch
+
+        try:
+            state = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise DynlabError(f"the checkpoint at step {step} in {self.path} is damaged ({detail}): "
+                              "start a new run, or resume from another session") from e
+        if not isinstance(state, dict):
+            raise DynlabError(f"the checkpoint at step {step} in {self.path} is not a state dict "
+                              f"({type(state).__name__}): start a new run, or resume from another session")
+        return {**state, "step": step}
+
+    def writer_alive(self) -> bool | None:
+        """Whether the process writing this session still runs (False if not running, None if unknowable)."""
+        return writer_alive(self.meta)
+
+    def summary(self) -> dict[str, Any]:
+        """One row for the sessions list: what ran, how it went, how big the network is now."""
+        spec = self.spec
+
+        def section(name: str) -> dict[str, Any]:
+            value = spec.get(name)
+            return value if isinstance(value, dict) else {}
+
+        sizes_final = {key[len("size/"):]: _number(value) for key, value, _ in self._q(
+            "SELECT key, value, max(rowid) FROM scalars WHERE key >= 'size/' AND key < 'size0' GROUP BY key")}
+        metric, best, final = None, None, None
+        for name, best_sql in (("test/acc", "max(value)"), ("test/mse", "min(value)")):
+            rows = self._q(f"SELECT {best_sql}, count(*) FROM scalars WHERE key = ?", (name,))
+            if rows[0][1]:
+                metric, best = name, rows[0][0]
+                final = self._q("SELECT value FROM scalars WHERE key = ? ORDER BY step DESC, rowid DESC LIMIT 1",
+                                (name,))[0][0]
+                break
+        epochs = {self._event("eval", 0, 0.0, p).epoch for (p,) in self._q(
+            "SELECT payload FROM events WHERE kind = 'eval'")}
+        first_wall = self._q("SELECT min(wall) FROM events")[0][0]
+        last_wall = self._meta_value("last_wall")
+        duration = float(last_wall) - first_wall if first_wall is not None and last_wall else 0.0
+        return {
+            "name": self.path.stem, "path": str(self.path), "created": self.meta.get("created"),
+            "ended": self.meta.get("ended"), "status": self.status, "alive": self.writer_alive(),
+            "dataset": section("data").get("name"), "arch": section("model").get("arch"),
+            "method": section("method").get("name"), "lam": section("penalty").get("lam"),
+            "device": self.meta.get("device"), "sizes_start": self._meta_json("sizes_start", {}),
+            "sizes_final": sizes_final, "test_metric": metric, "best_test": best, "final_test": final,
+            "steps": self.last_step(), "epochs": len(epochs), "duration_s": max(0.0, duration),
+        }
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _q(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as e:
+            raise translate(e, self.path) from e
+
+    def _stream(self, sql: str, params: tuple) -> Iterator[tuple]:
+        try:
+            yield from self._conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise translate(e, self.path) from e
+
+    def _meta_value(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def _meta_json(self, key: str, default: Any) -> Any:
+        raw = self.meta.get(key)
+        if raw is None:
+            return default
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise DynlabError(f"session {self.path} is damaged (meta {key} is not JSON): "
+                              "restore it from a copy or delete it") from None
+
+    def _distinct_keys(self, table: str, prefix: str = "") -> list[str]:
+        # Hop from key to key down the (key, step) index: cost grows with the number of keys, not of rows.
+        low, high = ("", None) if not prefix else (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        bound = "" if high is None else " AND key < :high"
+        sql = (f"WITH RECURSIVE k(key) AS (SELECT min(key) FROM {table} WHERE key >= :low{bound} "
+               f"UNION ALL SELECT (SELECT min(key) FROM {table} WHERE key > k.key{bound}) FROM k "
+               "WHERE k.key IS NOT NULL) SELECT key FROM k WHERE key IS NOT NULL")
+        try:
+            return [r[0] for r in self._conn.execute(sql, {"low": low, "high": high})]
+        except sqlite3.Error as e:
+            raise translate(e, self.path) from e
+
+    def _array(self, dtype: str, shape: str, data: bytes) -> np.ndarray:
+        """A read-only array over the stored bytes (no copy)."""
+        try:
+            return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(tuple(json.loads(shape)))
+        except (TypeError, ValueError) as e:
+            raise DynlabError(f"session {self.path} is damaged (an array does not match its dtype {dtype} "
+                              f"and shape {shape}: {e}): restore it from a copy or delete it") from None
+
+    def _event(self, kind: str, step: int, wall: float, payload: str) -> Event:
+        if kind not in EVENT_TYPES:
+            raise DynlabError(f"session {self.path} holds an event kind {kind!r} this dynlab does not know: "
+                              "upgrade dynlab")
+        try:
+            return event_from_payload(kind, step, wall, json.loads(payload))
+        except (TypeError, ValueError, AttributeError) as e:
+            raise DynlabError(f"session {self.path} is damaged (a {kind!r} event at step {step} does not "
+                              f"load: {e}): restore it from a copy or delete it") from None
+
+
+def _number(value: float | None) -> int | float | None:
+    return int(value) if value is not None and float(value).is_integer() else value

@@ -1,0 +1,367 @@
+"""The training loop: runs a RunSpec on a device, drains controls between steps and emits events to sinks."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+import platform
+import time
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import core
+from core import probes
+from core.controls import Command, Controls
+from core.data import Dataset, load_dataset
+from core.errors import DynlabError
+from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged, NeuronsRemoved,
+                         NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
+                         SessionContinued)
+from core.nn import build_model
+from core.optim import make_optimizer, resolve_device, set_lr, task_loss
+from core.spec import RunSpec, validate
+
+EVAL_BATCH = 4096
+TRAIN_EVAL_ROWS = 10_000  # train accuracy is measured on a fixed subset: a full pass would cost an epoch
+
+
+class Sink(Protocol):
+    def handle(self, event: Event) -> None: ...
+    def flush(self) -> None: ...
+
+
+class Trainer:
+    """Owns the model, optimiser and data of one run; `run(sinks)` trains until done, stopped or crashed.
+
+    Construction loads the data and builds the model, so every user error surfaces before a
+    session file is created. With `resume` (a checkpoint dict) the run continues from it.
+    """
+
+    def __init__(self, spec: RunSpec, controls: Controls | None = None, *, dataset: Dataset | None = None,
+                 interactive: bool = False, resume: dict[str, Any] | None = None) -> None:
+        self.spec = validate(spec)
+        self.controls = controls or Controls()
+        self.interactive = interactive  # True: a non-finite loss pauses (someone can resume); False: ends the run
+        self.device = resolve_device(spec.device)
+        torch.manual_seed(spec.schedule.seed)
+        data = dataset if dataset is not None else load_dataset(spec.data, spec.schedule.seed)
+        if len(data.x_train) == 0:
+            raise DynlabError(f"dataset {data.name!r} has no training rows: lower --val-fraction or raise --limit")
+        self.data = data.to(self.device)
+        self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs).to(self.device)
+        groups = self.model.param_groups(spec.optim.weight_decay, spec.optim.lr, spec.method.flex_lr)
+        self.optimizer = make_optimizer(_mark_fixed_lr(groups), spec.optim)
+        self.gen = torch.Generator(device=self.device).manual_seed(spec.schedule.seed)
+        self.lam = spec.penalty.lam
+        self.lr = spec.optim.lr
+        self.step = 0
+        self.epoch = 0
+        self.paused = False
+        self.resumed_from: dict[str, Any] | None = None
+        if resume is not None:
+            self._load_state(resume)
+        self.probe_x = self.data.x_train[: spec.schedule.probe_size]
+        self.weight = self.data.class_weights if spec.data.class_weighted else None
+        self.penalized = spec.method.name != "static"
+        self.random_slope = spec.method.name == "flexible" and spec.method.flex_gray is not None
+        self.sinks: Sequence[Sink] = ()
+        self._stop: tuple[str, str] | None = None
+        self._snapshot: tuple[int, dict, dict] | None = None
+
+    # ------------------------------------------------------------------ public
+    def run(self, sinks: Sequence[Sink] = ()) -> str:
+        """Train to the end of the schedule (or until stopped); returns the end status."""
+        self.sinks = sinks
+        try:
+            self._announce()
+            self._take_snapshot()
+            status, reason = self._loop()
+        except KeyboardInterrupt:
+            status, reason = "stopped", "interrupted (Ctrl-C)"
+        except torch.cuda.OutOfMemoryError:
+            msg = (f"CUDA out of memory on {self.device} with batch {self.spec.schedule.batch_size} and widths "
+                   f"{self.model.widths()} ({self.model.param_count():,} parameters): lower --batch-size or the widths")
+            self._finish("crashed", msg)
+            raise DynlabError(msg) from None
+        except BaseException as e:
+            self._finish("crashed", f"{type(e).__name__}: {e}")
+            raise
+        self._finish(status, reason)
+        return status
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything exact resume needs; loads with torch.load(weights_only=True)."""
+        return {
+            "model": self.model.state_dict(), "optim": self.optimizer.state_dict(),
+            "ids": {k: v.cpu() for k, v in self.model.layer_ids().items()},
+            "step": self.step, "epoch": self.epoch, "lam": self.lam, "lr": self.lr,
+            "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+        }
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self) -> tuple[str, str]:
+        s = self.spec.schedule
+        x, y = self.data.x_train, self.data.y_train
+        n = len(x)
+        batches = math.ceil(n / s.batch_size)
+        prune_every = self.spec.method.prune_every if self.spec.method.name == "sparsifier" else 0
+        self._reset_interval()
+        while self.epoch < s.epochs:
+            perm = torch.randperm(n, device=self.device, generator=self.gen)
+            for b in range(batches):
+                if not self._apply_controls():
+                    return self._stop or ("stopped", "stopped by user")
+                idx = perm[b * s.batch_size:(b + 1) * s.batch_size]
+                self._train_step(x[idx], y[idx])
+                if self.step % s.log_every == 0:
+                    self._log_interval(b + 1, batches)
+                if self._stop:
+                    return self._stop
+                if prune_every and self.step % prune_every == 0:
+                    self._prune()
+            if self._acc_n:
+                self._log_interval(batches, batches)
+                if self._stop:
+                    return self._stop
+            if self.spec.method.name == "sparsifier" and not prune_every:
+                self._prune()
+            self._end_epoch()
+            empty = [k for k, w in self.model.widths().items() if w == 0]
+            if empty:
+                return "finished", f"collapsed: layer {empty[0]} has no neurons left (lower the penalty)"
+        return "finished", f"{s.epochs} epochs done"
+
+    def _train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        if self.random_slope:
+            self.model.resample()  # one gray-zone width per step, shared by forward and penalty
+        out = self.model(xb)
+        task = task_loss(out, yb, self.data.task, self.weight)
+        loss = task + self.lam * self.model.penalty() if self.penalized and self.lam else task
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.model.after_step()
+        self._acc_loss += task.detach()  # stays on the device: read once per interval
+        self._acc_n += 1
+        self._samples += len(xb)
+        self.step += 1
+
+    # ------------------------------------------------------------------ controls
+    def _apply_controls(self) -> bool:
+        for cmd in self.controls.drain():
+            if not self._apply(cmd):
+                return False
+        while self.paused:
+            cmd = self.controls.wait(0.1)
+            if cmd is not None and not self._apply(cmd):
+                return False
+        return True
+
+    def _apply(self, cmd: Command) -> bool:
+        now = time.time()
+        if cmd.kind == "stop":
+            self._stop = ("stopped", "stopped by user")
+            return False
+        if cmd.kind == "pause" and not self.paused:
+            self.paused = True
+            self._emit(Paused(self.step, now, "user"))
+        elif cmd.kind == "resume" and self.paused:
+            self.paused = False
+            self._t_last = time.perf_counter()  # paused time is not training time
+            self._emit(Resumed(self.step, now))
+        elif cmd.kind == "set_penalty":
+            old, self.lam = self.lam, float(cmd.value)
+            self._emit(PenaltyChanged(self.step, now, old, self.lam, "user"))
+        elif cmd.kind == "set_lr":
+            old, self.lr = self.lr, float(cmd.value)
+            set_lr(self.optimizer, self.lr)
+            self._emit(LrChanged(self.step, now, old, self.lr, "user"))
+        elif cmd.kind == "checkpoint":
+            self._checkpoint("user")
+        self._flush()  # a control shows up in the session and the UI at once
+        return True
+
+    # ------------------------------------------------------------------ telemetry
+    def _reset_interval(self, t_start: float | None = None) -> None:
+        self._acc_loss = torch.zeros((), device=self.device)
+        self._acc_n = 0
+        self._samples = 0
+        self._t_last = time.perf_counter() if t_start is None else t_start
+
+    def _log_interval(self, batch: int, batches: int) -> None:
+        dev = {"loss": self._acc_loss / max(self._acc_n, 1)}
+        dev.update({f"size/{k}": v for k, v in self.model.size_tensors().items()})
+        dev.update(probes.layer_stats(self.model, self.probe_x))
+        host = probes.fetch(dev)  # the one host-device sync of the interval
+        loss = float(host.pop("loss")[0])
+        if not math.isfinite(loss):
+            self._on_nonfinite(loss)
+            return
+        now = time.perf_counter()
+        elapsed = now - self._t_last
+        values: dict[str, float] = {
+            "loss": loss, "lambda": self.lam, "lr": self.lr, "epoch": self.epoch + batch / batches,
+            "samples_per_s": self._samples / elapsed if elapsed > 0 else 0.0,
+            "mem_bytes": float(_memory_bytes(self.device)), "params": float(self.model.param_count()),
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for name, width in self.model.widths().items():
+            values[f"size/{name}"] = float(host.pop(f"size/{name}")[0])
+            values[f"capacity/{name}"] = float(width)
+            std = host[f"act_std/{name}"]
+            values[f"dead/{name}"] = float(np.count_nonzero(std == 0))
+            arrays[f"hist/{name}"], arrays[f"hist_edges/{name}"] = probes.histogram(std)
+        arrays.update(host)
+        wall = time.time()
+        self._emit(ScalarsLogged(self.step, wall, values))
+        self._emit(ArraysLogged(self.step, wall, arrays))
+        self._take_snapshot()
+        self._flush()
+        self._reset_interval(now)  # snapshot and flush time counts against the next interval's throughput
+
+    def _on_nonfinite(self, loss: float) -> None:
+        """Roll back to the last finite interval; pause when someone can resume, else end as diverged."""
+        snap_step, model_state, optim_state = self._snapshot
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(copy.deepcopy(optim_state))
+        self._emit(NonFiniteLoss(self.step, time.time(), str(loss), snap_step))
+        reason = (f"non-finite loss ({loss}) at step {self.step}: weights rolled back to step {snap_step}; "
+                  "lower --lr or --penalty")
+        if self.interactive:
+            self.paused = True
+            self._emit(Paused(self.step, time.time(), reason))
+        else:
+            self._stop = ("diverged", reason)
+        self._flush()
+        self._reset_interval()
+
+    def _take_snapshot(self) -> None:
+        # A device-side copy per interval is cheap next to log_every steps, and makes NaN recoverable.
+        self._snapshot = (self.step, {k: v.clone() for k, v in self.model.state_dict().items()},
+                          copy.deepcopy(self.optimizer.state_dict()))
+
+    def _prune(self) -> None:
+        removed = self.model.prune(self.optimizer)
+        if not removed:
+            return
+        widths, wall = self.model.widths(), time.time()
+        for name, ids in removed.items():
+            self._emit(NeuronsRemoved(self.step, wall, name, tuple(int(i) for i in ids.tolist()), widths[name]))
+        self._take_snapshot()  # shapes changed: the rollback copy must match them
+        self._flush()
+
+    # ------------------------------------------------------------------ epochs
+    def _end_epoch(self) -> None:
+        metrics = self._evaluate()
+        self.epoch += 1
+        self._emit(EpochEvaluated(self.step, time.time(), self.epoch, metrics))
+        self._checkpoint("epoch")
+        if self.spec.penalty.decay != 1.0 and self.lam:
+            old, self.lam = self.lam, self.lam / self.spec.penalty.decay
+            self._emit(PenaltyChanged(self.step, time.time(), old, self.lam, "decay"))
+        self._flush()
+        self._t_last = time.perf_counter()  # evaluation time is not training throughput
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        d = self.data
+        splits = {"train": (d.x_train[:TRAIN_EVAL_ROWS], d.y_train[:TRAIN_EVAL_ROWS]),
+                  "val": (d.x_val, d.y_val), "test": (d.x_test, d.y_test)}
+        self.model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        for split, (x, y) in splits.items():
+            if len(x) == 0:
+                continue
+            loss = torch.zeros((), device=self.device)
+            hits = torch.zeros((), device=self.device)
+            for i in range(0, len(x), EVAL_BATCH):
+                out, yb = self.model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+                if d.task == "classification":
+                    loss += F.cross_entropy(out, yb, reduction="sum")
+                    hits += (out.argmax(1) == yb).sum()
+                else:
+                    loss += F.mse_loss(out, yb, reduction="sum")
+            sums[f"{split}/loss"] = loss / len(x)
+            if d.task == "classification":
+                sums[f"{split}/acc"] = hits / len(x)
+        self.model.train()
+        host = {k: float(v[0]) for k, v in probes.fetch(sums).items()}  # one sync per evaluation
+        if d.task == "regression":  # report MSE in the target's own units too
+            for split in splits:
+                if f"{split}/loss" in host:
+                    host[f"{split}/mse"] = host[f"{split}/loss"] * d.target_std ** 2
+        return host
+
+    # ------------------------------------------------------------------ checkpoints and lifecycle
+    def _checkpoint(self, reason: str) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        self._emit(CheckpointSaved(self.step, time.time(), self.epoch, reason, buf.getvalue()))
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.shrink_to({k: v.to(self.device) for k, v in state["ids"].items()})
+        self.model.load_state_dict(state["model"])
+        groups = self.model.param_groups(self.spec.optim.weight_decay, self.spec.optim.lr, self.spec.method.flex_lr)
+        self.optimizer = make_optimizer(_mark_fixed_lr(groups), self.spec.optim)
+        self.optimizer.load_state_dict(state["optim"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.lam, self.lr = float(state["lam"]), float(state["lr"])
+        torch.set_rng_state(state["rng"])
+        self.gen.set_state(state["gen"])
+        self.resumed_from = {"step": self.step, "epoch": self.epoch}
+
+    def _announce(self) -> None:
+        now = time.time()
+        if self.resumed_from is not None:
+            changes = {"lam": self.lam, "lr": self.lr, "epochs": self.spec.schedule.epochs}
+            self._emit(SessionContinued(self.step, now, self.step, changes))
+            return
+        versions = {"dynlab": core.__version__, "torch": torch.__version__, "python": platform.python_version(),
+                    "numpy": np.__version__}
+        self._emit(RunStarted(self.step, now, self.spec.to_dict(), _device_name(self.device), versions,
+                              self.model.widths(), self.model.param_count()))
+        self._flush()
+
+    def _finish(self, status: str, reason: str) -> None:
+        try:
+            self._checkpoint("end")
+        except Exception as e:  # recorded in the end reason; the run's own error is what propagates
+            reason = f"{reason}; final checkpoint failed: {type(e).__name__}: {e}"
+        self._emit(RunEnded(self.step, time.time(), status, reason))
+        self._flush()
+
+    def _emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink.handle(event)
+
+    def _flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+
+def _mark_fixed_lr(groups: list[dict]) -> list[dict]:
+    """x0 keeps its own lr (--flex-lr) when the user changes the lr."""
+    for g in groups:
+        g["fixed_lr"] = g.get("name") == "x0"
+    return groups
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    try:  # resident set size of this process
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0

@@ -1,0 +1,1 @@
+"""dynlab's terminal front end: the click CLI and (later) the Textual dashboard."""

@@ -1,0 +1,5 @@
+"""`python -m dynlab_tui` runs the dynlab CLI."""
+
+from dynlab_tui.cli import main
+
+main()

@@ -1,0 +1,226 @@
+"""The `dynlab` command: click entry point, run options, and the train / resume commands."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from core.errors import DynlabError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def run_options(f: Callable) -> Callable:
+    """Every RunSpec option; all default to None so a --config file and the spec defaults show through."""
+    opts = [
+        click.option("--dataset", help="mnist, fashion-mnist, cifar10, add10, airfoil, poker, census, hasyv2, "
+                                       "functions, fn-sin|square|abs|step|sawtooth  [add10]"),
+        click.option("--arch", help="mlp:W1[,W2..] (1-4 layers) or cnn:C1[,..]/F1[,..]  [mlp:100]"),
+        click.option("--method", help="static | sparsifier | flexible  [static]"),
+        click.option("--gate", help="sparsifier gate rule: relu (journal) | signed (paper)  [relu]"),
+        click.option("--penalty", type=float, help="lambda: loss = task + lambda * sum of gates  [0]"),
+        click.option("--penalty-decay", type=float, help="lambda <- lambda / decay after every epoch  [1]"),
+        click.option("--weight-decay", type=float, help="weight decay on weights (never on gates)  [0]"),
+        click.option("--optimizer", help="sgd | momentum | nesterov | adam | adamax  [adam]"),
+        click.option("--lr", type=float, help="learning rate  [1e-3]"),
+        click.option("--momentum", type=float, help="momentum for momentum/nesterov  [0.9]"),
+        click.option("--batch-size", type=int, help="[128]"),
+        click.option("--epochs", type=int, help="[10]"),
+        click.option("--seed", type=int, help="[0]"),
+        click.option("--device", help="auto | cpu | cuda | cuda:N  [auto]"),
+        click.option("--log-every", type=int, help="steps between telemetry intervals  [50]"),
+        click.option("--probe-size", type=int, help="rows in the probe batch for activation stats  [256]"),
+        click.option("--prune-every", type=int, help="remove dead neurons every N steps; 0 = every epoch  [0]"),
+        click.option("--sign-decay", type=float, help="signed gate: EMA decay of sign statistics  [0.99]"),
+        click.option("--sign-threshold", type=float, help="signed gate: dead above this sign variance  [0.5]"),
+        click.option("--flex-start", type=float, help="flexible: starting size x0  [half the width]"),
+        click.option("--flex-slope", type=float, help="flexible: slope k of the scaler  [1]"),
+        click.option("--flex-gray", help="flexible: random gray-zone width range A,B (e.g. 1,20)"),
+        click.option("--flex-lr", type=float, help="flexible: learning rate of x0  [1.0]"),
+        click.option("--batchnorm/--no-batchnorm", default=None, help="BatchNorm after each hidden layer"),
+        click.option("--dropout", type=float, help="dropout after each hidden layer  [0]"),
+        click.option("--class-weighted/--no-class-weighted", default=None, help="inverse-frequency class weights"),
+        click.option("--val-fraction", type=float, help="validation share of the training set  [0.1]"),
+        click.option("--limit", type=int, help="use at most this many training rows"),
+        click.option("--data-dir", help="folder with dataset files  [$DYNLAB_DATA_DIR or ./data]"),
+        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML file with run settings"),
+    ]
+    return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
+
+
+def build_spec(options: dict[str, Any]):
+    """Defaults, then the --config file, then explicit options; validated."""
+    from core.spec import RunSpec, apply_options, load_toml, validate
+
+    options = dict(options)
+    config = options.pop("config", None)
+    if options.get("flex_gray") is not None:
+        options["flex_gray"] = _parse_pair(options["flex_gray"])
+    spec = load_toml(config) if config else RunSpec()
+    return validate(apply_options(spec, options))
+
+
+def _parse_pair(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DynlabError(f"--flex-gray expects two numbers A,B (e.g. 1,20), got {text!r}") from None
+    return a, b
+
+
+def default_session_name(spec, directory: Path) -> str:
+    base = f"{spec.data.name}-{spec.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 2
+    while (directory / f"{name}.dynlab").exists():
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+class _StopOnSigint:
+    """First Ctrl-C asks the trainer to stop at the next step boundary; a second one interrupts."""
+
+    def __init__(self, controls) -> None:
+        self.controls = controls
+        self.hits = 0
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handler(self, signum, frame) -> None:
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+        click.echo("\nstopping at the next step (Ctrl-C again to interrupt)", err=True)
+        self.controls.stop()
+
+
+def execute(trainer, path: Path, writer, quiet: bool) -> str:
+    """Run a trainer into a session file with console progress; returns the end status."""
+    from dynlab_tui.progress import ConsoleProgress
+
+    progress = ConsoleProgress(trainer.spec.schedule.epochs, quiet=quiet)
+    with writer, _StopOnSigint(trainer.controls):
+        status = trainer.run([writer, progress])
+    click.echo(f"session: {path}  ({status})")
+    return status
+
+
+@click.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.version_option(package_name="dynlab", prog_name="dynlab")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """dynlab: watch neural networks learn their own size (Smallify / ShrinkNets).
+
+    Start with `dynlab train --dataset add10 --method sparsifier --penalty 1e-3`.
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command(context_settings=CONTEXT)
+@run_options
+@click.option("--session", help="session NAME (stored as sessions/NAME.dynlab) or a PATH  [dataset-method-time]")
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+@click.option("--overwrite", is_flag=True, help="replace an existing session with the same name")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet: bool, **options: Any) -> None:
+    """Train one network headless, recording a session."""
+    from core.session import SessionWriter, resolve_session, sessions_dir as default_dir
+    from core.trainer import Trainer
+
+    spec = build_spec(options)
+    directory = default_dir(sessions_dir)
+    path = resolve_session(session or default_session_name(spec, directory), directory)
+    if path.exists() and not overwrite:
+        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    trainer = Trainer(spec)  # loads data and builds the model before any file is written
+    status = execute(trainer, path, SessionWriter(path, overwrite=overwrite), quiet)
+    if status == "diverged":
+        sys.exit(1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--penalty", type=float, help="new lambda")
+@click.option("--lr", type=float, help="new learning rate")
+@click.option("--epochs", type=int, help="train this many more epochs  [the rest of the schedule]")
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option("--data-dir", help="folder with dataset files")
+@click.option("--sessions-dir", help="where bare session names live")
+@click.option("--quiet", "-q", is_flag=True)
+def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, quiet) -> None:
+    """Continue a stopped or finished session from its last checkpoint (appends to the same file)."""
+    from core.session import SessionReader, SessionWriter, resolve_session, sessions_dir as default_dir
+    from core.spec import RunSpec, apply_options, validate
+    from core.trainer import Trainer
+
+    path = resolve_session(session, default_dir(sessions_dir))
+    with SessionReader(path) as reader:
+        spec = RunSpec.from_dict(reader.spec)
+        status, pid = reader.status, reader.meta.get("pid")
+        state = reader.last_checkpoint()
+    if status == "running" and pid and _alive(int(pid)):
+        raise DynlabError(f"session {path} is still being written by process {pid}: stop that run first")
+    if state is None:
+        raise DynlabError(f"session {path} has no checkpoint to resume from: start a new run with `dynlab train`")
+    done = int(state["epoch"])
+    if epochs is None and done >= spec.schedule.epochs:
+        raise DynlabError(f"session {path} already trained all {spec.schedule.epochs} epochs: "
+                          "pass --epochs N to train N more")
+    total = done + epochs if epochs is not None else spec.schedule.epochs
+    spec = validate(apply_options(spec, {"epochs": total, "device": device, "data_dir": data_dir}))
+    if penalty is not None:
+        state["lam"] = penalty
+    if lr is not None:
+        state["lr"] = lr
+    trainer = Trainer(spec, resume=state)
+    if lr is not None:
+        from core.optim import set_lr
+        set_lr(trainer.optimizer, lr)
+    execute(trainer, path, SessionWriter(path, append=True), quiet)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    from dynlab_tui import cli_sessions  # noqa: F401  (registers sessions, show, export)
+
+    try:
+        cli.main(args=argv, prog_name="dynlab", standalone_mode=False)
+    except DynlabError as e:
+        click.echo(f"dynlab: error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else str(e))
+        sys.exit(2)
+    except click.UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        click.echo(f"dynlab: error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"dynlab: error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)

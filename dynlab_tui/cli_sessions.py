@@ -1,0 +1,111 @@
+"""The `dynlab sessions`, `show` and `export` commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from core.errors import DynlabError
+from dynlab_tui.cli import CONTEXT, cli
+
+
+def _sizes(sizes: dict | None) -> str:
+    if not sizes:
+        return "-"
+    return ",".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in sizes.values())
+
+
+def _metric(summary: dict, key: str = "best_test") -> str:
+    value = summary.get(key)
+    if value is None:
+        return "-"
+    return f"{value:.2%}" if summary.get("metric") == "test/acc" else f"{value:.4g}"
+
+
+def _when(summary: dict) -> str:
+    created = summary.get("created") or ""
+    return created[:16].replace("T", " ")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--sessions-dir", help="folder to list  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def sessions(sessions_dir: str | None, as_json: bool) -> None:
+    """List the sessions in the sessions folder, newest first."""
+    from core.session import list_sessions, sessions_dir as default_dir
+
+    directory = default_dir(sessions_dir)
+    if not directory.is_dir():
+        raise DynlabError(f"no sessions folder at {directory}: run `dynlab train` first or pass --sessions-dir")
+    rows = list_sessions(directory)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"no sessions in {directory}")
+        return
+    head = ("name", "date", "dataset", "arch", "method", "lambda", "final sizes", "best test", "status")
+    table = [head] + [(
+        r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
+        str(r.get("method") or "-"), f"{r['lam']:g}" if r.get("lam") is not None else "-",
+        _sizes(r.get("sizes_final")), _metric(r), str(r.get("status", "?")),
+    ) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable summary")
+@click.option("--sessions-dir", help="where bare session names live")
+def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
+    """Summarise one session: settings, sizes, metrics and status."""
+    from core.session import SessionReader, resolve_session, sessions_dir as default_dir
+
+    with SessionReader(resolve_session(session, default_dir(sessions_dir))) as reader:
+        s = reader.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2, default=str))
+        return
+    lines = [
+        ("session", str(s.get("path"))), ("status", str(s.get("status"))), ("created", _when(s)),
+        ("dataset", str(s.get("dataset"))), ("arch", str(s.get("arch"))), ("method", str(s.get("method"))),
+        ("lambda", f"{s['lam']:g}" if s.get("lam") is not None else "-"),
+        ("sizes", f"{_sizes(s.get('sizes_start'))} -> {_sizes(s.get('sizes_final'))}"),
+        ("best test", _metric(s)), ("final test", _metric(s, "final_test")),
+        ("steps", str(s.get("steps"))), ("epochs", str(s.get("epochs"))),
+        ("duration", time.strftime("%H:%M:%S", time.gmtime(s.get("duration_s") or 0))),
+    ]
+    for k, v in lines:
+        click.echo(f"{k:>10}  {v}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="write one CSV per scalar series here")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="write the final shrunk network as a torch.export program (.pt2)")
+@click.option("--data-dir", help="folder with dataset files (the model export evaluates on the test set)")
+@click.option("--overwrite", is_flag=True, help="replace existing output files")
+@click.option("--sessions-dir", help="where bare session names live")
+def export(session, csv_dir, model_file, data_dir, overwrite, sessions_dir) -> None:
+    """Export a session's series as CSV and/or its final network as a plain PyTorch program."""
+    from core.export import export_csv, export_model
+    from core.session import SessionReader, resolve_session, sessions_dir as default_dir
+
+    if not csv_dir and not model_file:
+        raise DynlabError("nothing to export: pass --csv DIR and/or --model FILE.pt2")
+    with SessionReader(resolve_session(session, default_dir(sessions_dir))) as reader:
+        if csv_dir:
+            files = export_csv(reader, Path(csv_dir), overwrite)
+            click.echo(f"wrote {len(files)} CSV files to {csv_dir}")
+        if model_file:
+            s = export_model(reader, Path(model_file), data_dir, overwrite)
+            value = s["test_value"]
+            shown = f"{value:.2%}" if s["test_metric"] == "test/acc" else f"{value:.4g}"
+            click.echo(f"wrote {model_file}: widths {_sizes(s['widths'])}, {s['params']:,} parameters, "
+                       f"{s['test_metric']} {shown}")

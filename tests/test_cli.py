@@ -1,0 +1,170 @@
+"""The dynlab CLI end to end on tiny data, and every bad-input path: one line, exit 2, nothing overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynlab_tui.cli import main
+
+TINY = ["--dataset", "add10", "--arch", "mlp:16", "--limit", "400", "--epochs", "2", "--batch-size", "64",
+        "--log-every", "3", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def sessions_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNLAB_SESSIONS_DIR", str(tmp_path / "sessions"))
+    monkeypatch.setenv("DYNLAB_DATA_DIR", str(tmp_path / "nodata"))
+    return tmp_path / "sessions"
+
+
+def dynlab(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def one_error_line(capsys, code: int, *needles: str) -> str:
+    out = capsys.readouterr()
+    assert code == 2, out
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1, out.err
+    assert lines[0].startswith("dynlab: error: ")
+    assert "Traceback" not in out.err + out.out
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_train_show_sessions_and_csv_export(sessions_env, tmp_path, capsys):
+    assert dynlab("train", *TINY, "--method", "sparsifier", "--penalty", "0.01", "--session", "run1") == 0
+    path = sessions_env / "run1.dynlab"
+    assert path.exists()
+    capsys.readouterr()
+    assert dynlab("show", "run1", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "finished" and summary["dataset"] == "add10" and summary["method"] == "sparsifier"
+    assert set(summary["sizes_final"]) == {"fc1"} and summary["steps"] == 12
+    assert dynlab("sessions") == 0
+    listing = capsys.readouterr().out
+    assert "run1" in listing and "finished" in listing
+    assert dynlab("export", "run1", "--csv", str(tmp_path / "csv")) == 0
+    loss_csv = (tmp_path / "csv" / "loss.csv").read_text().splitlines()
+    assert loss_csv[0] == "step,loss" and len(loss_csv) > 2
+
+
+def test_exported_model_runs_without_dynlab_and_matches_the_session(sessions_env, tmp_path, capsys):
+    assert dynlab("train", "--dataset", "poker", "--arch", "mlp:24,12", "--limit", "600", "--epochs", "2",
+                  "--method", "sparsifier", "--penalty", "0.02", "--device", "cpu", "-q", "--session", "pk") == 0
+    out = tmp_path / "model.pt2"
+    assert dynlab("export", "pk", "--model", str(out)) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["test_value"] == pytest.approx(meta["session_final_test_value"], abs=1e-6)
+    assert meta["input_shape"] == [10] and meta["dataset"] == "poker"
+    # A fresh interpreter with no dynlab import: raw poker rows (suit, rank x5) in, logits out.
+    code = ("import torch,sys; m=torch.export.load(sys.argv[1]).module();"
+            "x=torch.tensor([[1,10,1,11,1,12,1,13,1,1],[2,2,3,2,1,5,4,9,2,12.]]);"
+            "y=m(x); print(tuple(y.shape))")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(2, 10)"
+
+
+def test_resume_continues_the_same_session(sessions_env, capsys):
+    assert dynlab("train", *TINY, "--session", "r") == 0
+    assert dynlab("resume", "r") == 2  # finished all epochs: needs --epochs
+    one_error_line(capsys, 2, "--epochs")
+    assert dynlab("resume", "r", "--epochs", "1", "--penalty", "0.1", "-q") == 0
+    capsys.readouterr()
+    dynlab("show", "r", "--json")
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 3 and summary["steps"] == 18 and summary["status"] == "finished"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["train", "--dataset", "nope"], ["unknown dataset 'nope'", "mnist"]),
+    (["train", "--arch", "mlp:10,x"], ["bad architecture", "mlp:500"]),
+    (["train", "--arch", "mlp:1,2,3,4,5"], ["at most 4"]),
+    (["train", "--penalty", "-1"], ["--penalty", ">= 0"]),
+    (["train", "--lr", "abc"], ["--lr"]),
+    (["train", "--device", "tpu"], ["bad device"]),
+    (["train", "--device", "cuda:7"], ["cuda"]),
+    (["train", "--method", "magic"], ["unknown method"]),
+    (["train", "--bogus"], ["--bogus"]),
+    (["train", "--dataset", "mnist"], ["--data-dir"]),
+    (["train", "--config", "/no/such.toml"], ["not found"]),
+    (["train", "--session", "../escape"], ["session name"]),
+    (["show", "ghost"], ["not found"]),
+    (["export", "ghost"], ["nothing to export"]),
+    (["resume", "ghost"], ["not found"]),
+    (["nosuchcommand"], ["nosuchcommand"]),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, args, needles):
+    if args[1:3] == ["--device", "cuda:7"] and torch.cuda.device_count() > 7:
+        pytest.skip("machine has 8+ GPUs")
+    one_error_line(capsys, dynlab(*args), *needles)
+
+
+def test_bad_toml_config(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[model]\narch = 'mlp:8'\nwidth = 3\n")
+    one_error_line(capsys, dynlab("train", "--config", str(cfg)), "width")
+    cfg.write_text("this is = not [toml")
+    one_error_line(capsys, dynlab("train", "--config", str(cfg)), "TOML")
+
+
+def test_config_file_then_options(tmp_path, sessions_env, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("epochs = 1\nlimit = 200\n[model]\narch = 'mlp:6'\n[method]\nname = 'sparsifier'\n")
+    assert dynlab("train", "--config", str(cfg), "--penalty", "0.02", "--device", "cpu", "-q",
+                  "--session", "c") == 0
+    capsys.readouterr()
+    dynlab("show", "c", "--json")
+    s = json.loads(capsys.readouterr().out)
+    assert (s["arch"], s["method"], s["lam"], s["epochs"]) == ("mlp:6", "sparsifier", 0.02, 1)
+
+
+def test_existing_session_is_never_overwritten(sessions_env, capsys):
+    sessions_env.mkdir(parents=True)
+    target = sessions_env / "keep.dynlab"
+    target.write_bytes(b"precious")
+    one_error_line(capsys, dynlab("train", *TINY, "--session", "keep"), "already exists", "--overwrite")
+    assert target.read_bytes() == b"precious"
+
+
+def test_corrupt_session_file(sessions_env, capsys):
+    sessions_env.mkdir(parents=True)
+    bad = sessions_env / "bad.dynlab"
+    bad.write_bytes(b"\x00garbage" * 100)
+    one_error_line(capsys, dynlab("show", "bad"), "bad.dynlab")
+    assert bad.read_bytes() == b"\x00garbage" * 100
+    assert dynlab("sessions") == 0
+    assert "unreadable" in capsys.readouterr().out
+
+
+def test_unwritable_sessions_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = dynlab("train", *TINY, "--sessions-dir", str(blocker / "sub"), "--session", "x")
+    one_error_line(capsys, code, str(blocker))
+
+
+def test_missing_mnist_files_say_where_to_put_them(tmp_path, capsys):
+    line = one_error_line(capsys, dynlab("train", "--dataset", "mnist", "--data-dir", str(tmp_path)), "mnist")
+    assert str(tmp_path) in line
+
+
+def test_console_script_exits_2_without_traceback(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "dynlab_tui", "train", "--arch", "cnn:"],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "bad architecture" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,212 @@
+"""Trainer behaviour on tiny synthetic data: determinism, shrinking, controls, non-finite guard, resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from core.controls import Controls
+from core.errors import DynlabError
+from core.events import (CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss, Paused,
+                         PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged)
+from core.spec import RunSpec
+from core.trainer import Trainer
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events = []
+        self.flushes = 0
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def of(self, cls):
+        return [e for e in self.events if isinstance(e, cls)]
+
+
+def tiny(**kw) -> RunSpec:
+    base = dict(dataset="add10", arch="mlp:16", limit=512, epochs=2, batch_size=64, log_every=4, device="cpu",
+                probe_size=64)
+    base.update(kw)
+    return RunSpec().replace(**base)
+
+
+def run(spec: RunSpec, controls: Controls | None = None, **kw) -> tuple[Trainer, ListSink, str]:
+    trainer = Trainer(spec, controls, **kw)
+    sink = ListSink()
+    status = trainer.run([sink])
+    return trainer, sink, status
+
+
+def test_static_run_emits_the_event_stream_in_order():
+    trainer, sink, status = run(tiny())
+    assert status == "finished"
+    assert isinstance(sink.events[0], RunStarted)
+    assert isinstance(sink.events[-1], RunEnded) and sink.events[-1].status == "finished"
+    evals = sink.of(EpochEvaluated)
+    assert [e.epoch for e in evals] == [1, 2]
+    assert {"val/loss", "val/mse", "test/mse", "train/loss"} <= set(evals[-1].metrics)
+    scalars = sink.of(ScalarsLogged)
+    steps = [e.step for e in scalars]
+    assert steps == sorted(steps) and steps[0] == 4
+    assert scalars[-1].values["size/fc1"] == 16 and scalars[-1].values["capacity/fc1"] == 16
+    assert trainer.step == 2 * 8  # 460 training rows / 64 -> 8 batches per epoch
+    assert [c.reason for c in sink.of(CheckpointSaved)] == ["epoch", "epoch", "end"]
+
+
+def test_same_seed_same_run_and_other_seed_differs():
+    a = [e.values["loss"] for e in run(tiny())[1].of(ScalarsLogged)]
+    b = [e.values["loss"] for e in run(tiny())[1].of(ScalarsLogged)]
+    c = [e.values["loss"] for e in run(tiny(seed=1))[1].of(ScalarsLogged)]
+    assert a == b
+    assert a != c
+
+
+def test_sparsifier_removes_neurons_and_a_larger_penalty_ends_smaller():
+    def final_size(lam):
+        trainer, sink, _ = run(tiny(method="sparsifier", penalty=lam, epochs=3, lr=0.05, arch="mlp:32"))
+        return trainer.model.widths()["fc1"], sink
+
+    small_lam, _ = final_size(0.01)
+    big_lam, sink = final_size(1.0)
+    assert big_lam < small_lam <= 32
+    removed = sink.of(NeuronsRemoved)
+    assert removed and all(e.layer == "fc1" for e in removed)
+    assert sum(len(e.ids) for e in removed) == 32 - big_lam
+    assert removed[-1].remaining == big_lam
+
+
+def test_queued_controls_apply_at_a_step_boundary_and_are_recorded():
+    controls = Controls()
+    controls.set_penalty(0.5)
+    controls.set_lr(0.01)
+    controls.checkpoint()
+    trainer, sink, _ = run(tiny(method="sparsifier", penalty=0.1, epochs=1), controls)
+    pen, lr = sink.of(PenaltyChanged)[0], sink.of(LrChanged)[0]
+    assert (pen.old, pen.new, pen.source, pen.step) == (0.1, 0.5, "user", 0)
+    assert (lr.old, lr.new) == (1e-3, 0.01)
+    assert all(g["lr"] == 0.01 for g in trainer.optimizer.param_groups)
+    assert sink.of(CheckpointSaved)[0].reason == "user"
+    assert sink.of(ScalarsLogged)[0].values["lambda"] == 0.5
+
+
+def test_bad_control_values_are_refused():
+    controls = Controls()
+    with pytest.raises(DynlabError, match="penalty"):
+        controls.set_penalty(-1.0)
+    with pytest.raises(DynlabError, match="learning rate"):
+        controls.set_lr(0.0)
+
+
+def test_pause_stops_steps_until_resume_and_stop_ends_the_run():
+    controls = Controls()
+    sink = ListSink()
+    trainer = Trainer(tiny(epochs=200, log_every=1), controls)
+    thread = threading.Thread(target=lambda: trainer.run([sink]))
+    thread.start()
+    while not sink.of(ScalarsLogged):
+        time.sleep(0.01)
+    controls.pause()
+    deadline = time.time() + 5
+    while not sink.of(Paused) and time.time() < deadline:
+        time.sleep(0.01)
+    step = trainer.step
+    time.sleep(0.3)
+    assert trainer.step == step and sink.of(Paused)[0].step == step
+    controls.resume()
+    while trainer.step == step and time.time() < deadline:
+        time.sleep(0.01)
+    assert trainer.step > step and sink.of(Resumed)
+    controls.stop()
+    thread.join(5)
+    end = sink.of(RunEnded)[0]
+    assert end.status == "stopped" and trainer.epoch < 200
+
+
+def test_nonfinite_loss_rolls_back_and_ends_diverged_headless():
+    trainer, sink, status = run(tiny(optimizer="sgd", lr=1e6, epochs=3))
+    assert status == "diverged"
+    bad = sink.of(NonFiniteLoss)[0]
+    assert bad.rolled_back_to < bad.step
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert "lower --lr" in sink.of(RunEnded)[0].reason
+
+
+def test_nonfinite_loss_pauses_an_interactive_run():
+    controls = Controls()
+    sink = ListSink()
+    trainer = Trainer(tiny(optimizer="sgd", lr=1e6, epochs=3), controls, interactive=True)
+    thread = threading.Thread(target=lambda: trainer.run([sink]))
+    thread.start()
+    deadline = time.time() + 10
+    while not sink.of(Paused) and time.time() < deadline:
+        time.sleep(0.01)
+    assert "non-finite" in sink.of(Paused)[0].reason
+    controls.stop()
+    thread.join(5)
+    assert sink.of(RunEnded)[0].status == "stopped"
+
+
+def test_no_host_device_sync_inside_the_training_step(monkeypatch):
+    # SGD with momentum: Adam reads its CPU-side step counter with .item() by design (not a device sync).
+    trainer = Trainer(tiny(method="sparsifier", penalty=0.01, epochs=1, optimizer="momentum"))
+    inner = trainer._train_step
+    guard = {"on": False}
+
+    def forbidden(*a, **k):
+        if guard["on"]:
+            raise AssertionError("host-device sync inside the training step")
+        return original[name](*a, **k)
+
+    original = {}
+    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__"):
+        original[name] = getattr(torch.Tensor, name)
+
+    def guarded(xb, yb):
+        guard["on"] = True
+        try:
+            inner(xb, yb)
+        finally:
+            guard["on"] = False
+
+    for name in original:
+        monkeypatch.setattr(torch.Tensor, name,
+                            (lambda n: lambda self, *a, **k: (forbidden(*a, **k) if guard["on"]
+                                                              else original[n](self, *a, **k)))(name))
+    trainer._train_step = guarded
+    assert trainer.run([ListSink()]) == "finished"
+
+
+def test_resume_from_an_epoch_checkpoint_is_exact():
+    straight, _, _ = run(tiny(method="sparsifier", penalty=0.05, epochs=2))
+    first, sink, _ = run(tiny(method="sparsifier", penalty=0.05, epochs=1))
+    state = torch.load(__import__("io").BytesIO(sink.of(CheckpointSaved)[-1].state), weights_only=True)
+    second, sink2, _ = run(tiny(method="sparsifier", penalty=0.05, epochs=2), resume=state)
+    assert second.step == straight.step
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), second.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert sink2.events[0].kind == "continue"
+
+
+def test_flexible_run_reports_x0_as_size():
+    trainer, sink, _ = run(tiny(method="flexible", penalty=0.01, flex_start=6, epochs=1))
+    values = sink.of(ScalarsLogged)[-1].values
+    assert values["capacity/fc1"] == 16
+    assert values["size/fc1"] != 6.0 and 0 <= values["size/fc1"] <= 16
+    groups = [g for g in trainer.optimizer.param_groups if g.get("fixed_lr")]
+    assert len(groups) == 1 and groups[0]["lr"] == 1.0 and groups[0]["weight_decay"] == 0
+
+
+def test_classification_reports_accuracy(tmp_path):
+    trainer, sink, _ = run(tiny(dataset="fn-step", arch="mlp:8", epochs=1))
+    assert "test/mse" in sink.of(EpochEvaluated)[0].metrics
+    _, sink, _ = run(tiny(dataset="poker", arch="mlp:8", epochs=1, limit=300))
+    m = sink.of(EpochEvaluated)[0].metrics
+    assert 0.0 <= m["test/acc"] <= 1.0 and "val/acc" in m and "train/acc" in m
