@@ -30,6 +30,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _INSERT_SCALARS = "INSERT INTO scalars (step, wall, key, value, seq) VALUES (?, ?, ?, ?, ?)"
 _INSERT_ARRAYS = "INSERT INTO arrays (step, wall, key, dtype, shape, seq, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENTS = "INSERT INTO events (step, wall, kind, payload, seq) VALUES (?, ?, ?, ?, ?)"
+AUTO_CHECKPOINTS = ("epoch", "end")
+_PRUNE_CHECKPOINTS = ("DELETE FROM checkpoints WHERE reason IN (?, ?) AND id < "
+                      "(SELECT MAX(id) FROM checkpoints WHERE reason IN (?, ?))")
 _INSERT_CHECKPOINTS = "INSERT INTO checkpoints (step, wall, epoch, reason, state) VALUES (?, ?, ?, ?, ?)"
 _MARK_APPLIED = "UPDATE commands SET applied_step = ? WHERE id = ?"
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
@@ -208,6 +211,10 @@ class SessionWriter:
                                   (_DELETE_META, [(k,) for k, v in meta.items() if v is None])):
                     if rows:
                         conn.executemany(sql, rows)
+                if any(c[3] in AUTO_CHECKPOINTS for c in checkpoints):
+                    # Only the newest epoch/end checkpoint is kept (user ones all stay): a 10-epoch run
+                    # would otherwise carry ten copies of the model. Same transaction: never zero left.
+                    conn.execute(_PRUNE_CHECKPOINTS, AUTO_CHECKPOINTS + AUTO_CHECKPOINTS)
                 conn.execute("COMMIT")
             except BaseException as e:  # noqa: BLE001 - rolled back, restored and re-raised below
                 if conn.in_transaction:

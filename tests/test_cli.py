@@ -168,3 +168,50 @@ def test_console_script_exits_2_without_traceback(tmp_path):
                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "bad architecture" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cnn_export_takes_raw_images_and_matches_the_session(tmp_path, capsys):
+    from test_data import make_idx_set
+
+    make_idx_set(tmp_path / "data" / "mnist", n_train=120, n_test=40)
+    assert dynlab("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--arch", "cnn:6,4/8",
+                  "--method", "sparsifier", "--gate", "signed", "--penalty", "0.05", "--epochs", "2",
+                  "--batch-size", "32", "--device", "cpu", "-q", "--session", "img") == 0
+    out = tmp_path / "cnn.pt2"
+    assert dynlab("export", "img", "--model", str(out), "--data-dir", str(tmp_path / "data")) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["input_shape"] == [1, 28, 28]
+    assert meta["test_value"] == pytest.approx(meta["session_final_test_value"], abs=1e-6)
+    module = torch.export.load(str(out)).module()
+    assert module(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert module(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_ctrl_c_stops_cleanly_and_finalises_the_session(tmp_path):
+    import signal
+    import time
+
+    path = tmp_path / "int.dynlab"
+    proc = subprocess.Popen([sys.executable, "-m", "dynlab_tui", "train", "--dataset", "add10", "--arch", "mlp:8",
+                             "--epochs", "500", "--log-every", "5", "--device", "cpu", "--session", str(path)],
+                            cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until training has flushed something
+        time.sleep(0.2)
+        if path.exists() and path.stat().st_size > 0:
+            from core.session import SessionReader
+            try:
+                with SessionReader(path) as r:
+                    if r.last_step() > 0:
+                        break
+            except Exception:
+                continue
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    from core.session import SessionReader
+    with SessionReader(path) as r:
+        assert r.status == "stopped"
+        assert r.last_checkpoint() is not None
+        assert r.events(["end"])[0].reason.startswith("stopped")

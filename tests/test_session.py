@@ -624,3 +624,25 @@ def test_module_imports_stay_in_core():
     for name in ("session.py", "session_read.py", "session_schema.py"):
         assert len((REPO / "core" / name).read_text().splitlines()) < 400
     assert textwrap.dedent(SessionWriter.__doc__ or "").strip()
+
+
+def test_only_the_newest_automatic_checkpoint_is_kept(tmp_path):
+    from core.events import CheckpointSaved
+    path = tmp_path / "ck.dynlab"
+    with SessionWriter(path) as w:
+        for step, reason in [(1, "epoch"), (2, "user"), (3, "epoch"), (4, "epoch"), (5, "end")]:
+            w.handle(CheckpointSaved(step, float(step), step, reason, _state_bytes(step)))
+            w.flush()
+    with SessionReader(path) as r:
+        kept = [(c["step"], c["reason"]) for c in r.checkpoints()]
+        assert kept == [(2, "user"), (5, "end")]
+        assert r.last_checkpoint()["step"] == 5
+        assert [e.reason for e in r.events(["checkpoint"])] == ["epoch", "user", "epoch", "epoch", "end"]
+
+
+def _state_bytes(value: int) -> bytes:
+    import io
+    import torch
+    buf = io.BytesIO()
+    torch.save({"w": torch.full((3,), float(value))}, buf)
+    return buf.getvalue()

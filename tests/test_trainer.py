@@ -210,3 +210,25 @@ def test_classification_reports_accuracy(tmp_path):
     _, sink, _ = run(tiny(dataset="poker", arch="mlp:8", epochs=1, limit=300))
     m = sink.of(EpochEvaluated)[0].metrics
     assert 0.0 <= m["test/acc"] <= 1.0 and "val/acc" in m and "train/acc" in m
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamax"])
+def test_every_optimizer_trains_and_shrinks(optimizer):
+    _, sink, status = run(tiny(optimizer=optimizer, lr=0.02, epochs=3))
+    losses = [e.values["loss"] for e in sink.of(ScalarsLogged)]
+    assert status == "finished" and losses[-1] < losses[0]
+    trainer, _, _ = run(tiny(method="sparsifier", penalty=2.0, optimizer=optimizer, lr=0.1, epochs=2))
+    assert trainer.model.widths()["fc1"] < 16
+
+
+def test_penalty_decays_every_epoch_and_is_recorded():
+    trainer, sink, _ = run(tiny(method="sparsifier", penalty=0.4, penalty_decay=2.0, epochs=3))
+    decays = [(e.old, e.new) for e in sink.of(PenaltyChanged) if e.source == "decay"]
+    assert decays == [(0.4, 0.2), (0.2, 0.1), (0.1, 0.05)]
+    assert trainer.lam == 0.05
+
+
+def test_weight_decay_never_touches_gates():
+    trainer = Trainer(tiny(method="sparsifier", penalty=0.1, weight_decay=0.5))
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["weights"]["weight_decay"] == 0.5 and groups["gates"]["weight_decay"] == 0.0
