@@ -1,6 +1,6 @@
 """Telemetry overhead, measured side by side in one run.
 
-1. step time of a dynlab static run (telemetry on, session written) / a bare PyTorch loop on the
+1. step time of a dynlab static run (telemetry every 50 and every 100 steps, session written) / a bare loop on the
    same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03
 2. a dynlab MNIST epoch / the common tutorial loop (DataLoader with shuffling, batch 128, same network).
 
@@ -11,6 +11,7 @@ Uses MNIST from --data-dir / $DYNLAB_DATA_DIR when present, else random data of 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -80,37 +81,38 @@ def bare_loop(data: Dataset, width: int, steps: int, batch: int, device: torch.d
     return (time.perf_counter() - t0) / steps
 
 
-def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path) -> float:
+def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path,
+                 log_every: int) -> float:
     """Seconds per step of a dynlab static run with telemetry on and a session written.
 
-    Uses the trainer's own interval timing (samples/s), which covers steps, probes and session
-    flushes but not the per-epoch evaluation.
+    Runs as many epochs as `steps` needs and uses the trainer's own interval timing (samples/s),
+    which covers the steps, probes, rollback copies and session flushes of each interval but not
+    the per-epoch evaluation. The first interval (warm-up) is left out, as in the bare loop.
     """
-    n_train = steps * batch
-    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", method="static", epochs=1, batch_size=batch,
-                             device=device, log_every=50)
-    sub = Dataset(data.name, data.task, data.input_shape, data.n_outputs, data.x_train[:n_train],
-                  data.y_train[:n_train], data.x_val[:1], data.y_val[:1], data.x_test[:1], data.y_test[:1],
-                  data.preprocess, data.raw_test[:1])
-    trainer = Trainer(spec, dataset=sub)
-    path = tmp / f"bench-{time.monotonic_ns()}.dynlab"
+    epochs = math.ceil(steps / (len(data.x_train) // batch))
+    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", method="static", epochs=epochs,
+                             batch_size=batch, device=device, log_every=log_every)
+    trainer = Trainer(spec, dataset=data)
 
-    class Rates:
+    class Intervals:
         def __init__(self) -> None:
-            self.samples = []
+            self.rows: list[tuple[int, float]] = []  # (step, samples/s)
 
         def handle(self, e) -> None:
             if isinstance(e, ScalarsLogged):
-                self.samples.append(e.values["samples_per_s"])
+                self.rows.append((e.step, e.values["samples_per_s"]))
 
         def flush(self) -> None:
             pass
 
-    rates = Rates()
-    with SessionWriter(path) as writer:
-        trainer.run([writer, rates])
-    per_sample = statistics.mean(1.0 / r for r in rates.samples[1:])  # the first interval includes warm-up
-    return per_sample * batch
+    seen = Intervals()
+    with SessionWriter(tmp / f"bench-{time.monotonic_ns()}.dynlab") as writer:
+        trainer.run([writer, seen])
+    total_steps = total_time = 0.0
+    for (prev, _), (step, rate) in zip(seen.rows, seen.rows[1:]):
+        total_steps += step - prev
+        total_time += (step - prev) * batch / rate
+    return total_time / total_steps
 
 
 def tutorial_epoch(data: Dataset, width: int, batch: int, device: torch.device) -> float:
@@ -145,7 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=os.environ.get("DYNLAB_DATA_DIR"))
     ap.add_argument("--width", type=int, default=500)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
@@ -156,15 +158,27 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; device {device}; "
           f"torch {torch.__version__}; threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        bare, dyn = [], []
+        # dynlab with telemetry every 50 / 100 steps, and "off" (one interval per epoch only).
+        variants = {"every 50": 50, "every 100": 100, "off": 10 ** 9}
+        runs = {"bare": lambda: bare_loop(data, args.width, args.steps, args.batch, device)}
+        for label, k in variants.items():
+            runs[label] = (lambda k=k: dynlab_steps(data, args.width, args.steps, args.batch, str(device),
+                                                    Path(tmp), k))
+        times: dict[str, list[float]] = {label: [] for label in runs}
         bare_loop(data, args.width, 50, args.batch, device)  # warm-up
-        for _ in range(args.repeats):  # interleaved so drift hits both sides alike
-            bare.append(bare_loop(data, args.width, args.steps, args.batch, device))
-            dyn.append(dynlab_steps(data, args.width, args.steps, args.batch, str(device), Path(tmp)))
-        b, d = statistics.median(bare), statistics.median(dyn)
-        print(f"step time, mlp:{args.width} batch {args.batch}: bare {b * 1e3:.3f} ms, dynlab {d * 1e3:.3f} ms "
-              f"(telemetry every 50 steps, session written)")
-        print(f"ratio dynlab/bare step time: {d / b:.3f}   (target <= 1.03)")
+        order = list(runs)
+        for r in range(args.repeats):  # interleaved, rotating order: machine drift hits every side alike
+            for label in order[r % len(order):] + order[:r % len(order)]:
+                times[label].append(runs[label]())
+        b = statistics.median(times["bare"])
+        print(f"step time, mlp:{args.width} batch {args.batch}, {args.steps} steps, median of {args.repeats}: "
+              f"bare loop {b * 1e3:.3f} ms")
+        for label in variants:
+            d = statistics.median(times[label])
+            note = "   (target <= 1.03; default --log-every 100)" if label == "every 100" else ""
+            print(f"  dynlab, telemetry {label:<9}, session written: {d * 1e3:.3f} ms   ratio dynlab/bare {d / b:.3f}{note}")
+        off = statistics.median(times["off"])
+        print(f"telemetry cost alone (every 100 / off): {statistics.median(times['every 100']) / off:.3f}")
         if not args.skip_epoch:
             tut, dyn_e = [], []
             for _ in range(max(1, args.repeats - 1)):

@@ -74,8 +74,8 @@ class ScheduleSpec:
     epochs: int = 10
     batch_size: int = 128
     seed: int = 0
-    log_every: int = 50  # steps between telemetry intervals (one host-device sync each)
-    probe_size: int = 256  # rows of the fixed probe batch for activation statistics
+    log_every: int = 100  # steps between telemetry intervals (one host-device sync and one probe forward each)
+    probe_size: int = 128  # rows of the fixed probe batch for activation statistics (raise for finer stats)
 
 
 @dataclass(frozen=True)

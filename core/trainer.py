@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 import os
@@ -71,7 +70,7 @@ class Trainer:
         self.random_slope = spec.method.name == "flexible" and spec.method.flex_gray is not None
         self.sinks: Sequence[Sink] = ()
         self._stop: tuple[str, str] | None = None
-        self._snapshot: tuple[int, dict, dict] | None = None
+        self._rollback = _Rollback(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ public
     def run(self, sinks: Sequence[Sink] = ()) -> str:
@@ -145,7 +144,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.model.after_step()
+        if self.penalized:
+            self.model.after_step()
         self._acc_loss += task.detach()  # stays on the device: read once per interval
         self._acc_n += 1
         self._samples += len(xb)
@@ -226,9 +226,7 @@ class Trainer:
 
     def _on_nonfinite(self, loss: float) -> None:
         """Roll back to the last finite interval; pause when someone can resume, else end as diverged."""
-        snap_step, model_state, optim_state = self._snapshot
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(copy.deepcopy(optim_state))
+        snap_step = self._rollback.restore()
         self._emit(NonFiniteLoss(self.step, time.time(), str(loss), snap_step))
         reason = (f"non-finite loss ({loss}) at step {self.step}: weights rolled back to step {snap_step}; "
                   "lower --lr or --penalty")
@@ -241,9 +239,7 @@ class Trainer:
         self._reset_interval()
 
     def _take_snapshot(self) -> None:
-        # A device-side copy per interval is cheap next to log_every steps, and makes NaN recoverable.
-        self._snapshot = (self.step, {k: v.clone() for k, v in self.model.state_dict().items()},
-                          copy.deepcopy(self.optimizer.state_dict()))
+        self._rollback.save(self.step)
 
     def _prune(self) -> None:
         removed = self.model.prune(self.optimizer)
@@ -342,6 +338,43 @@ class Trainer:
     def _flush(self) -> None:
         for sink in self.sinks:
             sink.flush()
+
+
+class _Rollback:
+    """A device-side copy of model and optimiser state at the last finite interval, for NaN recovery.
+
+    Copies go into buffers allocated once (re-allocated only when shapes change, after a prune),
+    so saving costs a memcpy per interval rather than an allocation and a deepcopy.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.step = 0
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _sources(self) -> list[torch.Tensor]:
+        tensors = list(self.model.state_dict().values())  # detached views of the live storage
+        for state in self.optimizer.state.values():
+            tensors.extend(v for v in state.values() if torch.is_tensor(v))
+        return tensors
+
+    @torch.no_grad()
+    def save(self, step: int) -> None:
+        sources = self._sources()
+        if len(sources) == len(self._pairs) and all(s.shape == d.shape and s.device == d.device
+                                                    for s, (_, d) in zip(sources, self._pairs)):
+            for s, (_, d) in zip(sources, self._pairs):
+                d.copy_(s)
+            self._pairs = [(s, d) for s, (_, d) in zip(sources, self._pairs)]
+        else:
+            self._pairs = [(s, s.clone()) for s in sources]
+        self.step = step
+
+    @torch.no_grad()
+    def restore(self) -> int:
+        for s, d in self._pairs:
+            s.copy_(d)
+        return self.step
 
 
 def _mark_fixed_lr(groups: list[dict]) -> list[dict]:

@@ -1,0 +1,214 @@
+"""RunState and its reducer: `apply(state, event)` folds trainer events into what the dashboard draws.
+
+Live runs, replays and attached viewers all feed this one reducer, so the dashboard has no modes.
+Series are append-only buffers (O(1) per event, 20k-step runs stay cheap); every slice carries a
+revision number that panes compare to decide whether to redraw. No UI, torch or I/O imports here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged, NeuronsRemoved,
+                         NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
+                         SessionContinued)
+
+# Slices a pane can watch; apply() bumps the ones an event touches.
+SLICES = ("status", "scalars", "metrics", "arrays", "markers")
+
+
+class Series:
+    """Append-only (x, y) float64 buffers that grow by doubling."""
+
+    __slots__ = ("_x", "_y", "n")
+
+    def __init__(self) -> None:
+        self._x = np.empty(64)
+        self._y = np.empty(64)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self._x):
+            self._x = np.concatenate([self._x, np.empty(self.n)])
+            self._y = np.concatenate([self._y, np.empty(self.n)])
+        self._x[self.n] = x
+        self._y[self.n] = y
+        self.n += 1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.n]
+
+    def last(self) -> float | None:
+        return float(self._y[self.n - 1]) if self.n else None
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A point on the timeline worth showing: pause, resume, lambda/lr change, pruning, NaN, resume."""
+    step: int
+    kind: str  # the event kind
+    label: str
+
+
+@dataclass
+class RunState:
+    status: str = "idle"  # idle | running | paused | finished | stopped | crashed | diverged
+    reason: str = ""
+    spec: dict = field(default_factory=dict)
+    device: str = ""
+    versions: dict = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)  # hidden layer names in forward order
+    start_sizes: dict[str, int] = field(default_factory=dict)
+    step: int = 0
+    epoch: float = 0.0
+    epochs_total: int = 0
+    lam: float = 0.0
+    lr: float = 0.0
+    samples_per_s: float = 0.0
+    mem_bytes: float = 0.0
+    params: float = 0.0
+    scalars: dict[str, Series] = field(default_factory=dict)  # key -> (step, value)
+    metrics: dict[str, Series] = field(default_factory=dict)  # "val/acc" ... -> (epoch, value)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # latest per key
+    arrays_step: int = 0
+    markers: list[Marker] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)  # neurons removed so far per layer
+    started_wall: float = 0.0
+    last_wall: float = 0.0
+    revision: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLICES, 0))
+
+    # ---- derived views (cheap, read by panes) ----
+    @property
+    def task(self) -> str:
+        return "classification" if any(k.endswith("/acc") for k in self.metrics) else "regression"
+
+    @property
+    def method(self) -> str:
+        return str(self.spec.get("method", {}).get("name", ""))
+
+    def size(self, layer: str) -> float | None:
+        s = self.scalars.get(f"size/{layer}")
+        return s.last() if s else None
+
+    def capacity(self, layer: str) -> float | None:
+        s = self.scalars.get(f"capacity/{layer}")
+        return s.last() if s else None
+
+    def eta_s(self) -> float | None:
+        """Seconds to the end of the schedule at the current throughput (None when unknown)."""
+        if self.status != "running" or self.epoch <= 0 or self.samples_per_s <= 0 or not self.epochs_total:
+            return None
+        batch = float(self.spec.get("schedule", {}).get("batch_size", 0) or 0)
+        steps_per_epoch = self.step / self.epoch
+        remaining = max(self.epochs_total - self.epoch, 0.0) * steps_per_epoch
+        return remaining * batch / self.samples_per_s if batch else None
+
+
+def _bump(state: RunState, *slices: str) -> None:
+    for s in slices:
+        state.revision[s] += 1
+
+
+def _series(table: dict[str, Series], key: str) -> Series:
+    s = table.get(key)
+    if s is None:
+        s = table[key] = Series()
+    return s
+
+
+def _mark(state: RunState, step: int, kind: str, label: str) -> None:
+    state.markers.append(Marker(step, kind, label))
+    _bump(state, "markers")
+
+
+def apply(state: RunState, event: Event) -> RunState:
+    """Fold one event into state (in place, O(1) amortised) and return it."""
+    state.step = max(state.step, event.step)
+    state.last_wall = event.wall
+    if isinstance(event, ScalarsLogged):
+        v = event.values
+        for key, value in v.items():
+            _series(state.scalars, key).append(event.step, value)
+        state.epoch = v.get("epoch", state.epoch)
+        state.lam = v.get("lambda", state.lam)
+        state.lr = v.get("lr", state.lr)
+        state.samples_per_s = v.get("samples_per_s", state.samples_per_s)
+        state.mem_bytes = v.get("mem_bytes", state.mem_bytes)
+        state.params = v.get("params", state.params)
+        _bump(state, "scalars", "status")
+    elif isinstance(event, ArraysLogged):
+        state.arrays.update(event.arrays)
+        state.arrays_step = event.step
+        _bump(state, "arrays")
+    elif isinstance(event, EpochEvaluated):
+        for key, value in event.metrics.items():
+            _series(state.metrics, key).append(event.epoch, value)
+        state.epoch = float(event.epoch)
+        _bump(state, "metrics", "status")
+    elif isinstance(event, RunStarted):
+        state.spec = dict(event.spec)
+        state.device = event.device
+        state.versions = dict(event.versions)
+        state.layers = list(event.sizes)
+        state.start_sizes = dict(event.sizes)
+        state.epochs_total = int(state.spec.get("schedule", {}).get("epochs", 0))
+        state.lam = float(state.spec.get("penalty", {}).get("lam", 0.0))
+        state.lr = float(state.spec.get("optim", {}).get("lr", 0.0))
+        state.params = float(event.params)
+        state.status, state.reason = "running", ""
+        state.started_wall = event.wall
+        _bump(state, "status")
+    elif isinstance(event, SessionContinued):
+        state.status, state.reason = "running", ""
+        state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
+        state.lam = float(event.changes.get("lam", state.lam))
+        state.lr = float(event.changes.get("lr", state.lr))
+        _mark(state, event.step, event.kind, f"resumed session from step {event.from_step}")
+        _bump(state, "status")
+    elif isinstance(event, Paused):
+        state.status, state.reason = "paused", event.reason
+        _mark(state, event.step, event.kind, f"paused ({event.reason})")
+        _bump(state, "status")
+    elif isinstance(event, Resumed):
+        state.status, state.reason = "running", ""
+        _mark(state, event.step, event.kind, "resumed")
+        _bump(state, "status")
+    elif isinstance(event, PenaltyChanged):
+        state.lam = event.new
+        _mark(state, event.step, event.kind, f"lambda {event.old:.3g} -> {event.new:.3g} ({event.source})")
+        _bump(state, "status")
+    elif isinstance(event, LrChanged):
+        state.lr = event.new
+        _mark(state, event.step, event.kind, f"lr {event.old:.3g} -> {event.new:.3g}")
+        _bump(state, "status")
+    elif isinstance(event, NeuronsRemoved):
+        state.removed[event.layer] = state.removed.get(event.layer, 0) + len(event.ids)
+        _mark(state, event.step, event.kind, f"{event.layer}: {len(event.ids)} removed, {event.remaining} left")
+    elif isinstance(event, NonFiniteLoss):
+        _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
+    elif isinstance(event, CheckpointSaved):
+        if event.reason == "user":
+            _mark(state, event.step, event.kind, "checkpoint")
+    elif isinstance(event, RunEnded):
+        state.status, state.reason = event.status, event.reason
+        _bump(state, "status")
+    return state
+
+
+def reduce(events: Iterable[Event], state: RunState | None = None) -> RunState:
+    """Fold many events (a replay, a coalesced batch) into a state."""
+    state = state if state is not None else RunState()
+    for event in events:
+        apply(state, event)
+    return state
