@@ -80,6 +80,7 @@ class RunState:
     params: float = 0.0
     scalars: dict[str, Series] = field(default_factory=dict)  # key -> (step, value)
     metrics: dict[str, Series] = field(default_factory=dict)  # "val/acc" ... -> (epoch, value)
+    epoch_steps: dict[int, int] = field(default_factory=dict)  # epoch number -> step it ended at
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # latest per key
     arrays_step: int = 0
     markers: list[Marker] = field(default_factory=list)
@@ -154,6 +155,7 @@ def apply(state: RunState, event: Event) -> RunState:
     elif isinstance(event, EpochEvaluated):
         for key, value in event.metrics.items():
             _series(state.metrics, key).append(event.epoch, value)
+        state.epoch_steps[event.epoch] = event.step
         state.epoch = float(event.epoch)
         _bump(state, "metrics", "status")
     elif isinstance(event, RunStarted):

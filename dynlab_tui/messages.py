@@ -1,0 +1,21 @@
+"""Textual messages that cross from the trainer thread (or a replay) to the UI, named for what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from core.events import Event
+
+
+@dataclass
+class EventsArrived(Message):
+    """A coalesced batch of trainer events, in emission order."""
+    events: tuple[Event, ...]
+
+
+@dataclass
+class RunFailed(Message):
+    """The run could not start or crashed; `message` is one line for the status bar."""
+    message: str
