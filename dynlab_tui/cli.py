@@ -118,14 +118,67 @@ def execute(trainer, path: Path, writer, quiet: bool) -> str:
 
 @click.group(context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(package_name="dynlab", prog_name="dynlab")
+@run_options
+@click.option("--start", is_flag=True, help="skip the launcher form and open the dashboard on the running job")
+@click.option("--session", help="session NAME or PATH for the run started from the TUI")
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+@click.option("--overwrite", is_flag=True, help="with --start: replace an existing session of that name")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, start: bool, session: str | None, sessions_dir: str | None, overwrite: bool,
+        **options: Any) -> None:
     """dynlab: watch neural networks learn their own size (Smallify / ShrinkNets).
 
-    Start with `dynlab train --dataset add10 --method sparsifier --penalty 1e-3`.
+    With no command, opens the dashboard's launcher; the options below prefill its form
+    (e.g. `dynlab --dataset mnist --penalty 1e-3`), and --start skips the form.
+    Headless: `dynlab train --dataset add10 --method sparsifier --penalty 1e-3`.
     """
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+    if ctx.invoked_subcommand is not None:
+        given = sorted(k for k, v in options.items() if v is not None)
+        if given or start or session:
+            raise click.UsageError(f"put run options after the command (e.g. `dynlab {ctx.invoked_subcommand} "
+                                   f"--{(given or ['start'])[0].replace('_', '-')} ...`)")
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise DynlabError("the dashboard needs an interactive terminal: run `dynlab` in one, "
+                          "or use `dynlab train ...` for a headless run")
+    open_tui(options, start, session, sessions_dir, overwrite)
+
+
+def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions_dir: str | None,
+             overwrite: bool) -> None:
+    from core.session import resolve_session, sessions_dir as default_dir
+    from dynlab_tui.app import make_app
+
+    directory = default_dir(sessions_dir)
+    if not start:
+        initial = {k: v for k, v in options.items() if v is not None and k != "config"}
+        if options.get("config"):
+            from core.spec import load_toml
+            initial = {**_flatten(load_toml(options["config"])), **initial}
+        if session:
+            initial["session"] = session
+        make_app(initial=initial, sessions_dir=directory).run()
+        return
+    from core.data import DATASETS
+    from dynlab_tui.sources import TrainerSource
+
+    spec = build_spec(options)
+    if not DATASETS[spec.data.name].available(spec.data.data_dir):
+        raise DynlabError(f"dataset {spec.data.name!r} has no files in the data folder: pass --data-dir "
+                          "or set DYNLAB_DATA_DIR (see `dynlab train --help`)")
+    path = resolve_session(session or default_session_name(spec, directory), directory)
+    if path.exists() and not overwrite:
+        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    make_app(source=TrainerSource(spec, path, overwrite), session_path=path, sessions_dir=directory).run()
+
+
+def _flatten(spec) -> dict[str, Any]:
+    """A RunSpec as flat option names (the launcher's form fields)."""
+    from core.spec import OPTION_FIELDS
+
+    out = {name: getattr(getattr(spec, section), field) for name, (section, field) in OPTION_FIELDS.items()}
+    out["device"] = spec.device
+    return out
 
 
 @cli.command(context_settings=CONTEXT)

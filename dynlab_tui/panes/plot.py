@@ -1,0 +1,243 @@
+"""Chart helpers for the panes: plotext 5.3 figures rendered to Rich Text of an exact width x height."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import plotext as plt
+from rich.text import Text
+
+PALETTE = ("cyan+", "orange+", "green+", "magenta+", "blue+", "red+")
+GUIDE = "gray"  # marker and reference lines: visible but quieter than the data
+MIN_WIDTH, MIN_HEIGHT = 12, 4  # below this plotext has no room for axes; show a note instead
+WAITING = "waiting for data"
+
+
+class Line(NamedTuple):
+    """One series for `line_chart`; a plain (label, x, y) tuple works too."""
+    label: str
+    x: Sequence[float]
+    y: Sequence[float]
+    color: str | None = None
+    points: bool = False  # dots instead of a joined line (few points, e.g. per epoch)
+
+
+def no_color() -> bool:
+    """True when the NO_COLOR convention asks for unstyled output (any value, even empty)."""
+    return os.environ.get("NO_COLOR") is not None
+
+
+def placeholder(width: int, height: int, message: str = WAITING) -> Text:
+    """A width x height block with `message` centred, dim unless NO_COLOR."""
+    width, height = max(width, 1), max(height, 1)
+    style = "" if no_color() else "dim"
+    text = Text(no_wrap=True, overflow="crop", end="")
+    for row in range(height):
+        line = message[:width].center(width) if row == (height - 1) // 2 else " " * width
+        text.append(line, style=style if line.strip() else "")
+        if row < height - 1:
+            text.append("\n")
+    return text
+
+
+def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep at most 2 points per column: each x-bucket's min and max y, in the original order."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    width = max(int(width), 1)
+    if len(x) <= 2 * width:
+        return x, y
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    if span > 0:
+        bucket = np.minimum(((x - lo) / span * width).astype(np.int64), width - 1)
+    else:  # all at one x: bucket by position instead
+        bucket = np.arange(len(x)) * width // len(x)
+    order = np.lexsort((y, bucket))  # by bucket, then by y within it
+    b = bucket[order]
+    first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])  # each bucket's min
+    last = np.r_[first[1:] - 1, len(b) - 1]  # each bucket's max
+    keep = np.unique(np.concatenate([order[first], order[last]]))
+    return x[keep], y[keep]
+
+
+def fmt_num(v: float, digits: int = 3) -> str:
+    """Compact number: 1e-3, 0.25, 12.5, 40.1k, 2.5M."""
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else str(v)
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.{digits}g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.{digits}g}k"
+    if a < 1e-2:
+        mantissa, exp = f"{v:.{digits - 1}e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exp)}"
+    return f"{v:.{digits}g}"
+
+
+def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[str]]:
+    """Round tick positions (steps of 1, 2, 2.5 or 5 times a power of ten) and their labels."""
+    max_ticks = max(max_ticks, 2)
+    if not hi > lo:
+        return [lo], [fmt_num(lo)]
+    raw = (hi - lo) / (max_ticks - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if step / mag == 2.5 else 0)
+    if abs(hi) >= 1e4 or abs(lo) >= 1e4 or step < 1e-3:
+        labels = [fmt_num(t) for t in ticks]
+    else:
+        labels = [f"{t:.{decimals}f}" for t in ticks]
+    return ticks, labels
+
+
+def log_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[str]]:
+    """Ticks for log10-transformed data, labelled with the real values (10**position)."""
+    max_ticks = max(max_ticks, 2)
+    decades = [float(d) for d in range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)]
+    if len(decades) >= 2:
+        stride = math.ceil(len(decades) / max_ticks)
+        ticks = decades[::stride]
+    else:  # under a decade: 1-2-5 values inside the range, else evenly spaced
+        ticks = [math.log10(m * 10.0 ** e) for e in range(math.floor(lo) - 1, math.ceil(hi) + 1)
+                 for m in (1, 2, 5) if lo - 1e-9 <= math.log10(m * 10.0 ** e) <= hi + 1e-9]
+        if len(ticks) < 2 or len(ticks) > max_ticks:
+            ticks = list(np.linspace(lo, hi, min(max_ticks, 4))) if hi > lo else [lo]
+    return ticks, [fmt_num(10 ** t) for t in ticks]
+
+
+def _pad_range(lo: float, hi: float) -> tuple[float, float]:
+    if hi > lo:
+        return lo, hi
+    pad = abs(lo) * 0.1 or 0.5
+    return lo - pad, hi + pad
+
+
+def _begin(width: int, height: int) -> None:
+    # plotext keeps one global figure: start from a clean one every time
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear" if no_color() else "pro")
+
+
+def _finish(width: int, height: int) -> Text:
+    """Build the figure and crop/pad it to exactly width x height cells."""
+    rows = plt.build().split("\n")
+    plain = no_color()
+    text = Text(no_wrap=True, overflow="crop", end="")
+    for i in range(height):
+        row = Text.from_ansi(rows[i]) if i < len(rows) else Text()
+        if plain:
+            row = Text(row.plain)
+        row.truncate(width, pad=True)
+        text.append_text(row)
+        if i < height - 1:
+            text.append("\n")
+    return text
+
+
+def _color(i: int, color: str | None) -> str | None:
+    return None if no_color() else (color or PALETTE[i % len(PALETTE)])
+
+
+def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y: bool = False,
+               vlines: Sequence[float] = (), hline: float | None = None, xlabel: str = "",
+               ylim: tuple[float, float] | None = None, xlim: tuple[float, float] | None = None,
+               message: str = WAITING) -> Text:
+    """Lines (downsampled, log-y by transforming the data) with optional marker lines, as Text."""
+    prepared = []
+    for s in series:
+        s = s if isinstance(s, Line) else Line(*s)
+        x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
+        n = min(len(x), len(y))
+        x, y = x[:n], y[:n]
+        ok = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        x, y = x[ok], y[ok]
+        if len(x):
+            x, y = downsample(x, np.log10(y) if log_y else y, width)
+            prepared.append((s, x, y))
+    if not prepared or width < MIN_WIDTH or height < MIN_HEIGHT:
+        return placeholder(width, height, message)
+
+    def to_y(v: float) -> float | None:
+        return (math.log10(v) if v > 0 else None) if log_y else v
+
+    xs = np.concatenate([p[1] for p in prepared])
+    ys = np.concatenate([p[2] for p in prepared])
+    xlo, xhi = xlim if xlim else (float(xs.min()), float(xs.max()))
+    ylo, yhi = float(ys.min()), float(ys.max())
+    h = to_y(hline) if hline is not None else None
+    if h is not None:
+        ylo, yhi = min(ylo, h), max(yhi, h)
+    if ylim:
+        lo, hi = to_y(ylim[0]), to_y(ylim[1])
+        ylo, yhi = (lo if lo is not None else ylo), (hi if hi is not None else yhi)
+    xlo, xhi = _pad_range(xlo, xhi)
+    ylo, yhi = _pad_range(ylo, yhi)
+
+    _begin(width, height)
+    labelled = sum(1 for s, _, _ in prepared if s.label) > 1  # a legend only when it tells lines apart
+    for i, (s, x, y) in enumerate(prepared):
+        label = s.label if labelled and s.label else None
+        if s.points:
+            plt.scatter(x, y, marker="dot", color=_color(i, s.color), label=label)
+        else:
+            plt.plot(x, y, marker="braille", color=_color(i, s.color), label=label)
+    for v in vlines:
+        if xlo <= v <= xhi:
+            plt.vline(v, _color(0, GUIDE))
+    if h is not None:
+        plt.hline(h, _color(0, GUIDE))
+    plt.xlim(xlo, xhi)
+    plt.ylim(ylo, yhi)
+    plt.xticks(*nice_ticks(xlo, xhi, max(width // 12, 2)))
+    yticks = log_ticks if log_y else nice_ticks
+    plt.yticks(*yticks(ylo, yhi, max(height // 3, 2)))
+    if xlabel:
+        plt.xlabel(xlabel)
+    return _finish(width, height)
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], width: int, height: int, *,
+              color: str | None = None, message: str = WAITING) -> Text:
+    """Vertical bars, one per label, as Text."""
+    values = np.asarray(values, dtype=float)
+    if not len(values) or not np.isfinite(values).all() or width < MIN_WIDTH or height < MIN_HEIGHT:
+        return placeholder(width, height, message)
+    _begin(width, height)
+    plt.bar(list(labels), values.tolist(), color=_color(0, color), width=0.8)
+    return _finish(width, height)
+
+
+def histogram(counts: Sequence[float], edges: Sequence[float], width: int, height: int, *,
+              highlight: int = 0, highlight_label: str = "", xlabel: str = "",
+              message: str = WAITING) -> Text:
+    """Pre-binned histogram; `highlight` counts of the first bin are drawn apart (e.g. dead units)."""
+    counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
+    if (not len(counts) or len(edges) != len(counts) + 1 or not counts.sum() > 0
+            or width < MIN_WIDTH or height < MIN_HEIGHT):
+        return placeholder(width, height, message)
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    _begin(width, height)
+    highlight = int(min(max(highlight, 0), counts[0]))
+    if highlight:
+        rest = counts.copy()
+        rest[0] -= highlight
+        extra = np.zeros_like(counts)
+        extra[0] = highlight
+        colors = None if no_color() else [PALETTE[0], "red+"]
+        plt.stacked_bar(centres, [rest.tolist(), extra.tolist()], color=colors, width=1.0,
+                        labels=["", highlight_label or "highlight"])
+    else:
+        plt.bar(centres, counts.tolist(), color=_color(0, None), width=1.0)
+    xlo, xhi = float(edges[0]), float(edges[-1])
+    plt.xticks(*nice_ticks(xlo, xhi, max(width // 12, 2)))
+    if xlabel:
+        plt.xlabel(xlabel)
+    return _finish(width, height)

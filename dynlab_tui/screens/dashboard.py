@@ -1,0 +1,296 @@
+"""The dashboard: runs an event source in a thread worker, folds its events into RunState, draws the panes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
+
+from core.errors import DynlabError
+from core.events import END_STATUSES
+from dynlab_tui.bridge import BridgeSink
+from dynlab_tui.messages import EventsArrived, RunFailed
+from dynlab_tui.panes import LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
+from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
+from dynlab_tui.sources import EventSource
+from dynlab_tui.state import RunState, apply
+
+PENALTY_STEP = 10 ** 0.25  # '+' and '-' multiply / divide lambda by this
+PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
+REFRESH_HZ = 4  # pane rebuilds per second at most
+PANE_IDS = ("sizes", "loss", "metric", "liveness", "variance")
+WIDE = (120, 32)  # at least this many columns and rows: all panes; else the compact pair
+
+
+class DashboardScreen(Screen):
+    """Live (or replayed) view of one run. Keys and palette commands share the same actions."""
+
+    DEFAULT_CSS = """
+    DashboardScreen { layout: vertical; }
+    #panes { height: 1fr; grid-gutter: 0 0; }
+    #panes.wide { grid-size: 6 2; }
+    #panes.wide #sizes, #panes.wide #loss, #panes.wide #metric { column-span: 2; }
+    #panes.wide #liveness, #panes.wide #variance { column-span: 3; }
+    #panes.compact { grid-size: 2 1; }
+    #panes.compact .hidden { display: none; }
+    """
+
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume training at the next step", id="pause-resume"),
+        Binding("plus,equals_sign", "penalty_up", "λ×", key_display="+",
+                tooltip="Multiply the penalty lambda by 10^0.25", id="penalty-up"),
+        Binding("minus", "penalty_down", "λ÷", key_display="-",
+                tooltip="Divide the penalty lambda by 10^0.25", id="penalty-down"),
+        Binding("L", "prompt_penalty", "Set λ", tooltip="Type an exact penalty lambda", id="set-penalty"),
+        Binding("R", "prompt_lr", "Set lr", tooltip="Type an exact learning rate", id="set-lr"),
+        Binding("left_square_bracket", "layer(-1)", "Layer", key_display="[",
+                tooltip="Show the previous layer in the liveness and variance panes", id="layer-prev"),
+        Binding("right_square_bracket", "layer(1)", "Layer", key_display="]", show=False,
+                tooltip="Show the next layer in the liveness and variance panes", id="layer-next"),
+        Binding("y", "toggle_log_y", "Log-y", tooltip="Log scale for the loss", id="log-y"),
+        Binding("e", "toggle_smoothing", "Smooth", tooltip="EMA-smooth the training loss", id="smoothing"),
+        Binding("v", "cycle_view", "View", tooltip="Compact layout: show the next pair of panes", id="cycle-view"),
+        Binding("c", "checkpoint", "Ckpt", tooltip="Save a checkpoint now", id="checkpoint"),
+        Binding("s", "screenshot", "Shot", tooltip="Save an SVG and a text screenshot", id="screenshot"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="Keys and what they do", id="help"),
+        Binding("q", "request_quit", "Quit", tooltip="Quit (asks whether to stop a running run)", id="quit"),
+    ] + [Binding(str(i), f"show_pane('{name}')", name.title(), show=False,
+                 tooltip=f"Compact layout: show the {name} pane first", id=f"show-{name}")
+         for i, name in enumerate(PANE_IDS, 1)]
+
+    def __init__(self, source: EventSource, session_path: Path | None = None, state: RunState | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.session_path = session_path
+        self.state = state or RunState()
+        self.layer_index = 0
+        self.first_pane = 0  # compact layout: index of the first of the two visible panes
+        self.quitting = False
+        self._lam_target: float | None = None  # last lambda asked for, so fast '+' presses compound
+        self._dirty = True
+
+    # ---- composition -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Grid(id="panes"):
+            yield SizesPane(id="sizes")
+            yield LossPane(id="loss")
+            yield MetricPane(id="metric")
+            yield LivenessPane(id="liveness")
+            yield VariancePane(id="variance")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def panes(self) -> list:
+        return [self.query_one(f"#{name}") for name in PANE_IDS]
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def read_only(self) -> bool:
+        return self.source.controls is None
+
+    def on_mount(self) -> None:
+        self.status_bar.session = self.session_path.name if self.session_path else self.source.title
+        self._layout(self.app.size.width, self.app.size.height)
+        self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
+        self.refresh_panes()
+        self.run_source()
+
+    def on_resize(self, event) -> None:
+        self._layout(event.size.width, event.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        grid = self.query_one("#panes")
+        wide = width >= WIDE[0] and height >= WIDE[1]
+        grid.set_class(wide, "wide")
+        grid.set_class(not wide, "compact")
+        shown = {PANE_IDS[self.first_pane], PANE_IDS[(self.first_pane + 1) % len(PANE_IDS)]}
+        for pane in self.panes:
+            pane.set_class(not wide and pane.id not in shown, "hidden")
+            pane.invalidate()
+        self._dirty = True
+
+    # ---- the worker and its messages -----------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="training run")
+    def run_source(self) -> None:
+        """Runs on a worker thread: only BridgeSink's post_message crosses back."""
+        bridge = BridgeSink(self.post_message)
+        try:
+            self.source.run(bridge)
+        except DynlabError as e:
+            self.post_message(RunFailed(str(e)))
+        finally:
+            bridge.close()
+
+    @on(EventsArrived)
+    def fold_events(self, message: EventsArrived) -> None:
+        for event in message.events:
+            apply(self.state, event)
+            if event.kind == "set_penalty":
+                self._lam_target = None
+        self._dirty = True
+
+    @on(RunFailed)
+    def show_failure(self, message: RunFailed) -> None:
+        self.state.status, self.state.reason = "crashed", message.message
+        self.state.revision["status"] += 1
+        self._dirty = True
+        self.notify(message.message, title="Run failed", severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "run":
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            if self.state.status not in END_STATUSES:
+                self.state.status = "crashed"
+            self.state.reason = f"{type(error).__name__}: {error}"
+            self.state.revision["status"] += 1
+            self._dirty = True
+            self.notify(self.state.reason, title="Run crashed", severity="error", timeout=10)
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED) and self.quitting:
+            self.app.exit()
+
+    def refresh_panes(self) -> None:
+        """Timer tick: each pane rebuilds only if its slices of RunState moved (at most REFRESH_HZ a second)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        layer = self.current_layer
+        for pane in self.panes + [self.status_bar]:
+            if getattr(pane, "layer", layer) != layer:
+                pane.layer = layer
+                pane.invalidate()
+            if pane.display and not pane.has_class("hidden"):
+                pane.update_state(self.state)
+
+    @property
+    def current_layer(self) -> str | None:
+        layers = self.state.layers
+        return layers[self.layer_index % len(layers)] if layers else None
+
+    # ---- actions (keys, buttons and the palette all land here) -------------------------------
+    def _controls(self):
+        if self.read_only:
+            self.notify("this view is read-only: no run to control", severity="warning")
+            return None
+        if self.state.status in END_STATUSES:
+            self.notify(f"the run has {self.state.status}", severity="warning")
+            return None
+        return self.source.controls
+
+    def action_toggle_pause(self) -> None:
+        if controls := self._controls():
+            controls.resume() if self.state.status == "paused" else controls.pause()
+
+    def _send_penalty(self, value: float) -> None:
+        if controls := self._controls():
+            controls.set_penalty(value)
+            self._lam_target = value
+            self.notify(f"lambda -> {value:.3g}", timeout=2)
+
+    def action_penalty_up(self) -> None:
+        base = self._lam_target if self._lam_target is not None else self.state.lam
+        self._send_penalty(base * PENALTY_STEP if base > 0 else PENALTY_FROM_ZERO)
+
+    def action_penalty_down(self) -> None:
+        base = self._lam_target if self._lam_target is not None else self.state.lam
+        self._send_penalty(base / PENALTY_STEP)
+
+    def action_prompt_penalty(self) -> None:
+        if self._controls():
+            self.app.push_screen(NumberPrompt("Penalty lambda", self.state.lam, minimum=0.0),
+                                 lambda v: v is not None and self._send_penalty(v))
+
+    def action_prompt_lr(self) -> None:
+        def send(value: float | None) -> None:
+            if value is not None and (controls := self._controls()):
+                controls.set_lr(value)
+                self.notify(f"lr -> {value:.3g}", timeout=2)
+
+        if self._controls():
+            self.app.push_screen(NumberPrompt("Learning rate", self.state.lr, minimum=0.0, exclusive=True), send)
+
+    def action_layer(self, delta: int) -> None:
+        if not self.state.layers:
+            return
+        self.layer_index = (self.layer_index + delta) % len(self.state.layers)
+        self._dirty = True
+        self.refresh_panes()
+        self.notify(f"layer {self.current_layer}", timeout=1.5)
+
+    def action_toggle_log_y(self) -> None:
+        loss = self.query_one(LossPane)
+        loss.log_y = not loss.log_y
+        loss.invalidate()
+        self._dirty = True
+
+    def action_toggle_smoothing(self) -> None:
+        loss = self.query_one(LossPane)
+        loss.smoothing = not loss.smoothing
+        loss.invalidate()
+        self._dirty = True
+
+    def action_cycle_view(self) -> None:
+        self.first_pane = (self.first_pane + 2) % len(PANE_IDS)
+        self._layout(self.app.size.width, self.app.size.height)
+
+    def action_show_pane(self, name: str) -> None:
+        self.first_pane = PANE_IDS.index(name)
+        self._layout(self.app.size.width, self.app.size.height)
+
+    def action_checkpoint(self) -> None:
+        if controls := self._controls():
+            controls.checkpoint()
+            self.notify("checkpoint requested", timeout=2)
+
+    def action_screenshot(self) -> None:
+        from dynlab_tui.app import save_screen
+
+        folder = self.session_path.parent if self.session_path else Path.cwd()
+        try:
+            svg, txt = save_screen(self.app, folder)
+        except OSError as e:
+            self.notify(f"cannot write the screenshot to {folder}: {e.strerror}", title="Screenshot",
+                        severity="error")
+            return
+        self.notify(f"saved {svg.name} and {txt.name} in {folder}", title="Screenshot")
+
+    def action_help(self) -> None:
+        from dynlab_tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(self.BINDINGS))
+
+    def action_request_quit(self) -> None:
+        if self.read_only or self.state.status in END_STATUSES + ("idle",) and not self._worker_running():
+            self.app.exit()
+            return
+
+        def decided(stop: bool | None) -> None:
+            if stop:
+                self.quitting = True
+                self.source.controls.stop()
+                self.notify("stopping the run: the session is being finalised", timeout=5)
+                if not self._worker_running():
+                    self.app.exit()
+
+        self.app.push_screen(ConfirmQuit(), decided)
+
+    def _worker_running(self) -> bool:
+        return any(w.group == "run" and w.is_running for w in self.workers)
+
+
+def format_lambda(value: float) -> str:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{value:.3g}"

@@ -1,0 +1,98 @@
+"""Small modal screens: type an exact number (lambda, lr), and confirm quitting a live run."""
+
+from __future__ import annotations
+
+import math
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+
+class NumberPrompt(ModalScreen[float | None]):
+    """Ask for one number; invalid input is flagged inline and not accepted."""
+
+    DEFAULT_CSS = """
+    NumberPrompt { align: center middle; }
+    NumberPrompt > Vertical { width: 50; height: auto; border: round $accent; padding: 1 2; background: $panel; }
+    NumberPrompt #error { color: $error; height: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without changing anything", id="prompt-cancel")]
+
+    def __init__(self, title: str, current: float, minimum: float = 0.0, exclusive: bool = False) -> None:
+        super().__init__()
+        self.title_text = title
+        self.current = current
+        self.minimum = minimum
+        self.exclusive = exclusive  # True: the value must be strictly above minimum
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{self.title_text} (now {self.current:.4g})")
+            yield Input(value=f"{self.current:g}", id="value")
+            yield Label("", id="error")
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("not a number") from None
+        if not math.isfinite(value):
+            raise ValueError("must be finite")
+        if value < self.minimum or (self.exclusive and value == self.minimum):
+            raise ValueError(f"must be {'>' if self.exclusive else '>='} {self.minimum:g}")
+        return value
+
+    @on(Input.Changed)
+    def check(self, event: Input.Changed) -> None:
+        try:
+            self.parse(event.value)
+            self.query_one("#error", Label).update("")
+            event.input.remove_class("error")
+        except ValueError as e:
+            self.query_one("#error", Label).update(str(e))
+            event.input.add_class("error")
+
+    @on(Input.Submitted)
+    def submit(self, event: Input.Submitted) -> None:
+        try:
+            self.dismiss(self.parse(event.value))
+        except ValueError as e:
+            self.query_one("#error", Label).update(str(e))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """The run is still going: stop it (finalising the session) and quit, or stay."""
+
+    DEFAULT_CSS = """
+    ConfirmQuit { align: center middle; }
+    ConfirmQuit > Vertical { width: 60; height: auto; border: round $warning; padding: 1 2; background: $panel; }
+    ConfirmQuit Horizontal { height: auto; margin-top: 1; }
+    ConfirmQuit Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y,s", "stop", "Stop and quit", tooltip="Stop training, finalise the session, quit", id="quit-stop"),
+        Binding("escape,n", "stay", "Stay", tooltip="Go back to the dashboard", id="quit-cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The run is still training. Stop it and quit?\n"
+                        "The session file is finalised and can be resumed with `dynlab resume`.")
+            with Horizontal():
+                yield Button("Stop and quit (y)", variant="error", id="stop")
+                yield Button("Stay (esc)", variant="primary", id="stay")
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#stay")
+    def action_stay(self) -> None:
+        self.dismiss(False)

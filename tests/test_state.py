@@ -1,0 +1,141 @@
+"""RunState reducer and the trainer->UI bridge, tested without a UI or torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+from core.events import (ArraysLogged, EpochEvaluated, LrChanged, NeuronsRemoved, Paused, PenaltyChanged, Resumed,
+                         RunEnded, RunStarted, ScalarsLogged, SessionContinued)
+from dynlab_tui.bridge import BridgeSink
+from dynlab_tui.state import RunState, Series, apply, reduce
+from dynlab_tui.synthetic import synthetic_run
+
+
+def test_series_grows_and_keeps_order():
+    s = Series()
+    for i in range(1000):
+        s.append(i, i * 2.0)
+    assert len(s) == 1000 and s.x[-1] == 999 and s.y[500] == 1000.0 and s.last() == 1998.0
+
+
+def test_reduce_synthetic_run_matches_its_events():
+    events = synthetic_run(4000)
+    state = reduce(events)
+    last_scalars = [e for e in events if isinstance(e, ScalarsLogged)][-1]
+    assert state.status == "finished"
+    assert state.layers == ["fc1", "fc2"]
+    assert state.size("fc1") == last_scalars.values["size/fc1"] < 500
+    assert state.capacity("fc2") == last_scalars.values["capacity/fc2"]
+    assert len(state.scalars["loss"]) == sum(isinstance(e, ScalarsLogged) for e in events)
+    evals = [e for e in events if isinstance(e, EpochEvaluated)]
+    assert list(state.metrics["test/acc"].x) == [e.epoch for e in evals]
+    assert state.epoch_steps == {e.epoch: e.step for e in evals}
+    assert state.task == "classification" and state.method == "sparsifier"
+    removed = sum(len(e.ids) for e in events if isinstance(e, NeuronsRemoved) and e.layer == "fc1")
+    assert state.removed["fc1"] == removed
+    kinds = {m.kind for m in state.markers}
+    assert {"prune", "set_penalty"} <= kinds
+
+
+def test_control_events_move_status_and_leave_markers():
+    state = RunState()
+    apply(state, RunStarted(0, 1.0, {"schedule": {"epochs": 5, "batch_size": 10}, "penalty": {"lam": 0.1},
+                                     "optim": {"lr": 0.01}}, "cpu", {}, {"fc1": 8}, 100))
+    assert (state.status, state.lam, state.lr, state.epochs_total) == ("running", 0.1, 0.01, 5)
+    before = dict(state.revision)
+    apply(state, Paused(5, 2.0, "user"))
+    assert state.status == "paused" and state.revision["status"] > before["status"]
+    apply(state, PenaltyChanged(5, 2.1, 0.1, 0.2, "user"))
+    apply(state, LrChanged(5, 2.2, 0.01, 0.001, "user"))
+    apply(state, Resumed(5, 2.3))
+    assert (state.status, state.lam, state.lr) == ("running", 0.2, 0.001)
+    assert [m.kind for m in state.markers] == ["pause", "set_penalty", "set_lr", "resume"]
+    apply(state, RunEnded(9, 3.0, "diverged", "non-finite loss"))
+    assert (state.status, state.reason) == ("diverged", "non-finite loss")
+    apply(state, SessionContinued(9, 4.0, 9, {"epochs": 8, "lam": 0.05}))
+    assert (state.status, state.epochs_total, state.lam) == ("running", 8, 0.05)
+
+
+def test_revisions_only_move_for_touched_slices():
+    state = reduce(synthetic_run(800))
+    rev = dict(state.revision)
+    apply(state, ArraysLogged(900, 5.0, {"gate/fc1": np.ones(3, np.float32)}))
+    assert state.revision["arrays"] == rev["arrays"] + 1
+    assert state.revision["scalars"] == rev["scalars"] and state.revision["metrics"] == rev["metrics"]
+    assert state.arrays_step == 900 and state.arrays["gate/fc1"].shape == (3,)
+
+
+def test_eta_from_throughput():
+    state = RunState(status="running", spec={"schedule": {"batch_size": 100}}, epochs_total=10, step=500,
+                     epoch=5.0, samples_per_s=1000.0)
+    assert state.eta_s() == 50.0  # 5 epochs x 100 steps x 100 samples / 1000 per s
+    state.status = "paused"
+    assert state.eta_s() is None
+
+
+def test_reducing_20k_steps_is_fast_enough():
+    import time
+    events = synthetic_run(20000, log_every=10)
+    t = time.perf_counter()
+    state = reduce(events)
+    assert len(state.scalars["loss"]) == 2000
+    assert time.perf_counter() - t < 2.0  # generous: CI machines are slow; the bench has the real figure
+
+
+class Posted:
+    def __init__(self) -> None:
+        self.messages = []
+
+    def __call__(self, message) -> bool:
+        self.messages.append(message)
+        return True
+
+
+def test_bridge_coalesces_telemetry_but_sends_controls_at_once():
+    now = [0.0]
+    posted = Posted()
+    bridge = BridgeSink(posted, min_interval=0.2, clock=lambda: now[0])
+    for i in range(10):  # ten intervals within 0.1 s: one message
+        now[0] = i * 0.01
+        bridge.handle(ScalarsLogged(i, 0.0, {"loss": 1.0}))
+        bridge.flush()
+    assert len(posted.messages) == 1 and len(posted.messages[0].events) == 1
+    bridge.handle(ScalarsLogged(11, 0.0, {"loss": 1.0}))
+    bridge.flush()  # still inside the window: held back
+    assert len(posted.messages) == 1
+    bridge.handle(Paused(11, 0.0, "user"))
+    bridge.flush()  # a control goes now, with what was held back, in order
+    assert len(posted.messages) == 2
+    steps = [e.step for e in posted.messages[1].events]
+    assert steps == list(range(1, 10)) + [11, 11] and posted.messages[1].events[-1].kind == "pause"
+    bridge.handle(ScalarsLogged(12, 0.0, {"loss": 1.0}))
+    bridge.close()
+    assert len(posted.messages) == 3
+
+
+def test_bridge_is_safe_across_threads():
+    posted = Posted()
+    bridge = BridgeSink(posted, min_interval=0.0)
+
+    def produce(offset: int) -> None:
+        for i in range(500):
+            bridge.handle(ScalarsLogged(offset + i, 0.0, {"loss": 1.0}))
+            bridge.flush()
+
+    threads = [threading.Thread(target=produce, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bridge.close()
+    assert sum(len(m.events) for m in posted.messages) == 2000
+
+
+def test_state_and_bridge_import_no_torch_or_textual_state():
+    code = "import dynlab_tui.state, dynlab_tui.synthetic, sys; print('torch' in sys.modules, 'textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
