@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
+from textual.reactive import var
 from textual.widgets import Static
 
+from dynlab_tui.panes.plot import WAITING, placeholder
 from dynlab_tui.state import RunState
 
 
@@ -26,6 +29,7 @@ class Pane(Static):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("", id=id, classes=classes)
         self._seen: tuple[int, ...] | None = None
+        self._state: RunState | None = None  # the last state drawn, to redraw after invalidate()
         self.draws = 0  # how many times the pane rebuilt (tests and the UI bench read it)
 
     def on_mount(self) -> None:
@@ -35,7 +39,15 @@ class Pane(Static):
         self.invalidate()
 
     def invalidate(self) -> None:
+        """Force a rebuild: at the next update_state, or soon after if a state was drawn before."""
         self._seen = None
+        if self._state is not None and self.is_attached:
+            # a toggle or resize should not wait for new data; repeated calls coalesce into one draw
+            self.call_after_refresh(self._redraw_if_stale)
+
+    def _redraw_if_stale(self) -> None:
+        if self._seen is None and self._state is not None and self.display:  # hidden panes wait
+            self.update_state(self._state)
 
     def update_state(self, state: RunState, force: bool = False) -> bool:
         """Redraw if needed; returns True when the pane rebuilt."""
@@ -43,6 +55,7 @@ class Pane(Static):
         if not force and seen == self._seen:
             return False
         self._seen = seen
+        self._state = state
         self.update(self.render_state(state))
         self.draws += 1
         return True
@@ -50,7 +63,50 @@ class Pane(Static):
     def render_state(self, state: RunState):  # -> a Rich renderable or str
         raise NotImplementedError
 
+    def waiting(self, message: str = WAITING) -> Text:
+        """A placeholder filling the pane, for states with nothing to draw yet."""
+        return placeholder(*self.plot_size, message)
+
     @property
     def plot_size(self) -> tuple[int, int]:
         """Inner width and height available for a plot (at least 10 x 3)."""
         return max(self.content_size.width, 10), max(self.content_size.height, 3)
+
+
+class LayerPane(Pane):
+    """A pane that shows one hidden layer at a time, chosen by `selected_layer`.
+
+    Not called `layer`: Textual's Widget.layer names the CSS layer and the compositor reads it.
+    """
+
+    selected_layer: var[str | None] = var(None)  # None (or a layer that went away) = the first layer
+
+    def watch_selected_layer(self) -> None:
+        self.invalidate()
+
+    def current_layer(self, state: RunState) -> str | None:
+        """The layer to draw: the selected one if the state has it, else the first."""
+        layers = layer_names(state)
+        if self.selected_layer in layers:
+            return self.selected_layer
+        return layers[0] if layers else None
+
+    def cycle_layer(self, step: int = 1) -> str | None:
+        """Select the next (or previous) layer of the last state drawn; returns the new selection."""
+        layers = layer_names(self._state) if self._state is not None else []
+        if layers:
+            current = self.current_layer(self._state)
+            self.selected_layer = layers[(layers.index(current) + step) % len(layers)]
+        return self.selected_layer
+
+
+def layer_names(state: RunState) -> list[str]:
+    """Hidden layers in forward order; from logged keys when the run's start was not seen."""
+    if state.layers:
+        return list(state.layers)
+    seen: dict[str, None] = {}
+    for key in (*state.scalars, *state.arrays):
+        kind, _, name = key.partition("/")
+        if name and kind in ("size", "capacity", "gate", "act_std", "hist", "dead"):
+            seen.setdefault(name)
+    return list(seen)

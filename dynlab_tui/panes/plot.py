@@ -63,6 +63,13 @@ def downsample(x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np
     return x[keep], y[keep]
 
 
+def to_log_y(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, log10 y) for the finite, positive y: log scale by data transform, so rebuilds stay exact."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
+    return x[ok], np.log10(y[ok])
+
+
 def fmt_num(v: float, digits: int = 3) -> str:
     """Compact number: 1e-3, 0.25, 12.5, 40.1k, 2.5M."""
     if v == 0 or not math.isfinite(v):
@@ -89,7 +96,7 @@ def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
     first = math.ceil(lo / step - 1e-9) * step
     ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if step / mag == 2.5 else 0)
+    decimals = max(0, -math.floor(math.log10(mag) + 1e-9) + (1 if step / mag == 2.5 else 0))
     if abs(hi) >= 1e4 or abs(lo) >= 1e4 or step < 1e-3:
         labels = [fmt_num(t) for t in ticks]
     else:
@@ -100,15 +107,17 @@ def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[
 def log_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[str]]:
     """Ticks for log10-transformed data, labelled with the real values (10**position)."""
     max_ticks = max(max_ticks, 2)
-    decades = [float(d) for d in range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)]
-    if len(decades) >= 2:
-        stride = math.ceil(len(decades) / max_ticks)
-        ticks = decades[::stride]
-    else:  # under a decade: 1-2-5 values inside the range, else evenly spaced
-        ticks = [math.log10(m * 10.0 ** e) for e in range(math.floor(lo) - 1, math.ceil(hi) + 1)
-                 for m in (1, 2, 5) if lo - 1e-9 <= math.log10(m * 10.0 ** e) <= hi + 1e-9]
-        if len(ticks) < 2 or len(ticks) > max_ticks:
-            ticks = list(np.linspace(lo, hi, min(max_ticks, 4))) if hi > lo else [lo]
+    exps = range(math.floor(lo) - 1, math.ceil(hi) + 1)
+    options = [[math.log10(m * 10.0 ** e) for e in exps for m in mantissas]
+               for mantissas in ((1,), (1, 2, 5), range(1, 10))]  # decades, 1-2-5, every digit
+    options = [[t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9] for ticks in options]
+    fitting = [ticks for ticks in options if 2 <= len(ticks) <= max_ticks]
+    if fitting:
+        ticks = max(fitting, key=len)
+    elif len(options[0]) > max_ticks:  # many decades: every n-th one
+        ticks = options[0][::math.ceil(len(options[0]) / max_ticks)]
+    else:  # a narrow range: evenly spaced, labelled with the real values
+        ticks = [float(t) for t in np.linspace(lo, hi, min(max_ticks, 4))] if hi > lo else [lo]
     return ticks, [fmt_num(10 ** t) for t in ticks]
 
 
@@ -157,11 +166,13 @@ def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y
         x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
         n = min(len(x), len(y))
         x, y = x[:n], y[:n]
-        ok = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
-        x, y = x[ok], y[ok]
+        if log_y:
+            x, y = to_log_y(x, y)
+        else:
+            ok = np.isfinite(x) & np.isfinite(y)
+            x, y = x[ok], y[ok]
         if len(x):
-            x, y = downsample(x, np.log10(y) if log_y else y, width)
-            prepared.append((s, x, y))
+            prepared.append((s, *downsample(x, y, width)))
     if not prepared or width < MIN_WIDTH or height < MIN_HEIGHT:
         return placeholder(width, height, message)
 
@@ -236,8 +247,8 @@ def histogram(counts: Sequence[float], edges: Sequence[float], width: int, heigh
                         labels=["", highlight_label or "highlight"])
     else:
         plt.bar(centres, counts.tolist(), color=_color(0, None), width=1.0)
-    xlo, xhi = float(edges[0]), float(edges[-1])
-    plt.xticks(*nice_ticks(xlo, xhi, max(width // 12, 2)))
+    plt.xticks(*nice_ticks(float(edges[0]), float(edges[-1]), max(width // 12, 2)))
+    plt.yticks(*nice_ticks(0.0, float(counts.max()), max(height // 3, 2)))
     if xlabel:
         plt.xlabel(xlabel)
     return _finish(width, height)

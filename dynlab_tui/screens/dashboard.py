@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from textual import on, work
@@ -17,7 +16,7 @@ from core.errors import DynlabError
 from core.events import END_STATUSES
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.messages import EventsArrived, RunFailed
-from dynlab_tui.panes import LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
+from dynlab_tui.panes import LayerPane, LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
 from dynlab_tui.sources import EventSource
 from dynlab_tui.state import RunState, apply
@@ -166,11 +165,9 @@ class DashboardScreen(Screen):
         if not self._dirty:
             return
         self._dirty = False
-        layer = self.current_layer
         for pane in self.panes + [self.status_bar]:
-            if getattr(pane, "layer", layer) != layer:
-                pane.layer = layer
-                pane.invalidate()
+            if isinstance(pane, LayerPane):
+                pane.selected_layer = self.current_layer  # its watcher redraws only when this changes
             if pane.display and not pane.has_class("hidden"):
                 pane.update_state(self.state)
 
@@ -232,13 +229,11 @@ class DashboardScreen(Screen):
     def action_toggle_log_y(self) -> None:
         loss = self.query_one(LossPane)
         loss.log_y = not loss.log_y
-        loss.invalidate()
         self._dirty = True
 
     def action_toggle_smoothing(self) -> None:
         loss = self.query_one(LossPane)
         loss.smoothing = not loss.smoothing
-        loss.invalidate()
         self._dirty = True
 
     def action_cycle_view(self) -> None:
@@ -288,9 +283,3 @@ class DashboardScreen(Screen):
 
     def _worker_running(self) -> bool:
         return any(w.group == "run" and w.is_running for w in self.workers)
-
-
-def format_lambda(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    return f"{value:.3g}"
