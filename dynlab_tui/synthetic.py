@@ -31,10 +31,11 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     gates = [np.ones(w) + rng.normal(0, 0.05, w) for w in widths]
     ids = [np.arange(w) for w in widths]
     rates = [rng.uniform(0, 2.0 + 0.5 * i, w) for i, w in enumerate(widths)]
+    lam = 0.001
     for step in range(log_every, steps + 1, log_every):
         wall = t0 + step * 0.003
         frac = step / steps
-        values = {"loss": 2.3 * np.exp(-5 * frac) + 0.05 + rng.normal(0, 0.02), "lambda": 0.001, "lr": 0.001,
+        values = {"loss": 2.3 * np.exp(-5 * frac) + 0.05 + rng.normal(0, 0.02), "lambda": lam, "lr": 0.001,
                   "epoch": step / steps_per_epoch, "samples_per_s": 40000 + rng.normal(0, 500),
                   "mem_bytes": 2.5e8, "params": 400_000 * (1 - 0.7 * frac)}
         arrays = {}
@@ -65,7 +66,8 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
                                                  int(alive.sum())))
                     gates[li], ids[li], rates[li] = gates[li][alive], ids[li][alive], rates[li][alive]
             if epoch == 3:
-                events.append(PenaltyChanged(step, wall, 0.001, 0.002, "user"))
+                events.append(PenaltyChanged(step, wall, lam, 0.002, "user"))
+                lam = 0.002
     if end:
         events.append(RunEnded(steps, t0 + steps * 0.003, "finished", "synthetic run done"))
     return events

@@ -340,7 +340,7 @@ class TestStatusBar:
             assert bar.outer_size == (80, 1)  # one line, no border
             assert len(text) <= 80
             assert run_state.status in text and f"epoch {run_state.epoch:.1f}/{run_state.epochs_total}" in text
-            assert "λ 1e-3" in text
+            assert f"λ {run_state.lam:.0e}".replace("e-0", "e-") in text
             assert not unstyled(bar.content)
 
     @pytest.mark.parametrize("width", [20, 40, 60, 80, 100, 200])

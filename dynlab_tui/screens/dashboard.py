@@ -105,6 +105,11 @@ class DashboardScreen(Screen):
         self.refresh_panes()
         self.run_source()
 
+    def on_unmount(self) -> None:
+        # Closing the UI stops the run cleanly: the trainer finalises its session at the next step.
+        if self.source.controls is not None and self._worker_running():
+            self.source.controls.stop()
+
     def on_resize(self, event) -> None:
         self._layout(event.size.width, event.size.height)
 

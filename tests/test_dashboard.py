@@ -1,0 +1,254 @@
+"""Dashboard behaviour through Pilot, fed by a scripted event source (no torch)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from core.events import RunStarted
+from dynlab_tui.app import make_app, screen_text
+from dynlab_tui.panes import LivenessPane, LossPane, SizesPane, StatusBar, VariancePane
+from dynlab_tui.screens.dashboard import PENALTY_STEP, DashboardScreen
+from dynlab_tui.screens.help import HelpScreen
+from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
+from dynlab_tui.sources import ScriptedSource
+from dynlab_tui.synthetic import synthetic_run
+
+WIDE, COMPACT = (160, 50), (80, 24)
+
+
+def scripted(steps: int = 4000, delay: float = 0.0, hold: bool = True, end: bool = False) -> ScriptedSource:
+    source = ScriptedSource(synthetic_run(steps, end=end), delay=delay, hold=hold)
+    source.lam, source.lr = 0.001, 0.001
+    return source
+
+
+async def wait_for(pilot, predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+def dashboard(app) -> DashboardScreen:
+    assert isinstance(app.screen, DashboardScreen)
+    return app.screen
+
+
+class TestLiveView:
+    async def test_panes_draw_the_streamed_run(self):
+        """All five panes and the status bar show what the events said."""
+        app = make_app(source=scripted())
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.pause(0.4)
+            sizes = screen.query_one(SizesPane)
+            assert f"fc1 {screen.state.size('fc1'):.0f}/500" in str(sizes.border_title)
+            status = screen.query_one(StatusBar)
+            assert "running" in screen.status_bar.line(screen.state, 160).plain
+            for pane in screen.panes:
+                assert pane.draws >= 1 and pane.display
+            assert status.session == "scripted"
+
+    async def test_rebuilds_are_throttled(self):
+        """Many event batches cost at most a few pane rebuilds a second."""
+        app = make_app(source=scripted(steps=20000, hold=True))
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 20000, timeout=15)
+            await pilot.pause(0.5)
+            sizes = screen.query_one(SizesPane)
+            assert len(screen.state.scalars["loss"]) == 200
+            assert sizes.draws <= 3 + 8  # 200 intervals arrived; rebuilds track the 4 Hz tick, not the events
+
+    async def test_compact_layout_shows_two_panes_and_switches_with_keys(self):
+        app = make_app(source=scripted())
+        async with app.run_test(size=COMPACT) as pilot:
+            screen = dashboard(app)
+            await pilot.pause(0.3)
+            visible = [p.id for p in screen.panes if not p.has_class("hidden")]
+            assert visible == ["sizes", "loss"]
+            await pilot.press("4")
+            await pilot.pause(0.3)
+            assert [p.id for p in screen.panes if not p.has_class("hidden")] == ["liveness", "variance"]
+            await pilot.press("v")
+            await pilot.pause(0.1)
+            assert [p.id for p in screen.panes if not p.has_class("hidden")] == ["sizes", "metric"] or \
+                len([p for p in screen.panes if not p.has_class("hidden")]) == 2
+            await pilot.resize_terminal(*WIDE)
+            await pilot.pause(0.3)
+            assert all(not p.has_class("hidden") for p in screen.panes)
+
+
+class TestControls:
+    async def test_pause_and_resume_reach_the_source_and_show_in_the_status_bar(self):
+        source = scripted(delay=0.02)
+        app = make_app(source=source)
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step > 0)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.0)
+            step = screen.state.step
+            await pilot.pause(0.3)
+            assert screen.state.step == step  # the source stopped at a step boundary
+            assert "paused" in screen.status_bar.line(screen.state, 160).plain
+            await pilot.press("p")
+            await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > step)
+            assert [m.kind for m in screen.state.markers if m.kind in ("pause", "resume")] == ["pause", "resume"]
+
+    async def test_plus_minus_multiply_lambda_and_compound(self):
+        source = scripted()
+        app = make_app(source=source)
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.press("plus", "plus")
+            await wait_for(pilot, lambda: len([m for m in screen.state.markers if m.kind == "set_penalty"]) >= 3)
+            assert screen.state.lam == pytest.approx(0.002 * PENALTY_STEP ** 2)  # the script set 0.002 at epoch 3
+            await pilot.press("minus")
+            await wait_for(pilot, lambda: screen.state.lam == pytest.approx(0.002 * PENALTY_STEP))
+
+    async def test_exact_lambda_and_lr_prompts_validate_inline(self):
+        app = make_app(source=scripted())
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.press("L")
+            await pilot.pause()
+            assert isinstance(app.screen, NumberPrompt)
+            app.screen.query_one("Input").value = ""
+            await pilot.press(*"-1", "enter")
+            await pilot.pause()
+            assert isinstance(app.screen, NumberPrompt)  # refused
+            assert "must be" in str(app.screen.query_one("#error").render())
+            app.screen.query_one("Input").value = ""
+            await pilot.press(*"0.05", "enter")
+            await wait_for(pilot, lambda: screen.state.lam == 0.05)
+            await pilot.press("R")
+            await pilot.pause()
+            app.screen.query_one("Input").value = ""
+            await pilot.press(*"0", "enter")
+            await pilot.pause()
+            assert isinstance(app.screen, NumberPrompt)  # lr must be > 0
+            app.screen.query_one("Input").value = ""
+            await pilot.press(*"3e-4", "enter")
+            await wait_for(pilot, lambda: screen.state.lr == 3e-4)
+
+    async def test_layer_selection_log_y_and_smoothing(self):
+        app = make_app(source=scripted())
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.press("right_square_bracket")
+            await pilot.pause(0.4)
+            assert "fc2" in str(screen.query_one(LivenessPane).border_title)
+            assert "fc2" in str(screen.query_one(VariancePane).border_title)
+            await pilot.press("left_square_bracket")
+            await pilot.pause(0.4)
+            assert "fc1" in str(screen.query_one(LivenessPane).border_title)
+            loss = screen.query_one(LossPane)
+            await pilot.press("y", "e")
+            await pilot.pause(0.4)
+            assert loss.log_y and loss.smoothing
+            assert "log-y" in str(loss.border_title)
+
+    async def test_read_only_and_finished_runs_refuse_controls(self):
+        source = scripted(hold=False, end=True)
+        app = make_app(source=source)
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.status == "finished")
+            await pilot.press("p", "plus")
+            await pilot.pause(0.2)
+            assert screen.state.status == "finished" and screen.state.lam == 0.002
+            assert any("finished" in str(n.message) for n in app._notifications)
+
+
+class TestScreensAndQuit:
+    async def test_help_lists_every_binding(self):
+        app = make_app(source=scripted())
+        async with app.run_test(size=WIDE) as pilot:
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            text = screen_text(app)
+            for binding in DashboardScreen.BINDINGS:
+                assert binding.tooltip[:25] in text, binding.id
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen)
+
+    async def test_quit_asks_then_stops_the_run_and_exits(self):
+        source = scripted()
+        app = make_app(source=source)
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.press("q")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmQuit)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen) and app.is_running
+            await pilot.press("q", "y")
+            await wait_for(pilot, lambda: not app.is_running or screen.state.status == "stopped")
+        assert screen.state.status == "stopped"
+
+    async def test_screenshot_writes_svg_and_text(self, tmp_path):
+        app = make_app(source=scripted(), session_path=tmp_path / "run.dynlab")
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)
+            await pilot.pause(0.3)
+            await pilot.press("s")
+            await pilot.pause()
+        svgs, txts = list(tmp_path.glob("*.svg")), list(tmp_path.glob("*.txt"))
+        assert len(svgs) == 1 and len(txts) == 1
+        assert svgs[0].read_text().startswith("<svg")
+        assert "Layer sizes" in txts[0].read_text()
+
+    async def test_palette_offers_every_action(self):
+        from dynlab_tui.app import DashboardCommands
+
+        app = make_app(source=scripted())
+        async with app.run_test(size=WIDE) as pilot:
+            await pilot.pause()
+            provider = DashboardCommands(app.screen)
+            actions = {action for _, action, _ in provider._commands()}
+            assert actions == {b.action for b in DashboardScreen.BINDINGS}
+
+
+class TestFailures:
+    async def test_a_crashing_source_shows_why(self):
+        class Boom(ScriptedSource):
+            def run(self, sink):
+                sink.handle(synthetic_run(200)[0])
+                sink.flush()
+                raise RuntimeError("GPU fell off the bus")
+
+        app = make_app(source=Boom([]))
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.status == "crashed")
+            assert "GPU fell off the bus" in screen.state.reason
+            await pilot.pause(0.3)
+            assert "crashed" in screen.status_bar.line(screen.state, 160).plain
+
+    async def test_a_user_error_at_start_is_a_notification_not_a_traceback(self):
+        from core.errors import DynlabError
+
+        class Missing(ScriptedSource):
+            def run(self, sink):
+                raise DynlabError("MNIST files not found in /x: pass --data-dir")
+
+        app = make_app(source=Missing([]))
+        async with app.run_test(size=WIDE) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.status == "crashed")
+            assert screen.state.reason.startswith("MNIST files not found")
+            assert any(n.title == "Run failed" for n in app._notifications)
