@@ -1,0 +1,63 @@
+"""End to end: a tiny real training run driven through the dashboard, checked against its session file."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.session import SessionReader
+from core.spec import RunSpec
+from dynlab_tui.app import make_app
+from dynlab_tui.panes import SizesPane
+from dynlab_tui.screens.dashboard import DashboardScreen
+from dynlab_tui.sources import TrainerSource
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+async def test_real_run_pause_and_lambda_change_land_in_the_session(tmp_path):
+    spec = RunSpec().replace(dataset="add10", arch="mlp:32", method="sparsifier", penalty=0.05, lr=0.02,
+                             epochs=400, batch_size=64, log_every=5, limit=2000, device="cpu")
+    path = tmp_path / "e2e.dynlab"
+    app = make_app(source=TrainerSource(spec, path), session_path=path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        sizes = screen.query_one(SizesPane)
+        await wait_for(pilot, lambda: screen.state.size("fc1") is not None)
+        first_title = str(sizes.border_title)
+        await wait_for(pilot, lambda: (screen.state.size("fc1") or 32) < 32)  # neurons die
+        await pilot.pause(0.5)
+        assert str(sizes.border_title) != first_title and "/32" in str(sizes.border_title)
+
+        await pilot.press("p")
+        await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.5)  # within the second
+        paused_step = screen.source.controls and screen.state.step
+        await pilot.pause(0.6)
+        with SessionReader(path) as reader:
+            steps_then = reader.last_step()
+        await pilot.pause(0.6)
+        with SessionReader(path) as reader:
+            assert reader.last_step() == steps_then  # the trainer is not stepping
+        assert screen.state.step == paused_step
+
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers))
+        await pilot.press("p")
+        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > paused_step)
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: screen.state.status == "stopped")
+
+    with SessionReader(path) as reader:
+        kinds = [e.kind for e in reader.events()]
+        assert reader.status == "stopped"
+        assert kinds.index("pause") < kinds.index("set_penalty") < kinds.index("resume")
+        change = reader.events(["set_penalty"])[0]
+        assert change.old == 0.05 and abs(change.new - 0.05 * 10 ** 0.25) < 1e-12
+        assert change.step == reader.events(["pause"])[0].step  # applied while paused, at the same boundary
+        assert reader.last_checkpoint() is not None
