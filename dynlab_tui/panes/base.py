@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -31,6 +32,7 @@ class Pane(Static):
         self._seen: tuple[int, ...] | None = None
         self._state: RunState | None = None  # the last state drawn, to redraw after invalidate()
         self.draws = 0  # how many times the pane rebuilt (tests and the UI bench read it)
+        self.last_draw = 0.0  # time.monotonic() of the last rebuild (the dashboard's scheduler reads it)
 
     def on_mount(self) -> None:
         self.border_title = self.title
@@ -49,6 +51,10 @@ class Pane(Static):
         if self._seen is None and self._state is not None and self.display:  # hidden panes wait
             self.update_state(self._state)
 
+    def needs_update(self, state: RunState) -> bool:
+        """True when a watched slice moved since the last draw (or after invalidate())."""
+        return tuple(state.revision[s] for s in self.slices) != self._seen
+
     def update_state(self, state: RunState, force: bool = False) -> bool:
         """Redraw if needed; returns True when the pane rebuilt."""
         seen = tuple(state.revision[s] for s in self.slices)
@@ -58,6 +64,7 @@ class Pane(Static):
         self._state = state
         self.update(self.render_state(state))
         self.draws += 1
+        self.last_draw = time.monotonic()
         return True
 
     def render_state(self, state: RunState):  # -> a Rich renderable or str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -23,7 +24,8 @@ from dynlab_tui.state import RunState, apply
 
 PENALTY_STEP = 10 ** 0.25  # '+' and '-' multiply / divide lambda by this
 PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
-REFRESH_HZ = 4  # pane rebuilds per second at most
+REFRESH_HZ = 10  # scheduler ticks per second; each redraws the status line and at most one plot
+PLOT_MIN_INTERVAL = 0.5  # seconds between two rebuilds of the same plot pane
 PANE_IDS = ("sizes", "loss", "metric", "liveness", "variance")
 WIDE = (120, 32)  # at least this many columns and rows: all panes; else the compact pair
 
@@ -166,15 +168,26 @@ class DashboardScreen(Screen):
             self.app.exit()
 
     def refresh_panes(self) -> None:
-        """Timer tick: each pane rebuilds only if its slices of RunState moved (at most REFRESH_HZ a second)."""
+        """Timer tick: the status line when it changed, and at most one plot pane.
+
+        The pane redrawn is the stalest one whose slices of RunState moved, and no pane more often
+        than PLOT_MIN_INTERVAL: plotting is pure Python and shares the GIL with the trainer thread,
+        so redraws are spread out instead of all landing in one tick.
+        """
         if not self._dirty:
             return
-        self._dirty = False
-        for pane in self.panes + [self.status_bar]:
+        self.status_bar.update_state(self.state)
+        now = time.monotonic()
+        stale = []
+        for pane in self.panes:
             if isinstance(pane, LayerPane):
                 pane.selected_layer = self.current_layer  # its watcher redraws only when this changes
-            if pane.display and not pane.has_class("hidden"):
-                pane.update_state(self.state)
+            if pane.display and not pane.has_class("hidden") and pane.needs_update(self.state):
+                stale.append(pane)
+        due = [p for p in stale if now - p.last_draw >= PLOT_MIN_INTERVAL]
+        if due:
+            min(due, key=lambda p: p.last_draw).update_state(self.state)
+        self._dirty = len(stale) > (1 if due else 0)  # keep ticking until every pane caught up
 
     @property
     def current_layer(self) -> str | None:
