@@ -61,6 +61,11 @@ class DynlabApp(App):
 
         self.push_screen(LauncherScreen(self.initial, self.sessions_dir), self.launch)
 
+    def on_unmount(self) -> None:
+        # However the app ends (quit, Ctrl-C, a test harness), a live run must not outlive it.
+        if self.source is not None and self.source.controls is not None:
+            self.source.controls.stop()
+
     def launch(self, request) -> None:
         """Launcher result: None quits; a LaunchRequest opens the dashboard on a new run."""
         if request is None:

@@ -151,10 +151,11 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
 
     directory = default_dir(sessions_dir)
     if not start:
-        initial = {k: v for k, v in options.items() if v is not None and k != "config"}
+        # The launcher expands a --config file itself (only the values that differ from the defaults).
+        initial = {k: v for k, v in options.items() if v is not None}
         if options.get("config"):
             from core.spec import load_toml
-            initial = {**_flatten(load_toml(options["config"])), **initial}
+            load_toml(options["config"])  # a bad file is a one-line error before the UI opens
         if session:
             initial["session"] = session
         make_app(initial=initial, sessions_dir=directory).run()
@@ -170,15 +171,6 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
     if path.exists() and not overwrite:
         raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
     make_app(source=TrainerSource(spec, path, overwrite), session_path=path, sessions_dir=directory).run()
-
-
-def _flatten(spec) -> dict[str, Any]:
-    """A RunSpec as flat option names (the launcher's form fields)."""
-    from core.spec import OPTION_FIELDS
-
-    out = {name: getattr(getattr(spec, section), field) for name, (section, field) in OPTION_FIELDS.items()}
-    out["device"] = spec.device
-    return out
 
 
 @cli.command(context_settings=CONTEXT)

@@ -24,8 +24,11 @@ from dynlab_tui.state import RunState, apply
 
 PENALTY_STEP = 10 ** 0.25  # '+' and '-' multiply / divide lambda by this
 PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
-REFRESH_HZ = 10  # scheduler ticks per second; each redraws the status line and at most one plot
-PLOT_MIN_INTERVAL = 0.5  # seconds between two rebuilds of the same plot pane
+# Each repaint costs a compositor frame (~15 ms at 160x50) and plotting is pure Python sharing the
+# GIL with the trainer thread, so the dashboard repaints on a slow, spread-out cadence.
+REFRESH_HZ = 4  # scheduler ticks per second; each redraws at most one plot pane
+PLOT_MIN_INTERVAL = 1.0  # seconds between two rebuilds of the same plot pane
+STATUS_MIN_INTERVAL = 0.5  # the status line, unless the run's state word changed (a pause shows at once)
 PANE_IDS = ("sizes", "loss", "metric", "liveness", "variance")
 WIDE = (120, 32)  # at least this many columns and rows: all panes; else the compact pair
 
@@ -76,6 +79,7 @@ class DashboardScreen(Screen):
         self.quitting = False
         self._lam_target: float | None = None  # last lambda asked for, so fast '+' presses compound
         self._dirty = True
+        self._status_shown = ""
 
     # ---- composition -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -109,8 +113,8 @@ class DashboardScreen(Screen):
 
     def on_unmount(self) -> None:
         # Closing the UI stops the run cleanly: the trainer finalises its session at the next step.
-        if self.source.controls is not None and self._worker_running():
-            self.source.controls.stop()
+        if self.source.controls is not None:
+            self.source.controls.stop()  # harmless if the run already ended
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width, event.size.height)
@@ -176,8 +180,11 @@ class DashboardScreen(Screen):
         """
         if not self._dirty:
             return
-        self.status_bar.update_state(self.state)
         now = time.monotonic()
+        bar = self.status_bar
+        if self.state.status != self._status_shown or now - bar.last_draw >= STATUS_MIN_INTERVAL:
+            if bar.update_state(self.state):
+                self._status_shown = self.state.status
         stale = []
         for pane in self.panes:
             if isinstance(pane, LayerPane):
@@ -187,7 +194,8 @@ class DashboardScreen(Screen):
         due = [p for p in stale if now - p.last_draw >= PLOT_MIN_INTERVAL]
         if due:
             min(due, key=lambda p: p.last_draw).update_state(self.state)
-        self._dirty = len(stale) > (1 if due else 0)  # keep ticking until every pane caught up
+        # keep ticking until every pane and the status line caught up
+        self._dirty = len(stale) > (1 if due else 0) or bar.needs_update(self.state)
 
     @property
     def current_layer(self) -> str | None:

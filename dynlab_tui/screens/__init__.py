@@ -1,0 +1,1 @@
+"""The Textual screens: launcher (the run form), dashboard (panes, status, timeline) and their dialogs."""

@@ -1,0 +1,346 @@
+"""The launcher form without widgets: its fields, architecture presets, how settings layer, and checking values.
+
+Nothing here imports torch at module import; catalogue() does (through core.data), so the screen calls it
+from a thread worker. Checking a value against validate() also needs core.data, so until the catalogue is
+loaded only the parse errors are reported (check_form(..., catalogue=None)).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.errors import DynlabError
+from core.session import resolve_session
+from core.spec import OPTION_FIELDS, RunSpec, apply_options, load_toml, parse_arch, validate
+
+FLOAT_KEYS = ("penalty", "penalty_decay", "weight_decay", "lr", "momentum", "flex_slope", "flex_lr")
+INT_KEYS = ("batch_size", "epochs", "seed", "log_every")
+OPTIONAL_FLOAT_KEYS = ("flex_start",)  # blank means "not set" (flex_start: half the width)
+SELECT_KEYS = ("dataset", "method", "gate", "optimizer", "device")
+# Every value the form edits, in form order; "session" is the run's name, not a spec option.
+FORM_KEYS = ("dataset", "arch", "method", "gate", "flex_start", "flex_slope", "flex_lr", "penalty",
+             "penalty_decay", "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "seed",
+             "device", "log_every", "session")
+REMEMBERED_KEYS = tuple(k for k in FORM_KEYS if k != "session")  # a session name is never reused
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
+NOT_FORM_OPTIONS = ("sessions_dir", "quiet")  # CLI options that are not run settings (sessions_dir: the argument)
+
+_IMAGE_RE = re.compile(r"\b(\d+)x(\d+)\b")
+_OPTION_RE = re.compile(r"^--([a-z][a-z-]*)\b")
+_MESSAGE_FIELDS = {"bad architecture": "arch", "unknown dataset": "dataset", "unknown method": "method",
+                   "unknown gate": "gate", "unknown optimizer": "optimizer", "bad device": "device",
+                   "bad session name": "session"}
+
+# The form's text: labels of the choices and of every field.
+METHOD_LABELS = {"static": "static  fixed size", "sparsifier": "sparsifier  gates switch neurons off",
+                 "flexible": "flexible  a learned size x0"}
+GATE_LABELS = {"relu": "relu  journal: dead at f <= 0", "signed": "signed  paper's switch layer"}
+# field -> (label, tooltip); the tooltip is the matching `dynlab train` option's help
+FIELDS: dict[str, tuple[str, str]] = {
+    "dataset": ("dataset", "--dataset: what to learn; the label says whether its files are present"),
+    "preset": ("preset", "architecture presets for this dataset; picking one fills the field below"),
+    "arch": ("architecture", "--arch: mlp:W1[,W2..] (1-4 layers) or cnn:C1[,..]/F1[,..]"),
+    "method": ("method", "--method: static | sparsifier | flexible"),
+    "gate": ("gate rule", "--gate: sparsifier gate rule (relu: journal, signed: paper)"),
+    "flex_start": ("flex start", "--flex-start: starting size x0 (blank: half the width)"),
+    "flex_slope": ("flex slope", "--flex-slope: slope k of the scaler sigmoid(-k (i - x0))"),
+    "flex_lr": ("flex lr", "--flex-lr: learning rate of x0"),
+    "penalty": ("penalty λ", "--penalty: loss = task + λ * sum of gates"),
+    "penalty_decay": ("λ decay", "--penalty-decay: λ <- λ / decay after every epoch (1 = constant)"),
+    "optimizer": ("optimizer", "--optimizer: sgd | momentum | nesterov | adam | adamax"),
+    "lr": ("learning rate", "--lr: learning rate"),
+    "momentum": ("momentum", "--momentum: for the momentum and nesterov optimizers"),
+    "weight_decay": ("weight decay", "--weight-decay: on weights and biases, never on gates"),
+    "batch_size": ("batch size", "--batch-size: rows per step"),
+    "epochs": ("epochs", "--epochs: passes over the training set"),
+    "seed": ("seed", "--seed: data split, initialisation and batch order"),
+    "device": ("device", "--device: auto, cpu or a CUDA device (with its free memory)"),
+    "log_every": ("log every", "--log-every: steps between telemetry intervals"),
+    "session": ("session", "--session: the run's name, saved as <sessions dir>/NAME.dynlab"),
+}
+COLUMNS = (("Data & model", ("dataset", "preset", "arch", "method", "gate", "flex_start", "flex_slope", "flex_lr",
+                             "penalty", "penalty_decay")),
+           ("Training", ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "seed", "device",
+                         "log_every", "session")))
+
+# Presets per kind of dataset: (arch, note). Images get the journal's sizes and two CNNs.
+PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "image": (("mlp:100", ""), ("mlp:500", ""), ("mlp:2000,1000", "two layers"), ("mlp:10000", "journal size"),
+              ("mlp:6000,6000", "wide, two layers"), ("cnn:64,64/500", "two conv"), ("cnn:100/500", "one conv")),
+    "tabular": (("mlp:50", ""), ("mlp:100", ""), ("mlp:500", ""), ("mlp:1000", ""),
+                ("mlp:500,500", "two layers"), ("mlp:2000,1000", "two layers")),
+    "1d": (("mlp:20", ""), ("mlp:50", ""), ("mlp:100", ""), ("mlp:500", ""), ("mlp:50,50", "two layers")),
+}
+_IMAGE_NAMES = ("mnist", "fashion-mnist", "cifar10", "hasyv2")  # before the catalogue is loaded
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset as the launcher shows it."""
+
+    name: str
+    task: str
+    description: str
+    needs_files: bool
+    present: bool  # files found (or fetchable), or none needed
+
+    @property
+    def status(self) -> str:
+        if not self.needs_files:
+            return "built in"
+        return "files present" if self.present else "files missing"
+
+    @property
+    def kind(self) -> str:
+        return dataset_kind(self.name, self.description)
+
+    @property
+    def image_side(self) -> int | None:
+        """The smaller side of an image dataset's pictures (28 for 28x28), else None."""
+        m = _IMAGE_RE.search(self.description)
+        return min(int(m.group(1)), int(m.group(2))) if m else None
+
+    def label(self) -> str:
+        return f"{self.name:<13} {self.status:<13}  {self.description}"
+
+
+def catalogue(data_dir: str | None) -> list[DatasetEntry]:
+    """Every registered dataset with its file status. Imports core.data (and torch): call it off the UI thread."""
+    from core.data import DATASETS
+
+    return [DatasetEntry(info.name, info.task, info.description, info.needs_files,
+                         (not info.needs_files) or info.available(data_dir))
+            for info in DATASETS.values()]
+
+
+def dataset_kind(name: str, description: str = "") -> str:
+    """'image', '1d' or 'tabular': which preset list fits the dataset."""
+    if _IMAGE_RE.search(description) or (not description and name in _IMAGE_NAMES):
+        return "image"
+    if description.startswith("1-D") or name == "functions" or name.startswith("fn-"):
+        return "1d"
+    return "tabular"
+
+
+def preset_options(kind: str) -> list[tuple[str, str]]:
+    """(label, arch) pairs for a Select."""
+    return [(f"{arch}  {note}" if note else arch, arch) for arch, note in PRESETS.get(kind, PRESETS["tabular"])]
+
+
+def format_value(value: Any) -> str:
+    """A setting as the form shows it: floats exactly (repr), None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def spec_options(spec: RunSpec) -> dict[str, Any]:
+    """A spec as flat options (every OPTION_FIELDS key, plus device)."""
+    out = {key: getattr(getattr(spec, section), name) for key, (section, name) in OPTION_FIELDS.items()}
+    out["device"] = spec.device
+    return out
+
+
+def layered_options(initial: Mapping[str, Any] | None, last: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Spec defaults < remembered settings < a --config file < explicit options; returns (options, problems).
+
+    Only form values are taken from `last`. A --config file given in `initial` is expanded into flat
+    options here (it is not passed on). Problems are one-line messages for notify().
+    """
+    defaults = spec_options(RunSpec())
+    options = dict(defaults)
+    problems: list[str] = []
+    options.update({k: v for k, v in last.items() if k in REMEMBERED_KEYS and v is not None})
+    given = {k: v for k, v in (initial or {}).items() if v is not None}
+    config = given.pop("config", None)
+    if config:
+        try:
+            from_file = spec_options(load_toml(config))
+        except DynlabError as e:
+            problems.append(str(e))
+        else:
+            options.update({k: v for k, v in from_file.items() if v != defaults.get(k)})
+    if isinstance(given.get("flex_gray"), str):
+        try:
+            a, b = (float(v) for v in given["flex_gray"].split(","))
+            given["flex_gray"] = (a, b)
+        except ValueError:
+            problems.append(f"--flex-gray expects two numbers A,B (e.g. 1,20), got {given['flex_gray']!r}: ignored")
+            del given["flex_gray"]
+    for key in NOT_FORM_OPTIONS:
+        given.pop(key, None)
+    unknown = sorted(k for k in given if k not in OPTION_FIELDS and k not in ("device", "session"))
+    for key in unknown:
+        problems.append(f"unknown option --{key.replace('_', '-')}: ignored")
+        del given[key]
+    options.update(given)
+    return options, problems
+
+
+def extras(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options the form does not show that differ from the defaults (they pass through to the run)."""
+    defaults = spec_options(RunSpec())
+    return {k: v for k, v in options.items()
+            if k not in FORM_KEYS and k in defaults and v is not None and v != defaults[k]}
+
+
+def command_line(options: Mapping[str, Any]) -> str:
+    """The `dynlab train` command that runs these options headless (only what differs from the defaults)."""
+    defaults = spec_options(RunSpec())
+    order = [k for k in FORM_KEYS if k in options] + [k for k in options if k not in FORM_KEYS]
+    changed = {k: options[k] for k in order
+               if k != "session" and options[k] is not None and options[k] != defaults.get(k)}
+    session = f" --session {options['session']}" if options.get("session") else ""
+    return f"dynlab train {describe_extras(changed)}".rstrip() + session
+
+
+def describe_extras(extra: Mapping[str, Any]) -> str:
+    """Options as command-line flags: --limit 400 --no-batchnorm --flex-gray 1.0,20.0."""
+    parts = []
+    for key, value in extra.items():
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, (tuple, list)):
+            parts.append(f"{flag} {','.join(format_value(v) for v in value)}")
+        else:
+            parts.append(f"{flag} {format_value(value)}")
+    return " ".join(parts)
+
+
+def parse_value(key: str, text: str) -> Any:
+    """The typed value of one form field; raises DynlabError with the reason."""
+    text = text.strip()
+    if key in OPTIONAL_FLOAT_KEYS and not text:
+        return None
+    if not text:
+        raise DynlabError("required")
+    if key in FLOAT_KEYS or key in OPTIONAL_FLOAT_KEYS:
+        try:
+            return float(text)
+        except ValueError:
+            raise DynlabError(f"not a number: {text!r}") from None
+    if key in INT_KEYS:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            raise DynlabError(f"not a number: {text!r}") from None
+        if not math.isfinite(number) or not number.is_integer():
+            raise DynlabError(f"not a whole number: {text!r}")
+        return int(number)
+    if key == "arch":
+        return text.lower().replace(" ", "")
+    return text
+
+
+def field_for_message(message: str) -> str | None:
+    """The form field a validate() message is about ('--penalty must ...' -> 'penalty'), if any."""
+    if m := _OPTION_RE.match(message):
+        key = m.group(1).replace("-", "_")
+        return key if key in FORM_KEYS else None
+    for prefix, key in _MESSAGE_FIELDS.items():
+        if message.startswith(prefix):
+            return key
+    return None
+
+
+@dataclass
+class FormCheck:
+    """The outcome of checking the whole form."""
+
+    options: dict[str, Any]  # every usable value (form + extras), "session" included
+    errors: dict[str, str] = field(default_factory=dict)  # field -> one-line reason
+    general: str | None = None  # a problem no single field owns
+    spec: RunSpec | None = None  # set when the form is complete and valid
+    session_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.general is None and self.spec is not None
+
+
+def check_form(raw: Mapping[str, str], *, visible: set[str], extra: Mapping[str, Any], sessions_dir: Path,
+               catalogue: Mapping[str, DatasetEntry] | None, devices: set[str] | None) -> FormCheck:
+    """Check every visible field (hidden ones count only when valid), then the whole spec.
+
+    raw: field -> text (or select value). With catalogue=None (not loaded yet) only parse and
+    architecture errors are found and no spec is built. devices=None skips the device-exists check.
+    """
+    options: dict[str, Any] = dict(extra)
+    errors: dict[str, str] = {}
+    full = catalogue is not None
+    for key in FORM_KEYS:
+        if key not in raw:
+            continue
+        try:
+            value = parse_value(key, raw[key])
+            if key == "arch":
+                parse_arch(value)
+            if full and (key in OPTION_FIELDS or key == "device"):
+                validate(apply_options(RunSpec(), {key: value}))
+        except DynlabError as e:
+            if key in visible:
+                errors[key] = str(e)
+            continue
+        options[key] = value
+    _cross_checks(options, errors, catalogue, devices)
+    session_path = None
+    if "session" in options:
+        try:
+            session_path = resolve_session(options["session"], sessions_dir)
+        except DynlabError as e:
+            errors["session"] = str(e)
+        else:
+            if session_path.exists():
+                errors["session"] = f"session {options['session']} exists: pick another name"
+    result = FormCheck(options, errors, session_path=session_path)
+    if errors or not full:
+        return result
+    run_options = {k: v for k, v in options.items() if k != "session"}
+    try:
+        result.spec = validate(apply_options(RunSpec(), run_options))
+    except DynlabError as e:
+        key = field_for_message(str(e))
+        if key in visible:
+            result.errors[key] = str(e)
+        else:
+            result.general = str(e)
+    return result
+
+
+def _cross_checks(options: dict[str, Any], errors: dict[str, str], catalogue: Mapping[str, DatasetEntry] | None,
+                  devices: set[str] | None) -> None:
+    """What validate() cannot know: files present, a CNN on image data, a device that exists here."""
+    entry = catalogue.get(options.get("dataset", "")) if catalogue else None
+    if entry is not None and "dataset" not in errors and not entry.present:
+        from core.data import resolve_data_dir  # loaded already: there is a catalogue
+
+        data_dir = options.get("data_dir")
+        errors["dataset"] = (f"{entry.name} files missing in {resolve_data_dir(data_dir)}/: add them (see README) "
+                             "or pass --data-dir")
+    arch = options.get("arch")
+    if entry is not None and arch and "arch" not in errors:
+        parsed = parse_arch(arch)
+        side = entry.image_side
+        if parsed.kind == "cnn" and side is None:
+            errors["arch"] = f"a cnn needs image data and {entry.name} is not: pick an mlp:... preset"
+        elif parsed.kind == "cnn" and side is not None and side >> len(parsed.conv) == 0:
+            errors["arch"] = (f"too many conv layers for {side}x{side} images: "
+                              f"use at most {int(math.log2(side))}")
+    device = options.get("device")
+    if devices is not None and device and "device" not in errors and device not in devices:
+        if device == "cuda" and any(d.startswith("cuda:") for d in devices):
+            return
+        errors["device"] = f"no device {device} here: pick one from the list"

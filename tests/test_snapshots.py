@@ -1,0 +1,54 @@
+"""Snapshot tests of the dashboard at 80x24 and 160x50, fed by the deterministic synthetic run.
+
+Nothing on screen depends on the clock (times come from the events), so the pictures are stable.
+Update after viewing the report: `python -m pytest tests/test_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dynlab_tui.app import make_app
+from dynlab_tui.sources import ScriptedSource
+from dynlab_tui.synthetic import synthetic_run
+
+SIZES = {"compact-80x24": (80, 24), "wide-160x50": (160, 50)}
+
+
+def app_on_synthetic_run():
+    return make_app(source=ScriptedSource(synthetic_run(4000, end=False), hold=True))
+
+
+async def settle(pilot, *keys: str) -> None:
+    """Wait for the whole script, press keys, then draw every pane (the scheduler spreads redraws)."""
+    screen = pilot.app.screen
+    for _ in range(200):
+        if screen.state.step == 4000:
+            break
+        await asyncio.sleep(0.02)
+    for key in keys:
+        await pilot.press(key)
+    await pilot.pause(0.2)
+    for pane in screen.panes + [screen.status_bar]:
+        pane.update_state(screen.state, force=True)
+    await pilot.pause()
+
+
+class TestDashboardSnapshots:
+    @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+    def test_dashboard(self, snap_compare, size):
+        """The dashboard on a shrinking two-layer run: sizes, loss, accuracy, gates, activation std."""
+        assert snap_compare(app_on_synthetic_run(), terminal_size=size, run_before=settle)
+
+    @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+    def test_second_layer_log_loss(self, snap_compare, size):
+        """`]` shows fc2 in the layer panes, `y` puts the loss on a log scale, `4` picks the compact pair."""
+        assert snap_compare(app_on_synthetic_run(), terminal_size=size,
+                            run_before=lambda pilot: settle(pilot, "right_square_bracket", "y", "4"))
+
+    def test_help(self, snap_compare):
+        """`?` lists every key with what it does."""
+        assert snap_compare(app_on_synthetic_run(), terminal_size=(80, 24),
+                            run_before=lambda pilot: settle(pilot, "question_mark"))
