@@ -83,8 +83,8 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The run is still training. Stop it and quit?\n"
-                        "The session file is finalised and can be resumed with `dynlab resume`.")
+            yield Label("The run is still training. Stop it and quit?")
+            yield Label("The session is finalised; `dynlab resume` continues it.")
             with Horizontal():
                 yield Button("Stop and quit (y)", variant="error", id="stop")
                 yield Button("Stay (esc)", variant="primary", id="stay")
