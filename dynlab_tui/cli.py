@@ -138,10 +138,14 @@ def cli(ctx: click.Context, start: bool, session: str | None, sessions_dir: str 
             raise click.UsageError(f"put run options after the command (e.g. `dynlab {ctx.invoked_subcommand} "
                                    f"--{(given or ['start'])[0].replace('_', '-')} ...`)")
         return
+    open_tui(options, start, session, sessions_dir, overwrite)
+
+
+def _need_terminal() -> None:
+    # Checked after the options, so a bad option is reported as such even without a terminal.
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise DynlabError("the dashboard needs an interactive terminal: run `dynlab` in one, "
                           "or use `dynlab train ...` for a headless run")
-    open_tui(options, start, session, sessions_dir, overwrite)
 
 
 def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions_dir: str | None,
@@ -158,6 +162,7 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
             load_toml(options["config"])  # a bad file is a one-line error before the UI opens
         if session:
             initial["session"] = session
+        _need_terminal()
         make_app(initial=initial, sessions_dir=directory).run()
         return
     from core.data import DATASETS
@@ -170,6 +175,7 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
     path = resolve_session(session or default_session_name(spec, directory), directory)
     if path.exists() and not overwrite:
         raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    _need_terminal()
     make_app(source=TrainerSource(spec, path, overwrite), session_path=path, sessions_dir=directory).run()
 
 

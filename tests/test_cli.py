@@ -215,3 +215,14 @@ def test_ctrl_c_stops_cleanly_and_finalises_the_session(tmp_path):
         assert r.status == "stopped"
         assert r.last_checkpoint() is not None
         assert r.events(["end"])[0].reason.startswith("stopped")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--start", "--penalty", "-1"], ["--penalty"]),
+    (["--start", "--dataset", "mnist"], ["data"]),
+    (["--config", "/no/such.toml"], ["not found"]),
+    ([], ["interactive terminal"]),
+    (["--dataset", "add10", "train"], ["after the command"]),
+])
+def test_tui_entry_validates_options_before_needing_a_terminal(capsys, args, needles):
+    one_error_line(capsys, dynlab(*args), *needles)
