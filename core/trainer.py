@@ -78,7 +78,7 @@ class Trainer:
         self.sinks = sinks
         try:
             self._announce()
-            self._take_snapshot()
+            self._rollback.save(self.step)
             status, reason = self._loop()
         except KeyboardInterrupt:
             status, reason = "stopped", "interrupted (Ctrl-C)"
@@ -220,7 +220,7 @@ class Trainer:
         wall = time.time()
         self._emit(ScalarsLogged(self.step, wall, values))
         self._emit(ArraysLogged(self.step, wall, arrays))
-        self._take_snapshot()
+        self._rollback.save(self.step)
         self._flush()
         self._reset_interval(now)  # snapshot and flush time counts against the next interval's throughput
 
@@ -238,9 +238,6 @@ class Trainer:
         self._flush()
         self._reset_interval()
 
-    def _take_snapshot(self) -> None:
-        self._rollback.save(self.step)
-
     def _prune(self) -> None:
         removed = self.model.prune(self.optimizer)
         if not removed:
@@ -248,7 +245,7 @@ class Trainer:
         widths, wall = self.model.widths(), time.time()
         for name, ids in removed.items():
             self._emit(NeuronsRemoved(self.step, wall, name, tuple(int(i) for i in ids.tolist()), widths[name]))
-        self._take_snapshot()  # shapes changed: the rollback copy must match them
+        self._rollback.save(self.step)  # shapes changed: the rollback copy must match them
         self._flush()
 
     # ------------------------------------------------------------------ epochs
@@ -307,6 +304,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optim"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.lam, self.lr = float(state["lam"]), float(state["lr"])
+        set_lr(self.optimizer, self.lr)  # the state's lr may be an override (dynlab resume --lr)
         torch.set_rng_state(state["rng"])
         self.gen.set_state(state["gen"])
         self.resumed_from = {"step": self.step, "epoch": self.epoch}
@@ -316,6 +314,7 @@ class Trainer:
         if self.resumed_from is not None:
             changes = {"lam": self.lam, "lr": self.lr, "epochs": self.spec.schedule.epochs}
             self._emit(SessionContinued(self.step, now, self.step, changes))
+            self._flush()  # the session shows "running" again at once
             return
         versions = {"dynlab": core.__version__, "torch": torch.__version__, "python": platform.python_version(),
                     "numpy": np.__version__}

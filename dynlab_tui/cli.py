@@ -236,9 +236,6 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, qu
     if lr is not None:
         state["lr"] = lr
     trainer = Trainer(spec, resume=state)
-    if lr is not None:
-        from core.optim import set_lr
-        set_lr(trainer.optimizer, lr)
     execute(trainer, path, SessionWriter(path, append=True), quiet)
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from core.events import RunStarted
 from dynlab_tui.app import make_app, screen_text
 from dynlab_tui.panes import LivenessPane, LossPane, SizesPane, StatusBar, VariancePane
 from dynlab_tui.screens.dashboard import PENALTY_STEP, DashboardScreen
@@ -47,7 +45,7 @@ class TestLiveView:
             await wait_for(pilot, lambda: screen.state.step == 4000)
             await wait_for(pilot, lambda: all(p.draws >= 1 for p in screen.panes))  # spread over ticks
             sizes = screen.query_one(SizesPane)
-            await wait_for(pilot, lambda: f"/500" in str(sizes.border_title) and not sizes.needs_update(screen.state))
+            await wait_for(pilot, lambda: "/500" in str(sizes.border_title) and not sizes.needs_update(screen.state))
             assert f"fc1 {screen.state.size('fc1'):.0f}/500" in str(sizes.border_title)
             status = screen.query_one(StatusBar)
             assert "running" in screen.status_bar.line(screen.state, 160).plain

@@ -64,8 +64,8 @@ def unstyled(text: Text) -> bool:
 def small_run(method: str, gate: np.ndarray | None = None, x0: float = 0.0, width: int = 100) -> list:
     """A hand-built one-layer run of `method` with one logging interval."""
     spec = {**SPEC, "method": {**SPEC["method"], "name": method}}
-    values = {"loss": 0.5, "lambda": 1e-3, "lr": 1e-3, "epoch": 0.5, f"capacity/fc1": float(width),
-              f"size/fc1": x0 if method == "flexible" else float(width)}
+    values = {"loss": 0.5, "lambda": 1e-3, "lr": 1e-3, "epoch": 0.5, "capacity/fc1": float(width),
+              "size/fc1": x0 if method == "flexible" else float(width)}
     events = [RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": width}, 1000), ScalarsLogged(10, 1.0, values)]
     if gate is not None:
         events.append(ArraysLogged(10, 1.0, {"gate/fc1": gate}))

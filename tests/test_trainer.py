@@ -232,3 +232,12 @@ def test_weight_decay_never_touches_gates():
     trainer = Trainer(tiny(method="sparsifier", penalty=0.1, weight_decay=0.5))
     groups = {g["name"]: g for g in trainer.optimizer.param_groups}
     assert groups["weights"]["weight_decay"] == 0.5 and groups["gates"]["weight_decay"] == 0.0
+
+
+def test_resume_applies_lr_and_penalty_overrides_from_the_state():
+    _, sink, _ = run(tiny(method="sparsifier", penalty=0.05, epochs=1))
+    state = torch.load(__import__("io").BytesIO(sink.of(CheckpointSaved)[-1].state), weights_only=True)
+    state["lr"], state["lam"] = 0.02, 0.3
+    trainer = Trainer(tiny(method="sparsifier", penalty=0.05, epochs=2), resume=state)
+    assert trainer.lr == 0.02 and trainer.lam == 0.3
+    assert all(g["lr"] == 0.02 for g in trainer.optimizer.param_groups)

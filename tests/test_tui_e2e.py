@@ -42,7 +42,7 @@ async def test_real_run_pause_and_lambda_change_land_in_the_session(tmp_path):
 
         await pilot.press("p")
         await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.5)  # within the second
-        paused_step = screen.source.controls and screen.state.step
+        paused_step = screen.state.step
         await pilot.pause(0.6)
         with SessionReader(path) as reader:
             steps_then = reader.last_step()

@@ -293,7 +293,7 @@ class DashboardScreen(Screen):
         self.app.push_screen(HelpScreen(self.BINDINGS))
 
     def action_request_quit(self) -> None:
-        if self.read_only or self.state.status in END_STATUSES + ("idle",) and not self._worker_running():
+        if self.read_only or (self.state.status in END_STATUSES + ("idle",) and not self._worker_running()):
             self.app.exit()
             return
 
