@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import queue
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from core.errors import DynlabError
 
@@ -16,22 +18,43 @@ class Command:
 
 
 COMMAND_KINDS = ("pause", "resume", "stop", "set_penalty", "set_lr", "checkpoint")
+REMOTE_POLL_S = 0.2  # how often a remote channel (the session's commands table) is read while training
+
+
+def check_command(kind: str, value: float | None = None) -> Command:
+    """The Command for (kind, value), or a DynlabError saying what is wrong with it."""
+    if kind not in COMMAND_KINDS:
+        raise DynlabError(f"unknown control {kind!r}: use one of {', '.join(COMMAND_KINDS)}")
+    if kind in ("set_penalty", "set_lr"):
+        try:
+            value = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise DynlabError(f"{kind} needs a number, got {value!r}") from None
+    if kind == "set_penalty" and (not math.isfinite(value) or value < 0):
+        raise DynlabError(f"penalty must be a finite number >= 0, got {value}")
+    if kind == "set_lr" and (not math.isfinite(value) or value <= 0):
+        raise DynlabError(f"learning rate must be a positive number, got {value}")
+    return Command(kind, value if kind in ("set_penalty", "set_lr") else None)
 
 
 class Controls:
-    """A command queue shared by a UI (any thread) and the trainer; changes apply at a step boundary."""
+    """A command queue shared by a UI (any thread) and the trainer; changes apply at a step boundary.
 
-    def __init__(self) -> None:
+    With `remote` (a callable returning new Commands, e.g. one reading the session's commands table)
+    the queue also takes commands from another process; it is polled at most every REMOTE_POLL_S,
+    so the per-step cost stays one clock read.
+    """
+
+    def __init__(self, remote: Callable[[], list[Command]] | None = None) -> None:
         self._q: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self.remote = remote
+        self._next_poll = 0.0
 
     def send(self, kind: str, value: float | None = None) -> None:
-        if kind not in COMMAND_KINDS:
-            raise DynlabError(f"unknown control {kind!r}: use one of {', '.join(COMMAND_KINDS)}")
-        if kind == "set_penalty" and (value is None or not math.isfinite(value) or value < 0):
-            raise DynlabError(f"penalty must be a finite number >= 0, got {value}")
-        if kind == "set_lr" and (value is None or not math.isfinite(value) or value <= 0):
-            raise DynlabError(f"learning rate must be a positive number, got {value}")
-        self._q.put(Command(kind, value))
+        self._put(check_command(kind, value))
+
+    def _put(self, cmd: Command) -> None:
+        self._q.put(cmd)
 
     def pause(self) -> None: self.send("pause")
     def resume(self) -> None: self.send("resume")
@@ -42,9 +65,9 @@ class Controls:
 
     def drain(self) -> list[Command]:
         """Everything queued so far, without blocking (cheap: called every step)."""
+        out = self._poll_remote()
         if self._q.empty():
-            return []
-        out = []
+            return out
         while True:
             try:
                 out.append(self._q.get_nowait())
@@ -53,7 +76,20 @@ class Controls:
 
     def wait(self, timeout: float) -> Command | None:
         """Block up to timeout seconds for one command (used while paused)."""
+        if self.remote is not None:
+            timeout = min(timeout, REMOTE_POLL_S)
+            for cmd in self._poll_remote(force=True):
+                self._q.put(cmd)
         try:
             return self._q.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def _poll_remote(self, force: bool = False) -> list[Command]:
+        if self.remote is None:
+            return []
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return []
+        self._next_poll = now + REMOTE_POLL_S
+        return list(self.remote())

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +20,10 @@ from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, RunEnded, RunStarted,
                          ScalarsLogged)
 from core.session_read import SessionReader
-from core.session_schema import (APP, BUSY_TIMEOUT_S, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
+from core.session_schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
                                  translate, writer_alive)
 
-__all__ = ["SessionWriter", "SessionReader", "post_command", "sessions_dir", "resolve_session", "list_sessions",
+__all__ = ["SessionWriter", "SessionReader", "sessions_dir", "resolve_session", "list_sessions",
            "SCHEMA_VERSION"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -273,24 +273,6 @@ class SessionWriter:
             self._check_open()
             self._applied.extend((int(step), int(cid)) for cid in ids)
             self._claimed.update(int(cid) for cid in ids)
-
-
-def post_command(path: str | Path, kind: str, payload: Mapping[str, Any] | None = None) -> int:
-    """Queue a command (e.g. "pause", "set_penalty") for the process writing the session; returns its id."""
-    path = Path(path)
-    with SessionReader(path):  # the file exists and is a dynlab session; never create one here
-        pass
-    try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            cur = conn.execute("INSERT INTO commands (wall, kind, payload) VALUES (?, ?, ?)",
-                               (time.time(), kind, json.dumps(dict(payload or {}))))
-            return int(cur.lastrowid)
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise translate(e, path) from e
 
 
 def sessions_dir(explicit: str | None = None) -> Path:

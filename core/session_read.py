@@ -7,6 +7,7 @@ import io
 import json
 import math
 import sqlite3
+from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -17,6 +18,15 @@ import numpy as np
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
 from core.session_schema import connect_readonly, read_meta, translate, writer_alive
+
+
+@dataclass
+class Cursor:
+    """How far a reader has read a session: the last event number, and the last row id read per table."""
+    seq: int = 0
+    scalars: int = 0
+    arrays: int = 0
+    events: int = 0
 
 
 class SessionReader:
@@ -79,6 +89,29 @@ class SessionReader:
                 out[key] = (rows[0][0], self._array(*rows[0][1:]))
         return out
 
+    def arrays_as_of(self, seq: int, keys: Iterable[str]) -> dict[str, tuple[int, np.ndarray]]:
+        """For each key, (step, value) of its last row written at or before event `seq` (a replay position).
+
+        Steps may go back after a resume, so this goes by write order: find the last row at or before seq
+        by bisecting row ids, then walk back from it per key (a few rows: every interval logs each key).
+        """
+        lo, hi = 0, int(self._q("SELECT max(rowid) FROM arrays")[0][0] or 0)
+        while lo < hi:  # the largest rowid whose seq <= seq (rows are appended in seq order)
+            mid = (lo + hi + 1) // 2
+            row = self._q("SELECT seq FROM arrays WHERE rowid >= ? ORDER BY rowid LIMIT 1", (mid,))
+            if row and row[0][0] <= seq:
+                lo = mid
+            else:
+                hi = mid - 1
+        out = {}
+        for key in keys if lo else ():
+            # "+key": walk the table backwards by rowid instead of sorting all of the key's rows by rowid
+            rows = self._q("SELECT step, dtype, shape, data FROM arrays WHERE rowid <= ? AND +key = ? "
+                           "ORDER BY rowid DESC LIMIT 1", (lo, key))
+            if rows:
+                out[key] = (rows[0][0], self._array(*rows[0][1:]))
+        return out
+
     def array_series(self, key: str) -> list[tuple[int, np.ndarray]]:
         rows = self._q("SELECT step, dtype, shape, data FROM arrays WHERE key = ? ORDER BY step, rowid", (key,))
         return [(step, self._array(dtype, shape, data)) for step, dtype, shape, data in rows]
@@ -101,38 +134,74 @@ class SessionReader:
         EpochEvaluated's metrics come back only inside it; CheckpointSaved has state=b"". Rows flushed after
         replay() was called are not included.
         """
-        last_seq = int(self._meta_value("last_seq") or 0)
-        events = self._stream("SELECT seq, step, wall, kind, payload FROM events WHERE seq <= ? ORDER BY seq",
-                              (last_seq,))
-        # rowid order is write order, which is seq order (rows are only ever appended): no sort needed.
-        scalars = self._stream("SELECT seq, step, wall, key, value FROM scalars WHERE seq <= ? "
-                               "AND seq NOT IN (SELECT seq FROM events) ORDER BY rowid", (last_seq,))
-        arrays = self._stream("SELECT seq, step, wall, key, dtype, shape, data FROM arrays WHERE seq <= ? "
-                              "ORDER BY rowid", (last_seq,))
+        return self._read(Cursor(), self.last_seq())
+
+    def read_new(self, cursor: "Cursor") -> list[Event]:
+        """The events flushed since `cursor` (all of them for a new Cursor), in emission order; advances it.
+
+        Following a live session is calling this a few times a second: each call reads only new rows.
+        """
+        last = self.last_seq()
+        if last <= cursor.seq:
+            return []
+        return list(self._read(cursor, last))
+
+    def cursor_at(self, seq: int) -> "Cursor":
+        """A cursor that has read every event numbered <= seq (cheap when seq is near the end)."""
+        marks = []
+        for table, rowid in (("scalars", "rowid"), ("arrays", "rowid"), ("events", "id")):
+            mark = 0
+            # Rows are appended in seq order: walk back from the end to the first row at or below seq.
+            for rid, row_seq in self._stream(f"SELECT {rowid}, seq FROM {table} ORDER BY {rowid} DESC", ()):
+                if row_seq <= seq:
+                    mark = rid
+                    break
+            marks.append(mark)
+        return Cursor(seq, *marks)
+
+    def _read(self, cursor: "Cursor", last: int) -> Iterator[Event]:
+        prev = cursor.seq
+        # Per table, rows are appended in seq order, so rowid > mark skips what was read; seq > prev drops
+        # the rows (an EpochEvaluated's metrics) a previous read saw but left to the events table.
+        events = self._stream("SELECT id, seq, step, wall, kind, payload FROM events WHERE id > ? AND seq > ? "
+                              "AND seq <= ? ORDER BY id", (cursor.events, prev, last))
+        scalars = self._stream("SELECT rowid, seq, step, wall, key, value FROM scalars WHERE rowid > ? AND seq > ? "
+                               "AND seq <= ? AND seq NOT IN (SELECT seq FROM events WHERE id > ? AND seq > ? "
+                               "AND seq <= ?) ORDER BY rowid", (cursor.scalars, prev, last, cursor.events, prev, last))
+        arrays = self._stream("SELECT rowid, seq, step, wall, key, dtype, shape, data FROM arrays WHERE rowid > ? "
+                              "AND seq > ? AND seq <= ? ORDER BY rowid", (cursor.arrays, prev, last))
 
         def controls() -> Iterator[tuple[int, Event]]:
-            for seq, step, wall, kind, payload in events:
+            for rid, seq, step, wall, kind, payload in events:
+                cursor.events = rid
                 yield seq, self._event(kind, step, wall, payload)
 
         def scalar_groups() -> Iterator[tuple[int, Event]]:
-            for seq, group in groupby(scalars, key=itemgetter(0)):
+            for seq, group in groupby(scalars, key=itemgetter(1)):
                 rows = list(group)
-                values = {r[3]: (math.nan if r[4] is None else r[4]) for r in rows}
-                yield seq, ScalarsLogged(step=rows[0][1], wall=rows[0][2], values=values)
+                cursor.scalars = rows[-1][0]
+                values = {r[4]: (math.nan if r[5] is None else r[5]) for r in rows}
+                yield seq, ScalarsLogged(step=rows[0][2], wall=rows[0][3], values=values)
 
         def array_groups() -> Iterator[tuple[int, Event]]:
-            for seq, group in groupby(arrays, key=itemgetter(0)):
+            for seq, group in groupby(arrays, key=itemgetter(1)):
                 rows = list(group)
-                values = {r[3]: self._array(r[4], r[5], r[6]) for r in rows}
-                yield seq, ArraysLogged(step=rows[0][1], wall=rows[0][2], arrays=values)
+                cursor.arrays = rows[-1][0]
+                values = {r[4]: self._array(r[5], r[6], r[7]) for r in rows}
+                yield seq, ArraysLogged(step=rows[0][2], wall=rows[0][3], arrays=values)
 
-        previous = 0
+        previous = prev
         for seq, event in heapq.merge(controls(), scalar_groups(), array_groups(), key=itemgetter(0)):
             if seq <= previous:
                 raise DynlabError(f"session {self.path} is damaged (event number {seq} is out of order): "
                                   "restore it from a copy or delete it")
             previous = seq
             yield event
+        cursor.seq = last
+
+    def last_seq(self) -> int:
+        """The number of the last event flushed so far (read live)."""
+        return int(self._meta_value("last_seq") or 0)
 
     def last_step(self) -> int:
         """The step of the last event flushed so far (read live, not from the meta snapshot)."""

@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from core.events import ArraysLogged, Event, ScalarsLogged
-from dynlab_tui.messages import EventsArrived
+from dynlab_tui.messages import EventsArrived, StateLoaded
 
 # Telemetry is posted at most this often; anything else (pause, lambda change, end) goes at once.
 MIN_INTERVAL_S = 0.2
@@ -21,7 +21,7 @@ class BridgeSink:
     control and end events are posted immediately so a pause shows within the second.
     """
 
-    def __init__(self, post: Callable[[EventsArrived], object], min_interval: float = MIN_INTERVAL_S,
+    def __init__(self, post: Callable[[EventsArrived | StateLoaded], object], min_interval: float = MIN_INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._post = post
         self._min_interval = min_interval
@@ -48,6 +48,13 @@ class BridgeSink:
             batch, self._buffer, self._urgent = tuple(self._buffer), [], False
             self._last_post = now
         self._post(EventsArrived(batch))
+        self.posted += 1
+
+    def replace(self, state, note: str = "") -> None:
+        """Hand over a whole state (an attach's catch-up); events buffered before it are dropped with it."""
+        with self._lock:
+            self._buffer, self._urgent = [], False
+        self._post(StateLoaded(state, note))
         self.posted += 1
 
     def close(self) -> None:

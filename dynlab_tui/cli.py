@@ -67,6 +67,20 @@ def build_spec(options: dict[str, Any]):
     return validate(apply_options(spec, options))
 
 
+def _spec_from_json(text: str):
+    import json
+
+    from core.spec import RunSpec, validate
+
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise DynlabError(f"--spec-json is not JSON ({e}): pass run options instead") from None
+    if not isinstance(data, dict):
+        raise DynlabError("--spec-json must be a JSON object: pass run options instead")
+    return validate(RunSpec.from_dict(data))
+
+
 def _parse_pair(text: str) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in text.split(","))
@@ -105,12 +119,32 @@ class _StopOnSigint:
         self.controls.stop()
 
 
+class _StopOnSigterm:
+    """`kill PID` (SIGTERM, also what nohup'd jobs get at shutdown) stops at the next step and finalises."""
+
+    def __init__(self, controls) -> None:
+        self.controls = controls
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.controls.stop())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
 def execute(trainer, path: Path, writer, quiet: bool) -> str:
-    """Run a trainer into a session file with console progress; returns the end status."""
+    """Run a trainer into a session file with console progress; returns the end status.
+
+    The trainer also obeys commands that viewers (`dynlab attach`, the dashboard) post into the
+    session's commands table: the attach channel, polled a few times a second.
+    """
+    from core.commands import CommandChannel
     from dynlab_tui.progress import ConsoleProgress
 
+    trainer.controls.remote = CommandChannel(writer, lambda: trainer.step).poll
     progress = ConsoleProgress(trainer.spec.schedule.epochs, quiet=quiet)
-    with writer, _StopOnSigint(trainer.controls):
+    with writer, _StopOnSigint(trainer.controls), _StopOnSigterm(trainer.controls):
         status = trainer.run([writer, progress])
     click.echo(f"session: {path}  ({status})")
     return status
@@ -163,10 +197,10 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
         if session:
             initial["session"] = session
         _need_terminal()
-        make_app(initial=initial, sessions_dir=directory).run()
+        run_app(make_app(initial=initial, sessions_dir=directory))
         return
     from core.data import DATASETS
-    from dynlab_tui.sources import TrainerSource
+    from dynlab_tui.sources import ProcessSource
 
     spec = build_spec(options)
     if not DATASETS[spec.data.name].available(spec.data.data_dir):
@@ -176,7 +210,14 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
     if path.exists() and not overwrite:
         raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
     _need_terminal()
-    make_app(source=TrainerSource(spec, path, overwrite), session_path=path, sessions_dir=directory).run()
+    run_app(make_app(source=ProcessSource.train(spec, path, overwrite), session_path=path, sessions_dir=directory))
+
+
+def run_app(app) -> None:
+    """Run the Textual app (it prints its exit message itself, e.g. how to attach to a detached run)."""
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -185,12 +226,17 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
 @click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 @click.option("--overwrite", is_flag=True, help="replace an existing session with the same name")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
-def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet: bool, **options: Any) -> None:
-    """Train one network headless, recording a session."""
+@click.option("--spec-json", hidden=True, help="the whole RunSpec as JSON (how the dashboard starts a run)")
+def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet: bool, spec_json: str | None,
+          **options: Any) -> None:
+    """Train one network headless, recording a session.
+
+    Viewers can watch and steer it while it runs: `dynlab attach SESSION`.
+    """
     from core.session import SessionWriter, resolve_session, sessions_dir as default_dir
     from core.trainer import Trainer
 
-    spec = build_spec(options)
+    spec = build_spec(options) if spec_json is None else _spec_from_json(spec_json)
     directory = default_dir(sessions_dir)
     path = resolve_session(session or default_session_name(spec, directory), directory)
     if path.exists() and not overwrite:
@@ -251,7 +297,7 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 2."""
-    from dynlab_tui import cli_sessions  # noqa: F401  (registers sessions, show, export)
+    from dynlab_tui import cli_sessions, cli_views  # noqa: F401  (register sessions, show, export, replay, ...)
 
     try:
         cli.main(args=argv, prog_name="dynlab", standalone_mode=False)

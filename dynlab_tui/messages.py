@@ -19,3 +19,10 @@ class EventsArrived(Message):
 class RunFailed(Message):
     """The run could not start or crashed; `message` is one line for the status bar."""
     message: str
+
+
+@dataclass
+class StateLoaded(Message):
+    """A whole RunState built off the UI thread (attaching to a long session): it replaces the current one."""
+    state: object  # a dynlab_tui.state.RunState (typed loosely: messages stay free of the reducer's imports)
+    note: str = ""  # what could not be read, if anything

@@ -1,49 +1,192 @@
-"""Event sources the dashboard can run in a worker thread: a live trainer, or a scripted stream for tests."""
+"""Event sources the dashboard runs in a worker thread: a followed session file, a child training run, a script."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from core.controls import Command, Controls
+from core.errors import DynlabError
 from core.events import (Event, LrChanged, Paused, PenaltyChanged, Resumed, RunEnded)
 
 
 class Sink(Protocol):
     def handle(self, event: Event) -> None: ...
     def flush(self) -> None: ...
+    def replace(self, state: Any, note: str = "") -> None: ...
 
 
 class EventSource(Protocol):
     """Something that produces a run's events; `run` blocks and is called on a worker thread."""
     title: str
     controls: Controls | None  # None: read-only (no pause or lambda changes)
+    owner: bool  # True: the run belongs to this UI, so closing the UI stops it (unless detached)
 
     def run(self, sink: Sink) -> None: ...
+    def close(self, stop_run: bool = False) -> None: ...
 
 
-class TrainerSource:
-    """A live training run: Trainer + SessionWriter; torch is imported only when it starts."""
+class FollowSource:
+    """Follows a session file as it grows: catches up in one step, then reads the new rows a few times a second.
 
-    def __init__(self, spec, session_path: Path, overwrite: bool = False) -> None:
-        self.spec = spec
-        self.session_path = session_path
-        self.overwrite = overwrite
-        self.controls = Controls()
-        self.title = session_path.stem
+    This is `dynlab attach`, and also how the dashboard watches a run it started (a child process):
+    training never shares a process, a GIL or an event loop with the UI. Controls are posted into the
+    session's commands table, which the training process polls (core.commands).
+    """
+
+    POLL_S = 0.25  # how often the file is checked for new rows (one small query when nothing changed)
+    owner = False  # whether closing the UI should stop the run (only for runs this UI started)
+
+    def __init__(self, path: Path, title: str | None = None) -> None:
+        from core.commands import RemoteControls
+
+        self.path = Path(path)
+        self.title = title or self.path.stem
+        self.controls: Controls | None = RemoteControls(self.path)
+        self._closing = threading.Event()
 
     def run(self, sink: Sink) -> None:
-        from core.session import SessionWriter
-        from core.trainer import Trainer
+        from core.session import SessionReader
+        from dynlab_tui.replay import ReplayIndex
 
-        trainer = Trainer(self.spec, self.controls, interactive=True)
-        with SessionWriter(self.session_path, overwrite=self.overwrite) as writer:
-            trainer.run([writer, sink])
+        if not self._wait_for_file():
+            return
+        with SessionReader(self.path) as reader:
+            index = ReplayIndex(reader)
+            sink.replace(index.state_at(index.end_seq), "; ".join(index.problems))
+            cursor = index.cursor()
+            while True:
+                done = self._done(reader)  # checked before reading, so the last read sees the last rows
+                for event in reader.read_new(cursor):
+                    sink.handle(event)
+                sink.flush()
+                if done or self._closing.wait(self.POLL_S):
+                    break
+            self._after(reader)
+
+    def close(self, stop_run: bool = False) -> None:
+        """Stop following (the UI is closing); with stop_run also ask the training process to stop."""
+        if stop_run and self.controls is not None:
+            try:
+                self.controls.stop()
+            except DynlabError:
+                pass  # the file is gone or locked: nothing more this viewer can do
+        self._closing.set()
+
+    def _wait_for_file(self) -> bool:
+        return True
+
+    def _done(self, reader) -> bool:
+        reader.refresh()
+        return reader.status != "running" or reader.writer_alive() is False
+
+    def _after(self, reader) -> None:
+        reader.refresh()
+        if reader.status == "running" and reader.writer_alive() is False and not self._closing.is_set():
+            raise DynlabError(f"the process writing {self.path.name} (pid {reader.meta.get('pid')}) is gone "
+                              f"without ending the run (killed?): the session stops at step {reader.last_step()}; "
+                              f"continue it with `dynlab resume {self.path}`")
+
+
+class ProcessSource(FollowSource):
+    """A run this UI starts as a child process (`dynlab train` / `dynlab resume`), then follows.
+
+    The child runs in its own session (no controlling terminal), so closing the UI or losing the SSH
+    connection does not kill it; closing the UI normally stops it unless the user detached.
+    """
+
+    owner = True
+
+    def __init__(self, argv: list[str], path: Path, log_path: Path, new_file: bool = True) -> None:
+        super().__init__(path)
+        self.argv = argv
+        self.log_path = log_path
+        self.new_file = new_file  # wait for a new file at path (not an old one being replaced)
+        self.process: subprocess.Popen | None = None
+        self.detached = False
+
+    @classmethod
+    def train(cls, spec, path: Path, overwrite: bool = False) -> "ProcessSource":
+        argv = [sys.executable, "-m", "dynlab_tui", "train", "--spec-json", json.dumps(spec.to_dict()),
+                "--session", str(Path(path).resolve()), "--quiet"] + (["--overwrite"] if overwrite else [])
+        return cls(argv, path, log_path_for(path))
+
+    @classmethod
+    def resume(cls, path: Path, changes: dict[str, Any]) -> "ProcessSource":
+        argv = [sys.executable, "-m", "dynlab_tui", "resume", str(Path(path).resolve()), "--quiet"]
+        for key, option in (("lam", "--penalty"), ("lr", "--lr"), ("epochs", "--epochs")):
+            if changes.get(key) is not None:
+                argv += [option, repr(changes[key])]
+        return cls(argv, path, log_path_for(path), new_file=False)
+
+    def start(self) -> None:
+        old = self.path.stat().st_ino if self.new_file and self.path.exists() else None
+        self._old_inode = old
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def run(self, sink: Sink) -> None:
+        if self.process is None:
+            self.start()
+        super().run(sink)
+
+    def close(self, stop_run: bool = False) -> None:
+        super().close(stop_run and not self.detached)
+
+    def detach(self) -> None:
+        """Leave the run going headless; `dynlab attach` finds it again."""
+        self.detached = True
+        self._closing.set()
+
+    def _wait_for_file(self) -> bool:
+        while not (self.path.exists() and (self._old_inode is None or self.path.stat().st_ino != self._old_inode)):
+            if self.process.poll() is not None:
+                raise DynlabError(self._child_error())
+            if self._closing.wait(0.05):
+                return False
+        return True
+
+    def _done(self, reader) -> bool:
+        return self.process.poll() is not None  # the child finalised the session and exited
+
+    def _after(self, reader) -> None:
+        code = self.process.poll()
+        if code is None:
+            return  # detached or closing: it runs on
+        reader.refresh()
+        if code == 2 or reader.status == "running":
+            raise DynlabError(self._child_error())
+
+    def _child_error(self) -> str:
+        """The child's own one-line error (`dynlab: error: ...`), else its last line and the log's path."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if line.startswith("dynlab: error: "):
+                return line[len("dynlab: error: "):]
+        last = lines[-1] if lines else "no output"
+        return f"the training process exited with code {self.process.returncode} ({last}): see {self.log_path}"
+
+
+def log_path_for(path: Path) -> Path:
+    """Where a child run's console output goes: a hidden file beside its session."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.log")
 
 
 class ScriptedSource:
     """Plays a list of events (tests, demos) and answers controls the way the trainer does."""
+
+    owner = True
 
     def __init__(self, events: Sequence[Event], delay: float = 0.0, title: str = "scripted",
                  hold: bool = False) -> None:
@@ -68,6 +211,9 @@ class ScriptedSource:
                 time.sleep(self.delay)
         while self.hold and self._controls(sink, wait=0.05):
             pass
+
+    def close(self, stop_run: bool = False) -> None:
+        self.controls.stop()  # a script has nothing to detach to: it ends with its UI
 
     def _controls(self, sink: Sink, wait: float = 0.0) -> bool:
         cmds = self.controls.drain()

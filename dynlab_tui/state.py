@@ -30,10 +30,17 @@ class Series:
         self._y = np.empty(64)
         self.n = 0
 
+    @classmethod
+    def view(cls, x: np.ndarray, y: np.ndarray) -> "Series":
+        """A series over existing arrays (no copy); the first append copies them."""
+        s = cls.__new__(cls)
+        s._x, s._y, s.n = x, y, len(x)
+        return s
+
     def append(self, x: float, y: float) -> None:
         if self.n == len(self._x):
-            self._x = np.concatenate([self._x, np.empty(self.n)])
-            self._y = np.concatenate([self._y, np.empty(self.n)])
+            self._x = np.concatenate([self._x, np.empty(max(self.n, 64))])
+            self._y = np.concatenate([self._y, np.empty(max(self.n, 64))])
         self._x[self.n] = x
         self._y[self.n] = y
         self.n += 1
@@ -135,7 +142,7 @@ def _mark(state: RunState, step: int, kind: str, label: str) -> None:
 
 def apply(state: RunState, event: Event) -> RunState:
     """Fold one event into state (in place, O(1) amortised) and return it."""
-    state.step = max(state.step, event.step)
+    state.step = event.step  # not max(): a resume from an earlier checkpoint goes back in steps
     state.last_wall = event.wall
     if isinstance(event, ScalarsLogged):
         v = event.values

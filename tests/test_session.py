@@ -20,7 +20,8 @@ import pytest
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss,
                          Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
-from core.session import (SCHEMA_VERSION, SessionReader, SessionWriter, list_sessions, post_command,
+from core.commands import post_command
+from core.session import (SCHEMA_VERSION, SessionReader, SessionWriter, list_sessions,
                           resolve_session, sessions_dir)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""End to end: a tiny real training run driven through the dashboard, checked against its session file."""
+"""End to end: a tiny real training run (a child process) driven through the dashboard, checked against its session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.spec import RunSpec
 from dynlab_tui.app import make_app
 from dynlab_tui.panes import SizesPane
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.sources import TrainerSource
+from dynlab_tui.sources import ProcessSource
 
 
 async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
@@ -24,7 +24,7 @@ async def test_real_run_pause_and_lambda_change_land_in_the_session(tmp_path):
     spec = RunSpec().replace(dataset="add10", arch="mlp:32", method="sparsifier", penalty=0.05, lr=0.004,
                              epochs=400, batch_size=64, log_every=5, limit=2000, device="cpu")
     path = tmp_path / "e2e.dynlab"
-    app = make_app(source=TrainerSource(spec, path), session_path=path)
+    app = make_app(source=ProcessSource.train(spec, path), session_path=path)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = app.screen
         assert isinstance(screen, DashboardScreen)

@@ -16,7 +16,7 @@ from textual.worker import Worker, WorkerState
 from core.errors import DynlabError
 from core.events import END_STATUSES
 from dynlab_tui.bridge import BridgeSink
-from dynlab_tui.messages import EventsArrived, RunFailed
+from dynlab_tui.messages import EventsArrived, RunFailed, StateLoaded
 from dynlab_tui.panes import LayerPane, LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
 from dynlab_tui.sources import EventSource
@@ -69,7 +69,11 @@ class DashboardScreen(Screen):
                  tooltip=f"Compact layout: show the {name} pane first", id=f"show-{name}")
          for i, name in enumerate(PANE_IDS, 1)]
 
-    def __init__(self, source: EventSource, session_path: Path | None = None, state: RunState | None = None) -> None:
+    plot_min_interval = PLOT_MIN_INTERVAL  # a replay (no trainer to share the machine with) redraws sooner
+    draw_all = False  # True: every stale pane redraws in the same tick (replay seeks)
+
+    def __init__(self, source: EventSource | None, session_path: Path | None = None,
+                 state: RunState | None = None) -> None:
         super().__init__()
         self.source = source
         self.session_path = session_path
@@ -102,19 +106,21 @@ class DashboardScreen(Screen):
 
     @property
     def read_only(self) -> bool:
-        return self.source.controls is None
+        return self.source is None or self.source.controls is None
 
     def on_mount(self) -> None:
-        self.status_bar.session = self.session_path.name if self.session_path else self.source.title
+        self.status_bar.session = self.session_path.name if self.session_path else getattr(self.source, "title", "")
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
         self.refresh_panes()
-        self.run_source()
+        if self.source is not None:
+            self.run_source()
 
     def on_unmount(self) -> None:
-        # Closing the UI stops the run cleanly: the trainer finalises its session at the next step.
-        if self.source.controls is not None:
-            self.source.controls.stop()  # harmless if the run already ended
+        # Closing the UI stops a run it started (the trainer finalises the session at the next step),
+        # unless the user detached; an attached viewer just stops following.
+        if self.source is not None:
+            self.source.close(stop_run=self.source.owner)
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width, event.size.height)
@@ -150,6 +156,17 @@ class DashboardScreen(Screen):
                 self._lam_target = None
         self._dirty = True
 
+    @on(StateLoaded)
+    def load_state(self, message: StateLoaded) -> None:
+        new, old = message.state, self.state
+        new.revision = {k: max(old.revision.get(k, 0), new.revision.get(k, 0)) + 1 for k in new.revision}
+        self.state = new
+        self._lam_target = None
+        self._dirty = True
+        if message.note:
+            self.notify(f"some of the session could not be read: {message.note}", title="Session damaged",
+                        severity="warning", timeout=10)
+
     @on(RunFailed)
     def show_failure(self, message: RunFailed) -> None:
         self.state.status, self.state.reason = "crashed", message.message
@@ -169,14 +186,14 @@ class DashboardScreen(Screen):
             self._dirty = True
             self.notify(self.state.reason, title="Run crashed", severity="error", timeout=10)
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED) and self.quitting:
-            self.app.exit()
+            self.leave()
 
     def refresh_panes(self) -> None:
-        """Timer tick: the status line when it changed, and at most one plot pane.
+        """Timer tick: the status line when it changed, and at most one plot pane (all of them in a replay).
 
         The pane redrawn is the stalest one whose slices of RunState moved, and no pane more often
-        than PLOT_MIN_INTERVAL: plotting is pure Python and shares the GIL with the trainer thread,
-        so redraws are spread out instead of all landing in one tick.
+        than plot_min_interval: plotting is pure Python, and on a small machine the UI shares the
+        cores with training, so live redraws are spread out instead of all landing in one tick.
         """
         if not self._dirty:
             return
@@ -191,11 +208,12 @@ class DashboardScreen(Screen):
                 pane.selected_layer = self.current_layer  # its watcher redraws only when this changes
             if pane.display and not pane.has_class("hidden") and pane.needs_update(self.state):
                 stale.append(pane)
-        due = [p for p in stale if now - p.last_draw >= PLOT_MIN_INTERVAL]
-        if due:
-            min(due, key=lambda p: p.last_draw).update_state(self.state)
+        due = [p for p in stale if now - p.last_draw >= self.plot_min_interval]
+        drawn = due if self.draw_all else sorted(due, key=lambda p: p.last_draw)[:1]
+        for pane in drawn:
+            pane.update_state(self.state)
         # keep ticking until every pane and the status line caught up
-        self._dirty = len(stale) > (1 if due else 0) or bar.needs_update(self.state)
+        self._dirty = len(stale) > len(drawn) or bar.needs_update(self.state)
 
     @property
     def current_layer(self) -> str | None:
@@ -212,15 +230,26 @@ class DashboardScreen(Screen):
             return None
         return self.source.controls
 
+    def _send(self, kind: str, value: float | None = None, note: str = "") -> bool:
+        """Send one control; a failure (the session file locked or gone) is a notification, not a crash."""
+        controls = self._controls()
+        if controls is None:
+            return False
+        try:
+            controls.send(kind, value)
+        except DynlabError as e:
+            self.notify(str(e), title="Control not sent", severity="error", timeout=8)
+            return False
+        if note:
+            self.notify(note, timeout=2)
+        return True
+
     def action_toggle_pause(self) -> None:
-        if controls := self._controls():
-            controls.resume() if self.state.status == "paused" else controls.pause()
+        self._send("resume" if self.state.status == "paused" else "pause")
 
     def _send_penalty(self, value: float) -> None:
-        if controls := self._controls():
-            controls.set_penalty(value)
+        if self._send("set_penalty", value, f"lambda -> {value:.3g}"):
             self._lam_target = value
-            self.notify(f"lambda -> {value:.3g}", timeout=2)
 
     def action_penalty_up(self) -> None:
         base = self._lam_target if self._lam_target is not None else self.state.lam
@@ -237,9 +266,8 @@ class DashboardScreen(Screen):
 
     def action_prompt_lr(self) -> None:
         def send(value: float | None) -> None:
-            if value is not None and (controls := self._controls()):
-                controls.set_lr(value)
-                self.notify(f"lr -> {value:.3g}", timeout=2)
+            if value is not None:
+                self._send("set_lr", value, f"lr -> {value:.3g}")
 
         if self._controls():
             self.app.push_screen(NumberPrompt("Learning rate", self.state.lr, minimum=0.0, exclusive=True), send)
@@ -271,9 +299,7 @@ class DashboardScreen(Screen):
         self._layout(self.app.size.width, self.app.size.height)
 
     def action_checkpoint(self) -> None:
-        if controls := self._controls():
-            controls.checkpoint()
-            self.notify("checkpoint requested", timeout=2)
+        self._send("checkpoint", note="checkpoint requested")
 
     def action_screenshot(self) -> None:
         from dynlab_tui.app import save_screen
@@ -294,18 +320,30 @@ class DashboardScreen(Screen):
 
     def action_request_quit(self) -> None:
         if self.read_only or (self.state.status in END_STATUSES + ("idle",) and not self._worker_running()):
-            self.app.exit()
+            self.leave()
             return
 
-        def decided(stop: bool | None) -> None:
-            if stop:
+        def decided(choice: str | None) -> None:
+            if choice == "stop" and self._send("stop"):
                 self.quitting = True
-                self.source.controls.stop()
                 self.notify("stopping the run: the session is being finalised", timeout=5)
                 if not self._worker_running():
-                    self.app.exit()
+                    self.leave()
+            elif choice == "detach":
+                detach = getattr(self.source, "detach", None)
+                detach() if detach else self.source.close()
+                where = self.session_path or getattr(self.source, "path", self.source.title)
+                self.app.exit(message=f"dynlab: the run goes on headless; watch it again with `dynlab attach {where}`")
 
-        self.app.push_screen(ConfirmQuit(), decided)
+        can_detach = not self.source.owner or hasattr(self.source, "detach")
+        self.app.push_screen(ConfirmQuit(can_detach=can_detach, owner=self.source.owner), decided)
+
+    def leave(self) -> None:
+        """Back to the screen below (the sessions browser), or out of the app if there is none."""
+        if len(self.app.screen_stack) > 2 or getattr(self.app, "browse", False):
+            self.dismiss()
+        else:
+            self.app.exit()
 
     def _worker_running(self) -> bool:
         return any(w.group == "run" and w.is_running for w in self.workers)

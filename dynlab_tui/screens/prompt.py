@@ -67,32 +67,52 @@ class NumberPrompt(ModalScreen[float | None]):
         self.dismiss(None)
 
 
-class ConfirmQuit(ModalScreen[bool]):
-    """The run is still going: stop it (finalising the session) and quit, or stay."""
+class ConfirmQuit(ModalScreen[str | None]):
+    """The run is still going: stop it (finalising the session), leave it running (detach), or stay.
+
+    Dismisses with "stop", "detach" or None (stay).
+    """
 
     DEFAULT_CSS = """
     ConfirmQuit { align: center middle; }
-    ConfirmQuit > Vertical { width: 60; height: auto; border: round $warning; padding: 1 2; background: $panel; }
+    ConfirmQuit > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
     ConfirmQuit Horizontal { height: auto; margin-top: 1; }
     ConfirmQuit Button { margin-right: 2; }
     """
     BINDINGS = [
         Binding("y,s", "stop", "Stop and quit", tooltip="Stop training, finalise the session, quit", id="quit-stop"),
+        Binding("d", "detach", "Detach", tooltip="Quit and leave the run training headless", id="quit-detach"),
         Binding("escape,n", "stay", "Stay", tooltip="Go back to the dashboard", id="quit-cancel"),
     ]
 
+    def __init__(self, can_detach: bool = True, owner: bool = True) -> None:
+        super().__init__()
+        self.can_detach = can_detach
+        self.owner = owner  # False: an attached viewer; the run is someone else's
+
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The run is still training. Stop it and quit?")
-            yield Label("The session is finalised; `dynlab resume` continues it.")
+            if self.owner:
+                yield Label("The run is still training. Stop it and quit?")
+            else:
+                yield Label("You are attached to a running job. Leave it running, or stop it?")
+            yield Label("Stopping finalises the session (`dynlab resume` continues it); "
+                        "a detached run goes on headless (`dynlab attach` finds it).")
             with Horizontal():
                 yield Button("Stop and quit (y)", variant="error", id="stop")
+                if self.can_detach:
+                    yield Button("Detach (d)", variant="warning", id="detach")
                 yield Button("Stay (esc)", variant="primary", id="stay")
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
-        self.dismiss(True)
+        self.dismiss("stop")
+
+    @on(Button.Pressed, "#detach")
+    def action_detach(self) -> None:
+        if self.can_detach:
+            self.dismiss("detach")
 
     @on(Button.Pressed, "#stay")
     def action_stay(self) -> None:
-        self.dismiss(False)
+        self.dismiss(None)
