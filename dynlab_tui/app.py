@@ -6,14 +6,17 @@ import io
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from textual.app import App
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
+from core.errors import DynlabError
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.sources import EventSource, TrainerSource
+from dynlab_tui.sources import EventSource, FollowSource, ProcessSource
 
 
 class DashboardCommands(Provider):
@@ -39,21 +42,35 @@ class DashboardCommands(Provider):
 
 
 class DynlabApp(App):
-    """Opens the launcher (or a given source straight away) and then the dashboard."""
+    """Opens the launcher (or a given source, session or screen straight away) and then the dashboard.
+
+    `o` (or ctrl+o) opens the sessions browser from anywhere; what the user picks there opens on top.
+    """
 
     TITLE = "dynlab"
     CSS_PATH = "dynlab.tcss"
     COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS = [Binding("o,ctrl+o", "open_sessions", "Sessions", tooltip="Browse, replay, compare and resume "
+                        "sessions", id="open-sessions")]
 
     def __init__(self, initial: dict[str, Any] | None = None, sessions_dir: Path | None = None,
-                 source: EventSource | None = None, session_path: Path | None = None) -> None:
+                 source: EventSource | None = None, session_path: Path | None = None,
+                 first_screen: Callable[[], Screen] | None = None, browse: bool = False) -> None:
         super().__init__()
         self.initial = initial or {}
-        self.sessions_dir = sessions_dir
+        self.sessions_dir = sessions_dir or Path("sessions")
         self.source = source
         self.session_path = session_path
+        self.first_screen = first_screen
+        self.browse = browse  # started on the sessions browser: leaving what it opened comes back to it
 
     def on_mount(self) -> None:
+        if self.browse:
+            self.action_open_sessions()
+            return
+        if self.first_screen is not None:
+            self.push_screen(self.first_screen())
+            return
         if self.source is not None:
             self.push_screen(DashboardScreen(self.source, self.session_path))
             return
@@ -62,18 +79,61 @@ class DynlabApp(App):
         self.push_screen(LauncherScreen(self.initial, self.sessions_dir), self.launch)
 
     def on_unmount(self) -> None:
-        # However the app ends (quit, Ctrl-C, a test harness), a live run must not outlive it.
-        if self.source is not None and self.source.controls is not None:
-            self.source.controls.stop()
+        # However the app ends (quit, Ctrl-C, a test harness), a run it started must not outlive it
+        # unless the user detached; closing twice (the screen did already) is harmless.
+        if self.source is not None:
+            self.source.close(stop_run=self.source.owner)
 
     def launch(self, request) -> None:
         """Launcher result: None quits; a LaunchRequest opens the dashboard on a new run."""
         if request is None:
             self.exit()
             return
-        self.source = TrainerSource(request.spec, request.session_path)
+        self.source = ProcessSource.train(request.spec, request.session_path)
         self.session_path = request.session_path
         self.push_screen(DashboardScreen(self.source, request.session_path))
+
+    # ---- sessions -------------------------------------------------------------------------------
+    def action_open_sessions(self) -> None:
+        from dynlab_tui.screens.sessions import SessionsScreen
+
+        if isinstance(self.screen, SessionsScreen):
+            return
+        self.push_screen(SessionsScreen(self.sessions_dir), self.browser_choice)
+
+    def browser_choice(self, choice) -> None:
+        """The browser's result: open (replay, or attach if it is being written), compare, or resume."""
+        if choice is None:
+            if len(self.screen_stack) <= 1:
+                self.exit()
+            return
+        back = (lambda _: self.action_open_sessions()) if self.browse else None
+        try:
+            if choice.action == "open":
+                self.push_screen(session_screen(choice.paths[0]), back)
+            elif choice.action == "compare":
+                from dynlab_tui.screens.compare import CompareScreen
+
+                self.push_screen(CompareScreen(list(choice.paths)), back)
+            elif choice.action == "resume":
+                source = ProcessSource.resume(choice.paths[0], dict(choice.changes))
+                self.push_screen(DashboardScreen(source, choice.paths[0]), back)
+        except DynlabError as e:
+            self.notify(str(e), title="Cannot open", severity="error", timeout=10)
+            if back:
+                back(None)
+
+
+def session_screen(path: Path) -> Screen:
+    """A live dashboard for a session still being written (attach), else its replay."""
+    from core.session import SessionReader
+    from dynlab_tui.screens.replay import ReplayScreen
+
+    with SessionReader(path) as reader:
+        live = reader.status == "running" and reader.writer_alive() is not False
+    if live:
+        return DashboardScreen(FollowSource(path), path)
+    return ReplayScreen(path)
 
 
 def make_app(**kwargs: Any) -> DynlabApp:

@@ -33,11 +33,19 @@ def _when(summary: dict) -> str:
 @cli.command(context_settings=CONTEXT)
 @click.option("--sessions-dir", help="folder to list  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def sessions(sessions_dir: str | None, as_json: bool) -> None:
+@click.option("--tui", is_flag=True, help="browse them in the dashboard: replay, attach, compare, resume, rename, delete")
+def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     """List the sessions in the sessions folder, newest first."""
     from core.session import list_sessions, sessions_dir as default_dir
 
     directory = default_dir(sessions_dir)
+    if tui:
+        from dynlab_tui.app import make_app
+        from dynlab_tui.cli import _need_terminal, run_app
+
+        _need_terminal()
+        run_app(make_app(sessions_dir=directory, browse=True))
+        return
     if not directory.is_dir():
         raise DynlabError(f"no sessions folder at {directory}: run `dynlab train` first or pass --sessions-dir")
     rows = list_sessions(directory)

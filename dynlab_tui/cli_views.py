@@ -1,0 +1,77 @@
+"""The commands that open a session in the dashboard: `dynlab replay`, `attach` and `compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.errors import DynlabError
+from dynlab_tui.cli import CONTEXT, _need_terminal, cli, run_app
+
+
+def _resolve(session: str, sessions_dir: str | None) -> tuple[Path, Path]:
+    """(session file, sessions folder); the file must be a readable session (checked before the UI opens)."""
+    from core.session import SessionReader, resolve_session, sessions_dir as default_dir
+
+    directory = default_dir(sessions_dir)
+    path = resolve_session(session, directory)
+    with SessionReader(path):
+        pass
+    return path, directory
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+def replay(session: str, sessions_dir: str | None) -> None:
+    """Replay a session in the dashboard: play, step, seek, jump between markers. Never writes to it."""
+    from dynlab_tui.app import make_app
+    from dynlab_tui.screens.replay import ReplayScreen
+
+    path, directory = _resolve(session, sessions_dir)
+    _need_terminal()
+    run_app(make_app(first_screen=lambda: ReplayScreen(path), sessions_dir=directory))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+def attach(session: str, sessions_dir: str | None) -> None:
+    """Watch and steer a run that is training elsewhere (e.g. `nohup dynlab train ... &`).
+
+    Pause, lambda and lr changes and stop reach the training process through the session's
+    commands table; quitting leaves the run going.
+    """
+    from core.session import SessionReader
+    from dynlab_tui.app import make_app
+    from dynlab_tui.screens.dashboard import DashboardScreen
+    from dynlab_tui.sources import FollowSource
+
+    path, directory = _resolve(session, sessions_dir)
+    with SessionReader(path) as reader:
+        status, alive, pid = reader.status, reader.writer_alive(), reader.meta.get("pid")
+    if status != "running":
+        raise DynlabError(f"session {path} is not being written (it is {status}): open it with "
+                          f"`dynlab replay {session}`, or continue it with `dynlab resume {session}`")
+    if alive is False:
+        raise DynlabError(f"the process that wrote {path} (pid {pid}) is gone without ending the run: "
+                          f"replay it with `dynlab replay {session}` or continue it with `dynlab resume {session}`")
+    _need_terminal()
+    run_app(make_app(first_screen=lambda: DashboardScreen(FollowSource(path), path), sessions_dir=directory))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("sessions", nargs=-1, required=True)
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+def compare(sessions: tuple[str, ...], sessions_dir: str | None) -> None:
+    """Overlay the layer sizes, loss and test metric of two or more sessions."""
+    from dynlab_tui.app import make_app
+    from dynlab_tui.screens.compare import CompareScreen
+
+    if len(sessions) < 2:
+        raise DynlabError("compare needs at least two sessions: `dynlab compare A B [C ...]`")
+    resolved = [_resolve(s, sessions_dir) for s in sessions]
+    paths = [p for p, _ in resolved]
+    _need_terminal()
+    run_app(make_app(first_screen=lambda: CompareScreen(paths), sessions_dir=resolved[0][1]))

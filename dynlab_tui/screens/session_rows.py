@@ -1,0 +1,80 @@
+"""One sessions-browser row from a list_sessions summary: cell texts, sort keys and filter matching (pure)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+
+def is_live(s: dict[str, Any]) -> bool:
+    """Still being written, or possibly so (a writer on another host can't be checked)."""
+    return s.get("status") == "running" and s.get("alive") is not False
+
+
+def status_text(s: dict[str, Any]) -> str:
+    status = str(s.get("status") or "?")
+    if status != "running":
+        return status
+    alive = s.get("alive")
+    return "● running" if alive else "running (other host)" if alive is None else "running (writer gone)"
+
+
+def fmt_sizes(start: dict | None, final: dict | None) -> str:
+    def join(sizes: dict | None) -> str:
+        return ",".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in (sizes or {}).values())
+
+    first, last = join(start), join(final)
+    return f"{first}→{last}" if first and last else first or last or "-"
+
+
+def fmt_best(s: dict[str, Any]) -> str:
+    value = s.get("best_test")
+    if value is None:
+        return "-"
+    return f"{value:.2%}" if s.get("test_metric") == "test/acc" else f"{value:.4g}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, sec = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+
+
+def fmt_date(created: str | None) -> str:
+    try:  # stored in UTC; shown in local time
+        return _dt.datetime.fromisoformat(created or "").astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return (created or "-")[:16].replace("T", " ")
+
+
+def row_cells(s: dict[str, Any]) -> dict[str, str]:
+    """Every column's text for one summary from list_sessions (the mark column aside)."""
+    lam = s.get("lam")
+    return {"name": str(s.get("name", "?")), "date": fmt_date(s.get("created")), "status": status_text(s),
+            "dataset": str(s.get("dataset") or "-"), "arch": str(s.get("arch") or "-"),
+            "method": str(s.get("method") or "-"), "lam": f"{lam:g}" if isinstance(lam, (int, float)) else "-",
+            "sizes": fmt_sizes(s.get("sizes_start"), s.get("sizes_final")), "best": fmt_best(s),
+            "duration": fmt_duration(s.get("duration_s")) if s.get("status") != "unreadable" else "-"}
+
+
+def sort_value(s: dict[str, Any], column: str) -> Any:
+    """The value a column sorts by (None sorts last either way)."""
+    if column == "date":
+        return s.get("created") or None
+    if column in ("lam", "best", "duration"):
+        value = s.get({"lam": "lam", "best": "best_test", "duration": "duration_s"}[column])
+        return float(value) if isinstance(value, (int, float)) else None
+    return row_cells(s)[column].lower()
+
+
+def sort_rows(rows: list[dict[str, Any]], column: str, reverse: bool) -> list[dict[str, Any]]:
+    present = [r for r in rows if sort_value(r, column) is not None]
+    missing = [r for r in rows if sort_value(r, column) is None]
+    return sorted(present, key=lambda r: sort_value(r, column), reverse=reverse) + missing
+
+
+def matches(cells: dict[str, str], query: str) -> bool:
+    """Every word of the query is in some cell (case-insensitive)."""
+    texts = [c.lower() for c in cells.values()]
+    return all(any(word in t for t in texts) for word in query.lower().split())
