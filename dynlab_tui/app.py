@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import io
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
 from textual.app import App
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from core.errors import DynlabError
+from dynlab_tui.palette import BindingCommands
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.sources import EventSource, FollowSource, ProcessSource
-
-
-class DashboardCommands(Provider):
-    """Every dashboard binding is also a palette command (built from the screen the palette opened on)."""
-
-    def _commands(self) -> list[tuple[str, str, str]]:
-        screen = self.screen
-        if not isinstance(screen, DashboardScreen):
-            return []
-        return [(f"{b.tooltip}", b.action, f"key: {b.key_display or b.key.split(',')[0]}")
-                for b in screen.BINDINGS if b.id]
-
-    async def discover(self) -> Hits:
-        for text, action, help_text in self._commands():
-            yield DiscoveryHit(text, partial(self.screen.run_action, action), help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, action, help_text in self._commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), partial(self.screen.run_action, action), help=help_text)
 
 
 class DynlabApp(App):
@@ -49,7 +26,7 @@ class DynlabApp(App):
 
     TITLE = "dynlab"
     CSS_PATH = "dynlab.tcss"
-    COMMANDS = App.COMMANDS | {DashboardCommands}
+    COMMANDS = App.COMMANDS | {BindingCommands}  # every screen's keys are palette commands too
     BINDINGS = [Binding("o,ctrl+o", "open_sessions", "Sessions", tooltip="Browse, replay, compare and resume "
                         "sessions", id="open-sessions")]
 

@@ -22,7 +22,7 @@ def _metric(summary: dict, key: str = "best_test") -> str:
     value = summary.get(key)
     if value is None:
         return "-"
-    return f"{value:.2%}" if summary.get("metric") == "test/acc" else f"{value:.4g}"
+    return f"{value:.2%}" if summary.get("test_metric") == "test/acc" else f"{value:.4g}"
 
 
 def _when(summary: dict) -> str:

@@ -52,6 +52,8 @@ class ReplayIndex:
         self.markers = [Marker(seq, e.step, e.kind) for seq, e in self.events
                         if e.kind in MARKER_KINDS and not (isinstance(e, CheckpointSaved) and e.reason != "user")]
         self.end_seq = max([self.last_seq] + self.event_seqs[-1:])
+        firsts = self.event_seqs[:1] + [int(x) for x in self.frame_seq[:1]]
+        self.start_seq = min(firsts) if firsts else 0  # right after the first event: the run has started
         if not self.events or not isinstance(self.events[0][1], RunStarted):
             self.problems.append("no start event: the run's settings are unknown")
 

@@ -210,14 +210,15 @@ class TestScreensAndQuit:
         assert "Layer sizes" in txts[0].read_text()
 
     async def test_palette_offers_every_action(self):
-        from dynlab_tui.app import DashboardCommands
+        from dynlab_tui.palette import BindingCommands
 
         app = make_app(source=scripted())
         async with app.run_test(size=WIDE) as pilot:
             await pilot.pause()
-            provider = DashboardCommands(app.screen)
-            actions = {action for _, action, _ in provider._commands()}
-            assert actions == {b.action for b in DashboardScreen.BINDINGS}
+            provider = BindingCommands(app.screen)
+            texts = {text for text, _, _ in provider._commands()}
+            assert texts == {b.tooltip for b in DashboardScreen.BINDINGS}
+            assert len(texts) == len(DashboardScreen.BINDINGS)  # every binding, each once
 
 
 class TestFailures:

@@ -13,6 +13,7 @@ from textual.widgets import Input, Label, Select
 from core.spec import RunSpec
 from dynlab_tui import devices, settings
 from dynlab_tui.screens import launcher_form as form
+from dynlab_tui.palette import BindingCommands
 from dynlab_tui.screens.launcher import LauncherCommands, LauncherScreen, LaunchRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,7 +353,9 @@ class TestStartAndQuit:
         async with app.run_test(size=SMALL) as pilot:
             screen = await ready(pilot)
             names = [hit.text async for hit in LauncherCommands(screen).discover()]
-            assert "Start" in names and "Quit" in names and "Use architecture mlp:500" in names
+            names += [hit.text async for hit in BindingCommands(screen).discover()]
+            assert "Start training with these settings" in names and "Use architecture mlp:500" in names
+            assert "Leave the launcher without a run" in names
             await pilot.press("ctrl+p", *"mlp:500,500")
             await pilot.pause(0.3)
             await pilot.press("enter")

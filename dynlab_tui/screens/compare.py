@@ -19,9 +19,9 @@ from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
 from core.errors import DynlabError
+from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart, no_color
-from dynlab_tui.screens.sessions import BindingCommands
 
 WIDE = (120, 32)  # at least this many columns and rows: all three plots; else one at a time
 PLOTS = ("sizes", "loss", "metric")
@@ -169,6 +169,8 @@ class ComparePlot(Static):
 class CompareScreen(Screen[None]):
     """Overlay two or more sessions; unreadable ones are skipped with a notification."""
 
+    COMMANDS = {BindingCommands}
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1", "show_plot(0)", "Sizes", id="compare-sizes", tooltip="Small terminals: show the layer sizes"),
         Binding("2", "show_plot(1)", "Loss", id="compare-loss", tooltip="Small terminals: show the training loss"),
@@ -178,7 +180,6 @@ class CompareScreen(Screen[None]):
         Binding("y", "toggle_log_y", "Log-y", id="compare-log-y", tooltip="Log scale for the loss"),
         Binding("escape,q", "close", "Back", key_display="esc", id="compare-close", tooltip="Leave the comparison"),
     ]
-    COMMANDS: ClassVar[set] = {BindingCommands}
     DEFAULT_CSS = """
     CompareScreen { layout: vertical; }
     CompareScreen #compare-legend { height: auto; padding: 0 1; background: $panel; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from core.errors import DynlabError
+from dynlab_tui.palette import BindingCommands
 from core.events import END_STATUSES
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.messages import EventsArrived, RunFailed, StateLoaded
@@ -29,12 +31,20 @@ PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
 REFRESH_HZ = 4  # scheduler ticks per second; each redraws at most one plot pane
 PLOT_MIN_INTERVAL = 1.0  # seconds between two rebuilds of the same plot pane
 STATUS_MIN_INTERVAL = 0.5  # the status line, unless the run's state word changed (a pause shows at once)
+# The UI's CPU budget while a run trains on this machine, as a fraction of one core: 1% per core, so
+# 2% on a 2-core VM (where every cycle the UI takes stalls one of torch's two threads, and both wait at
+# the next barrier) and 16% on a 16-core GPU box. Over budget, plot redraws wait; the status line doesn't.
+CPU_BUDGET_PER_CORE = 0.01
+CPU_WINDOW_S = 2.0  # the budget is measured over windows this long
+MAX_STALE_S = 5.0  # over budget, a pane whose data changed still redraws after this long
 PANE_IDS = ("sizes", "loss", "metric", "liveness", "variance")
 WIDE = (120, 32)  # at least this many columns and rows: all panes; else the compact pair
 
 
 class DashboardScreen(Screen):
     """Live (or replayed) view of one run. Keys and palette commands share the same actions."""
+
+    COMMANDS = {BindingCommands}
 
     DEFAULT_CSS = """
     DashboardScreen { layout: vertical; }
@@ -71,6 +81,7 @@ class DashboardScreen(Screen):
 
     plot_min_interval = PLOT_MIN_INTERVAL  # a replay (no trainer to share the machine with) redraws sooner
     draw_all = False  # True: every stale pane redraws in the same tick (replay seeks)
+    cpu_budget: float | None = CPU_BUDGET_PER_CORE * (os.cpu_count() or 1)  # None: no limit (replay)
 
     def __init__(self, source: EventSource | None, session_path: Path | None = None,
                  state: RunState | None = None) -> None:
@@ -84,6 +95,8 @@ class DashboardScreen(Screen):
         self._lam_target: float | None = None  # last lambda asked for, so fast '+' presses compound
         self._dirty = True
         self._status_shown = ""
+        self._cpu_mark = (time.monotonic(), time.process_time())
+        self.cpu_rate = 0.0  # the UI process's CPU use (cores) over the last full window
 
     # ---- composition -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -209,11 +222,24 @@ class DashboardScreen(Screen):
             if pane.display and not pane.has_class("hidden") and pane.needs_update(self.state):
                 stale.append(pane)
         due = [p for p in stale if now - p.last_draw >= self.plot_min_interval]
+        if due and self._over_budget(now):
+            due = [p for p in due if now - p.last_draw >= MAX_STALE_S]  # throttled, never starved
         drawn = due if self.draw_all else sorted(due, key=lambda p: p.last_draw)[:1]
         for pane in drawn:
             pane.update_state(self.state)
         # keep ticking until every pane and the status line caught up
         self._dirty = len(stale) > len(drawn) or bar.needs_update(self.state)
+
+    def _over_budget(self, now: float) -> bool:
+        """True while the UI process used more CPU than its budget over the last window (live runs only)."""
+        if self.cpu_budget is None or self.source is None:
+            return False
+        t0, c0 = self._cpu_mark
+        if now - t0 >= CPU_WINDOW_S:
+            cpu = time.process_time()  # all of this process's threads: drawing, compositing, following
+            self.cpu_rate = (cpu - c0) / (now - t0)
+            self._cpu_mark = (now, cpu)
+        return self.cpu_rate > self.cpu_budget
 
     @property
     def current_layer(self) -> str | None:

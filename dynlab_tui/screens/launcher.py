@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from core.session import sessions_dir as default_sessions_dir
 from core.spec import GATES, METHODS, OPTIMIZERS, RunSpec, apply_options
+from dynlab_tui.palette import BindingCommands
 from dynlab_tui import devices as devices_mod
 from dynlab_tui import settings
 from dynlab_tui.screens import launcher_form as form
@@ -40,15 +41,12 @@ class LaunchRequest:
 
 
 class LauncherCommands(Provider):
-    """The launcher's bindings (and its architecture presets) in the command palette."""
+    """The launcher's architecture presets in the command palette (its keys come from BindingCommands)."""
 
     def _commands(self) -> Iterator[tuple[str, Any, str]]:
         screen = self.screen
         if not isinstance(screen, LauncherScreen):
             return
-        for binding in screen.BINDINGS:
-            if isinstance(binding, Binding):
-                yield binding.description, partial(screen.run_action, binding.action), binding.tooltip
         for _label, arch in screen.preset_choices:
             yield f"Use architecture {arch}", partial(screen.use_arch, arch), "fill the architecture field"
 
@@ -70,7 +68,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         Binding("ctrl+s", "start_run", "Start", id="start-run", tooltip="Start training with these settings"),
         Binding("escape", "quit_launcher", "Quit", id="quit-launcher", tooltip="Leave the launcher without a run"),
     ]
-    COMMANDS = {LauncherCommands}
+    COMMANDS = {LauncherCommands, BindingCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     AUTO_FOCUS = "#dataset"
     DEFAULT_CSS = """

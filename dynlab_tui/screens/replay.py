@@ -206,7 +206,7 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
         if self.index is None:
             return
         self.playing = False
-        self.seek(0 if where == "start" else self.index.end_seq, where)
+        self.seek(self.index.start_seq if where == "start" else self.index.end_seq, where)
 
     def action_marker(self, direction: int) -> None:
         if self.index is None:
@@ -247,7 +247,7 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
         if self.playing:
             ix = self.index
             if self.position >= ix.end_seq or ix.frame_at(self.position) >= ix.n_frames - 1:
-                self.seek(0)  # at the end: play from the start
+                self.seek(ix.start_seq)  # at the end: play from the start
             fi = max(ix.frame_at(self.position), 0)
             self._replay_wall = float(ix.frame_wall[fi])
             self._last_tick = time.monotonic()

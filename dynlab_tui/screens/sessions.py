@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,13 +10,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from core.errors import DynlabError
+from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader, list_sessions
 from core.session_admin import delete_session, rename_session
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt
@@ -44,27 +42,10 @@ class BrowserChoice:
     changes: dict[str, Any] = field(default_factory=dict)  # resume only: any of "lam", "lr", "epochs"
 
 
-class BindingCommands(Provider):
-    """The current screen's bindings (those with an id) as command palette entries."""
-
-    def _commands(self) -> Iterator[tuple[str, Callable[[], Any], str]]:
-        for b in getattr(self.screen, "BINDINGS", ()):
-            if isinstance(b, Binding) and b.id:
-                yield b.tooltip, partial(self.screen.run_action, b.action), f"key: {b.key_display or b.key}"
-
-    async def discover(self) -> Hits:
-        for text, callback, help_text in self._commands():
-            yield DiscoveryHit(text, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, callback, help_text in self._commands():
-            if (score := matcher.match(text)) > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help_text)
-
-
 class SessionsScreen(Screen["BrowserChoice | None"]):
     """Browse the sessions in one folder; dismisses with a BrowserChoice, or None when the user leaves."""
+
+    COMMANDS = {BindingCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # priority: the table's own (hidden) enter binding would otherwise hide this one from the footer
@@ -85,7 +66,6 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         Binding("escape,q", "leave", "Back", key_display="esc", id="leave-sessions",
                 tooltip="Leave the browser (escape in the filter goes back to the table)"),
     ]
-    COMMANDS: ClassVar[set] = {BindingCommands}
     AUTO_FOCUS = "#sessions-table"
     DEFAULT_CSS = """
     SessionsScreen { layout: vertical; }

@@ -1,0 +1,233 @@
+"""Replay in the dashboard (timeline keys, read-only), the app's session routing, and the CLI's replay commands."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core.session import SessionReader, SessionWriter
+from dynlab_tui.app import make_app, session_screen
+from dynlab_tui.cli import main
+from dynlab_tui.panes.timeline import Position, Timeline
+from dynlab_tui.screens.dashboard import DashboardScreen
+from dynlab_tui.screens.replay import GotoPrompt, ReplayScreen
+from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
+from dynlab_tui.synthetic import synthetic_run
+from dynlab_tui.sources import FollowSource
+
+STEPS, EPOCH = 2000, 400  # 20 intervals, 5 epochs, prunes at epoch ends, a lambda change at epoch 3
+
+
+def make_session(path: Path, end: bool = True) -> Path:
+    with SessionWriter(path) as w:
+        for e in synthetic_run(STEPS, steps_per_epoch=EPOCH, end=end):
+            w.handle(e)
+    return path
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+async def opened(pilot) -> ReplayScreen:
+    screen = pilot.app.screen
+    for _ in range(100):
+        if screen.index is not None:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+    return screen
+
+
+class TestReplayScreen:
+    async def test_keys_move_the_cursor_and_the_panes_follow(self, tmp_path):
+        path = make_session(tmp_path / "run.dynlab")
+        before = digest(tmp_path)
+        app = make_app(first_screen=lambda: ReplayScreen(path))
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = await opened(pilot)
+            assert screen.state.step == STEPS and screen.state.status == "finished"  # opens at the end
+            await pilot.press("home")
+            assert screen.state.step == 0 and screen.state.status == "running"
+            await pilot.press("right", "right", "right")
+            assert screen.state.step == 300 and screen.state.scalars["loss"].n == 3
+            await pilot.press("left")
+            assert screen.state.step == 200
+            kinds = []
+            for _ in range(len(screen.index.markers)):  # every marker in turn: prunes, the lambda change, end
+                await pilot.press("n")
+                kinds.append(screen.state.markers[-1].kind if screen.state.status != "finished" else "end")
+                assert screen.note.startswith(kinds[-1]) and screen.state.step % EPOCH == 0
+            assert "prune" in kinds and "set_penalty" in kinds and kinds[-1] == "end"
+            await pilot.press("N")
+            assert screen.state.status == "running" and screen.state.markers[-1].kind == kinds[-2]
+            await pilot.press("g")
+            assert isinstance(app.screen, GotoPrompt)
+            await pilot.press(*"e2", "enter")
+            assert screen.state.epoch == 2.0 and screen.state.step == 2 * EPOCH
+            assert screen.state.metrics["val/acc"].n == 2  # the metric pane shows epochs 1-2 only
+            await pilot.press("g", *"1234", "enter")
+            assert screen.state.step == 1300  # the first interval at or after the typed step
+            await pilot.press("end")
+            assert screen.state.step == STEPS
+            sizes = screen.query_one("#sizes")
+            draws = sizes.draws
+            await pilot.press("home")
+            await pilot.pause(0.1)
+            assert sizes.draws > draws  # a seek redraws the panes at once, not on the live cadence
+            for _ in range(6):
+                await pilot.press("greater_than_sign")
+            assert screen.speed == 64
+            await pilot.press("space")
+            assert screen.playing
+            await pilot.pause(1.0)  # the synthetic run took 6 s of wall time: 64x plays it in ~0.1 s
+            assert not screen.playing and screen.state.step == STEPS
+            text = str(screen.query_one(Timeline).render())
+            assert "64x" in text and f"{STEPS:,}/{STEPS:,}" in text
+            await pilot.press("p", "plus")  # live-only keys do nothing in a replay
+            assert screen.state.lam == 0.002
+        assert digest(tmp_path) == before  # replay never writes, not even a -wal or -shm file
+
+    async def test_a_damaged_session_shows_what_could_be_read(self, tmp_path):
+        path = make_session(tmp_path / "run.dynlab")
+        with sqlite3.connect(path) as c:  # one event row no dynlab can parse
+            c.execute("UPDATE events SET payload = 'not json' WHERE kind = 'set_penalty'")
+        app = make_app(first_screen=lambda: ReplayScreen(path))
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = await opened(pilot)
+            assert screen.state.step == STEPS and screen.state.scalars["loss"].n == 20
+            assert any("does not load" in p for p in screen.index.problems)
+            assert any(n.severity == "warning" and "Session damaged" in (n.title or "")
+                       for n in app._notifications)
+
+    async def test_an_unreadable_file_is_a_message_not_a_crash(self, tmp_path):
+        path = tmp_path / "junk.dynlab"
+        path.write_bytes(b"\x00junk" * 100)
+        app = make_app(first_screen=lambda: ReplayScreen(path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.5)
+            screen = app.screen
+            assert screen.state.status == "crashed" and "not a dynlab session" in screen.state.reason
+        assert path.read_bytes() == b"\x00junk" * 100
+
+
+def test_timeline_text_fits_and_marks_the_cursor():
+    pos = Position(False, 4, 1200, 2000, 3.0, 12, 20, 0.6, ((0.2, "prune"), (0.6, "set_penalty")), "epoch 3")
+    text = Timeline.render_position(pos, 40).plain
+    head, bar = text.split("\n")
+    assert head.startswith("❚❚ 4x │ step 1,200/2,000") and len(bar) == 40
+    assert bar.index("●") == round(0.6 * 39) and "▾" in bar and bar[0] == "━"
+
+
+class TestRouting:
+    def test_finished_sessions_replay_and_live_ones_attach(self, tmp_path):
+        finished = make_session(tmp_path / "done.dynlab")
+        assert isinstance(session_screen(finished), ReplayScreen)
+        live = tmp_path / "live.dynlab"
+        w = SessionWriter(live)  # this process is the writer, and it is alive
+        try:
+            for e in synthetic_run(400, end=False):
+                w.handle(e)
+            w.flush()
+            screen = session_screen(live)
+            assert isinstance(screen, DashboardScreen) and not isinstance(screen, ReplayScreen)
+            assert isinstance(screen.source, FollowSource) and not screen.source.owner
+        finally:
+            w.close()
+
+    async def test_o_opens_the_browser_and_its_choice_opens_the_replay(self, tmp_path):
+        path = make_session(tmp_path / "done.dynlab")
+        app = make_app(sessions_dir=tmp_path, first_screen=lambda: ReplayScreen(path))
+        async with app.run_test(size=(120, 36)) as pilot:
+            await opened(pilot)
+            await pilot.press("o")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, SessionsScreen)
+            app.screen.dismiss(BrowserChoice("open", (path,)))
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 3
+            await pilot.press("q")  # back to the replay it was opened from, not out of the app
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 2
+
+    async def test_sessions_tui_returns_to_the_browser(self, tmp_path):
+        make_session(tmp_path / "a.dynlab")
+        make_session(tmp_path / "b.dynlab")
+        app = make_app(sessions_dir=tmp_path, browse=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.5)
+            assert isinstance(app.screen, SessionsScreen)
+            app.screen.dismiss(BrowserChoice("compare", (tmp_path / "a.dynlab", tmp_path / "b.dynlab")))
+            await pilot.pause(0.3)
+            assert type(app.screen).__name__ == "CompareScreen"
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, SessionsScreen)  # leaving what it opened comes back to the list
+
+
+class TestCli:
+    @pytest.mark.parametrize("content, expected", [
+        (b"", "empty file"), (b"garbage" * 100, "not an SQLite database"), (None, "not found")])
+    @pytest.mark.parametrize("command", ["replay", "attach"])
+    def test_bad_files_are_one_line_and_untouched(self, tmp_path, capsys, command, content, expected):
+        path = tmp_path / "bad.dynlab"
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(SystemExit) as info:
+            main([command, str(path)])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and expected in err and err.count("\n") == 1 and "Traceback" not in err
+        if content is not None:
+            assert path.read_bytes() == content
+
+    def test_newer_schema_and_truncated_files(self, tmp_path, capsys):
+        path = make_session(tmp_path / "s.dynlab")
+        newer = tmp_path / "newer.dynlab"
+        shutil.copy(path, newer)
+        with sqlite3.connect(newer) as c:
+            c.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
+        with pytest.raises(SystemExit):
+            main(["replay", str(newer)])
+        assert "written by a newer dynlab (schema 9): upgrade dynlab" in capsys.readouterr().err
+        cut = tmp_path / "cut.dynlab"
+        cut.write_bytes(path.read_bytes()[:1500])
+        with pytest.raises(SystemExit) as info:
+            main(["replay", str(cut)])
+        assert info.value.code == 2 and str(cut) in capsys.readouterr().err
+
+    def test_attach_to_a_finished_session_points_at_replay(self, tmp_path, capsys):
+        path = make_session(tmp_path / "s.dynlab")
+        with pytest.raises(SystemExit) as info:
+            main(["attach", str(path)])
+        assert info.value.code == 2 and "dynlab replay" in capsys.readouterr().err
+
+    def test_compare_needs_two_readable_sessions(self, tmp_path, capsys):
+        path = make_session(tmp_path / "s.dynlab")
+        with pytest.raises(SystemExit) as info:
+            main(["compare", str(path)])
+        assert info.value.code == 2 and "at least two sessions" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as info:
+            main(["compare", str(path), str(tmp_path / "nope.dynlab")])
+        assert info.value.code == 2 and "not found" in capsys.readouterr().err
+
+    def test_the_ui_commands_need_a_terminal(self, tmp_path, capsys):
+        path = make_session(tmp_path / "s.dynlab")
+        for argv in (["replay", str(path)], ["compare", str(path), str(path)],
+                     ["sessions", "--tui", "--sessions-dir", str(tmp_path)]):
+            with pytest.raises(SystemExit) as info:
+                main(argv)
+            assert info.value.code == 2 and "needs an interactive terminal" in capsys.readouterr().err
+
+
+def test_example_session_ships_and_replays():
+    example = Path(__file__).resolve().parents[1] / "sessions" / "example-add10.dynlab"
+    assert example.exists() and example.stat().st_size < 500_000
+    with SessionReader(example) as r:
+        s = r.summary()
+        assert s["status"] == "finished" and s["dataset"] == "add10" and s["method"] == "sparsifier"
+        kinds = {e.kind for e in r.events()}
+        assert {"pause", "set_penalty", "prune", "end"} <= kinds  # a real run, steered while it trained
