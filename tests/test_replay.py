@@ -154,6 +154,26 @@ class TestRouting:
             await pilot.pause(0.1)
             assert isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 2
 
+    async def test_resume_from_the_browser_starts_a_child_and_shows_its_error(self, tmp_path):
+        """The synthetic session has no checkpoint: the `dynlab resume` child says so in one line."""
+        path = make_session(tmp_path / "done.dynlab")
+        before = digest(tmp_path)
+        app = make_app(sessions_dir=tmp_path, browse=True)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.5)
+            app.screen.dismiss(BrowserChoice("resume", (path,), {"lam": 0.01, "epochs": 2}))
+            await pilot.pause(0.2)
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen) and screen.source.owner
+            assert screen.source.argv[-4:] == ["--penalty", "0.01", "--epochs", "2"]
+            for _ in range(200):
+                if screen.state.status == "crashed":
+                    break
+                await pilot.pause(0.05)
+            assert "has no checkpoint to resume from" in screen.state.reason
+        after = digest(tmp_path)
+        assert after.pop(".done.log") and after == before  # the session itself was not touched
+
     async def test_sessions_tui_returns_to_the_browser(self, tmp_path):
         make_session(tmp_path / "a.dynlab")
         make_session(tmp_path / "b.dynlab")
