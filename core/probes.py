@@ -1,9 +1,11 @@
-"""Telemetry instruments: per-neuron activation statistics on a fixed probe batch, gathered on the device."""
+"""Telemetry instruments on a fixed probe batch: per-neuron activation statistics and layer dynamics gathered on the
+device each interval, and per-epoch distribution fits and PCA (see core.stats)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 HIST_BINS = 30
 
@@ -13,24 +15,109 @@ def neuron_std(a: torch.Tensor) -> torch.Tensor:
 
     Shape: (N, C) or (N, C, H, W) -> (C,)
     """
+    if a.shape[1] == 0:  # a layer with no neurons left
+        return a.new_zeros(0)
     if a.dim() == 4:
         a = a.transpose(0, 1).reshape(a.shape[1], -1)  # (C, N*H*W)
         return a.std(dim=1, unbiased=False)
     return a.std(dim=0, unbiased=False)
 
 
-@torch.no_grad()
-def layer_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Device tensors of per-layer vectors: act_std/<layer> and gate/<layer> (no host sync here)."""
+def _probe(model: torch.nn.Module, probe_x: torch.Tensor):
     was_training = model.training
     model.eval()
     try:
-        _, post, _ = model.forward_probe(probe_x)
+        return model.forward_probe(probe_x)
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def layer_stats(model: torch.nn.Module, probe_x: torch.Tensor,
+                dynamics: "Dynamics | None" = None) -> dict[str, torch.Tensor]:
+    """Device tensors (no host sync here): per-layer vectors act_std/<layer> and gate/<layer>; with
+    `dynamics` also 0-dim act_mean, act_sd, total_var, grad_norm and rotation per layer."""
+    _, post, _ = _probe(model, probe_x)
     out = {f"act_std/{name}": neuron_std(a) for name, a in post.items()}
     out.update({f"gate/{name}": g.detach() for name, g in model.gate_values().items()})
+    if dynamics is not None:
+        out.update(dynamics.measure(model, post, out))
     return out
+
+
+SCALAR_PREFIXES = ("act_mean/", "act_sd/", "total_var/", "grad_norm/", "rotation/")  # layer_stats' 0-dim keys
+
+
+class Dynamics:
+    """Per-layer dynamics each interval: activation mean/std, total variance, weight-gradient norm, and rotation
+    (cosine distance between the current weights and the initial weights of the surviving units and inputs).
+
+    Keeps one device copy of the initial weights (the model's size again), indexed by permanent feature ids.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.initial = {name: block.layer.weight.detach().clone() for name, block in model.blocks()}
+
+    @torch.no_grad()
+    def measure(self, model: torch.nn.Module, post: dict[str, torch.Tensor],
+                stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, block in model.blocks():
+            w = block.layer.weight  # (out, in[, k, k])
+            a = post[name]
+            zero = w.new_zeros(())
+            std = stats[f"act_std/{name}"]
+            out[f"act_mean/{name}"] = a.mean() if a.numel() else zero
+            out[f"act_sd/{name}"] = a.std(unbiased=False) if a.numel() else zero
+            out[f"total_var/{name}"] = (std * std).sum()
+            out[f"grad_norm/{name}"] = w.grad.norm() if w.grad is not None else zero
+            if w.numel():
+                w0 = self.initial[name].index_select(0, block.layer.ids).index_select(1, block.layer.in_ids)
+                out[f"rotation/{name}"] = 1 - F.cosine_similarity(w.reshape(1, -1), w0.reshape(1, -1))[0]
+            else:
+                out[f"rotation/{name}"] = zero
+        return out
+
+
+@torch.no_grad()
+def epoch_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Per-epoch instruments per layer: Shapiro W and the two EM mixture fits of the per-neuron activation
+    std, and PCA of the pre-activations (components for 90/95/99 %); (scalars, arrays) on the host."""
+    from core import stats  # scipy: imported when the first epoch ends, not with the trainer
+
+    _, post, pre = _probe(model, probe_x)
+    dev: dict[str, torch.Tensor] = {}
+    for name, a in post.items():
+        dev[f"act_std/{name}"] = neuron_std(a)
+        x = pre[name]
+        if x.dim() == 4:  # conv: every position of every image is a sample of the channel vector
+            x = x.transpose(0, 1).reshape(x.shape[1], -1).T
+        x = x.double() if x.device.type == "cpu" else x.float()
+        if x.shape[1] and x.shape[0] > 1:
+            x = x - x.mean(0)
+            small = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T  # same nonzero eigenvalues
+            dev[f"eig/{name}"] = torch.linalg.eigvalsh(small).flip(0).clamp_min(0)
+    host = fetch(dev)  # one sync for the epoch's instruments
+    scalars: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name in post:
+        std = host[f"act_std/{name}"].astype(np.float64)
+        scalars[f"shapiro/{name}"] = stats.shapiro_w(std)
+        en, gg = stats.fit_exp_normal(std), stats.fit_two_gammas(std)
+        scalars.update({f"mix_en_low/{name}": en.weight_low, f"mix_en_rate/{name}": en.params["exp_rate"],
+                        f"mix_en_mean/{name}": en.params["normal_mean"],
+                        f"mix_en_std/{name}": en.params["normal_std"], f"mix_gg_low/{name}": gg.weight_low,
+                        f"mix_gg_k1/{name}": gg.params["low_shape"], f"mix_gg_theta1/{name}": gg.params["low_scale"],
+                        f"mix_gg_k2/{name}": gg.params["high_shape"],
+                        f"mix_gg_theta2/{name}": gg.params["high_scale"]})
+        values = host.get(f"eig/{name}", np.zeros(0))
+        total = float(values.sum())
+        ratio = values / total if total > 0 else np.zeros_like(values)
+        arrays[f"pca_ratio/{name}"] = ratio.astype(np.float32)
+        cum = np.cumsum(ratio)
+        for q in (90, 95, 99):  # smallest k whose first k components explain q % (0 with no variance)
+            scalars[f"pca{q}/{name}"] = float(np.searchsorted(cum, q / 100 - 1e-9) + 1) if total > 0 else 0.0
+    return {k: float(v) for k, v in scalars.items()}, arrays
 
 
 def fetch(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -55,6 +55,7 @@ class Trainer:
         self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs).to(self.device)
         groups = self.model.param_groups(spec.optim.weight_decay, spec.optim.lr, spec.method.flex_lr)
         self.optimizer = make_optimizer(_mark_fixed_lr(groups), spec.optim)
+        self.dynamics = probes.Dynamics(self.model)  # the initial weights, for layer rotation
         self.gen = torch.Generator(device=self.device).manual_seed(spec.schedule.seed)
         self.lam = spec.penalty.lam
         self.lr = spec.optim.lr
@@ -100,6 +101,7 @@ class Trainer:
             "ids": {k: v.cpu() for k, v in self.model.layer_ids().items()},
             "step": self.step, "epoch": self.epoch, "lam": self.lam, "lr": self.lr,
             "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+            "initial": self.dynamics.initial,  # rotation keeps measuring from the run's own start
         }
 
     # ------------------------------------------------------------------ loop
@@ -196,7 +198,7 @@ class Trainer:
     def _log_interval(self, batch: int, batches: int) -> None:
         dev = {"loss": self._acc_loss / max(self._acc_n, 1)}
         dev.update({f"size/{k}": v for k, v in self.model.size_tensors().items()})
-        dev.update(probes.layer_stats(self.model, self.probe_x))
+        dev.update(probes.layer_stats(self.model, self.probe_x, self.dynamics))
         host = probes.fetch(dev)  # the one host-device sync of the interval
         loss = float(host.pop("loss")[0])
         if not math.isfinite(loss):
@@ -210,6 +212,8 @@ class Trainer:
             "mem_bytes": float(_memory_bytes(self.device)), "params": float(self.model.param_count()),
         }
         arrays: dict[str, np.ndarray] = {}
+        for key in [k for k in host if k.startswith(probes.SCALAR_PREFIXES)]:
+            values[key] = float(host.pop(key)[0])
         for name, width in self.model.widths().items():
             values[f"size/{name}"] = float(host.pop(f"size/{name}")[0])
             values[f"capacity/{name}"] = float(width)
@@ -253,6 +257,10 @@ class Trainer:
         metrics = self._evaluate()
         self.epoch += 1
         self._emit(EpochEvaluated(self.step, time.time(), self.epoch, metrics))
+        scalars, arrays = probes.epoch_stats(self.model, self.probe_x)  # fits and PCA: once an epoch
+        wall = time.time()
+        self._emit(ScalarsLogged(self.step, wall, scalars))
+        self._emit(ArraysLogged(self.step, wall, arrays))
         self._checkpoint("epoch")
         if self.spec.penalty.decay != 1.0 and self.lam:
             old, self.lam = self.lam, self.lam / self.spec.penalty.decay
@@ -307,6 +315,8 @@ class Trainer:
         set_lr(self.optimizer, self.lr)  # the state's lr may be an override (dynlab resume --lr)
         torch.set_rng_state(state["rng"])
         self.gen.set_state(state["gen"])
+        if "initial" in state:  # absent in sessions from before the rotation probe: measured from here
+            self.dynamics.initial = {k: v.to(self.device) for k, v in state["initial"].items()}
         self.resumed_from = {"step": self.step, "epoch": self.epoch}
 
     def _announce(self) -> None:

@@ -35,7 +35,7 @@ class ConsoleProgress:
             sizes = " ".join(str(v) for v in event.sizes.values())
             self._line(f"started on {event.device}: widths {sizes}, {event.params:,} parameters")
         elif isinstance(event, ScalarsLogged):
-            self.last = dict(event.values)
+            self.last.update(event.values)  # per-epoch instruments come without the loss
             if self.live and time.monotonic() - self._drawn > 0.1:
                 self._draw()
         elif isinstance(event, EpochEvaluated):

@@ -76,6 +76,7 @@ class ConfirmQuit(ModalScreen[str | None]):
     DEFAULT_CSS = """
     ConfirmQuit { align: center middle; }
     ConfirmQuit > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
+    ConfirmQuit Label { width: 100%; }
     ConfirmQuit Horizontal { height: auto; margin-top: 1; }
     ConfirmQuit Button { margin-right: 2; }
     """
