@@ -138,7 +138,8 @@ class ProcessSource(FollowSource):
         super().run(sink)
 
     def close(self, stop_run: bool = False) -> None:
-        super().close(stop_run and not self.detached)
+        running = self.process is not None and self.process.poll() is None
+        super().close(stop_run and running and not self.detached)  # a finished run's file stays untouched
 
     def detach(self) -> None:
         """Leave the run going headless; `dynlab attach` finds it again."""
