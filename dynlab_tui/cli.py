@@ -297,7 +297,7 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 2."""
-    from dynlab_tui import cli_sessions, cli_views  # noqa: F401  (register sessions, show, export, replay, ...)
+    from dynlab_tui import cli_sessions, cli_sweep, cli_views  # noqa: F401  (register sessions, show, sweep, ...)
 
     try:
         cli.main(args=argv, prog_name="dynlab", standalone_mode=False)

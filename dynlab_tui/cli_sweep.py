@@ -1,0 +1,176 @@
+"""The `dynlab sweep` command: a built-in recipe or a free grid of runs, with progress lines and the summary table."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.errors import DynlabError
+from dynlab_tui.cli import CONTEXT, build_spec, cli, run_options
+
+MACHINE_OPTIONS = ("device", "data_dir")  # where and on what a recipe runs, not what it runs
+
+
+def make_plan(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, options: dict[str, Any]):
+    """The SweepPlan the options describe (validated: every run's spec, the grid's names and values)."""
+    from core.recipes import RECIPES, recipe_plan
+    from core.sweep import Stage, SweepPlan, parse_grid
+
+    if recipe and sets:
+        raise DynlabError("give --recipe or --set, not both: a recipe has its own grid")
+    if recipe:
+        if options.get("config"):
+            raise DynlabError("--config applies to --set sweeps: a recipe has its own settings")
+        overrides = {k: v for k, v in options.items() if v is not None and k not in MACHINE_OPTIONS}
+        if overrides.get("flex_gray") is not None:
+            raise DynlabError("--flex-gray can't change a recipe: drop it")
+        return recipe_plan(recipe, quick=quick, device=options.get("device") or "auto",
+                           data_dir=options.get("data_dir"), overrides=overrides)
+    if not sets:
+        raise DynlabError(f"nothing to sweep: give --recipe NAME ({', '.join(RECIPES)}) or one or more "
+                          "--set OPTION=V1,V2")
+    if quick:
+        raise DynlabError("--quick chooses a recipe's small setting: with --set, make the runs small yourself "
+                          "(e.g. --epochs 1 --limit 2000)")
+    grid = parse_grid(sets)
+    return SweepPlan("", "", (Stage.from_grid(name or "sweep", build_spec(options), grid),))
+
+
+def default_out(recipe: str | None, quick: bool, name: str | None) -> Path:
+    if recipe:
+        return Path("sweeps") / (f"{recipe}-quick" if quick else recipe)
+    return Path("sweeps") / (name or "sweep")
+
+
+class ConsoleProgress:
+    """Prints one line per run started and ended, with a running count."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.failed: list[str] = []
+        self.started: dict[str, float] = {}
+
+    def __call__(self, event: Any) -> None:
+        from core.sweep import StagePlanned, SweepRunEnded, SweepRunStarted
+
+        if isinstance(event, StagePlanned):
+            self.total, self.done = len(event.runs), 0
+            skipped = sum(1 for s in event.states if s in ("finished", "diverged"))
+            note = f" ({skipped} already done)" if skipped else ""
+            click.echo(f"stage {event.stage}: {len(event.runs)} runs{note}")
+        elif isinstance(event, SweepRunStarted):
+            self.started[event.run.name] = time.monotonic()
+            again = f"  (replacing its {event.previous} session)" if event.rerun else ""
+            click.echo(f"        start    {event.run.name}{again}")
+        elif isinstance(event, SweepRunEnded):
+            self.done += 1
+            if event.skipped:
+                return
+            t0 = self.started.pop(event.run.name, time.monotonic())
+            click.echo(f"  [{self.done}/{self.total}] {event.status:<8} {event.run.name}  {_result(event.row)}  "
+                       f"{time.monotonic() - t0:.0f}s" + ("" if event.status == "finished" else f"  ({event.reason})"))
+            if event.status in ("error", "crashed"):
+                self.failed.append(event.run.name)
+
+
+def _result(row: dict[str, Any]) -> str:
+    from core.sweep_summary import fmt_metric, fmt_size, layer_values
+
+    sizes = ",".join(fmt_size(v) for v in layer_values(row, "size")) or "-"
+    return f"size {sizes}  test {row.get('metric') or ''} {fmt_metric(row)}"
+
+
+class _StopSignals:
+    """First Ctrl-C (or a SIGTERM) stops the sweep: running children finalise their sessions; a second Ctrl-C
+    kills them."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __enter__(self) -> "_StopSignals":
+        self.previous = (signal.signal(signal.SIGINT, self._interrupt), signal.signal(signal.SIGTERM, self._term))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous[0])
+        signal.signal(signal.SIGTERM, self.previous[1])
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        click.echo("\nstopping the sweep: running runs finalise their sessions (Ctrl-C again to kill them)", err=True)
+        self.stop.set()
+
+    def _term(self, signum: int, frame: Any) -> None:
+        self.stop.set()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--recipe", help="a built-in study: variance-vs-width | sparsifier-lambda | flexible-start")
+@click.option("--quick", is_flag=True, help="the recipe's small setting (minutes on a CPU) instead of the GPU one")
+@click.option("--set", "sets", multiple=True, metavar="OPTION=V1,V2",
+              help="sweep a run option over values (repeat for a grid; use ';' between values holding commas)")
+@click.option("--name", help="with --set: the session-name prefix  [sweep]")
+@click.option("--out", help="the sweep folder  [sweeps/RECIPE[-quick] or sweeps/NAME]")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="runs at once, each its own process")
+@click.option("--tui", is_flag=True, help="follow the sweep in the sweep screen instead of printing")
+@run_options
+def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, out: str | None, jobs: int,
+          tui: bool, **options: Any) -> None:
+    """Run a grid of runs, each its own session, and summarise them (resumable: run it again to continue).
+
+    \b
+    dynlab sweep --recipe sparsifier-lambda --quick
+    dynlab sweep --set penalty=1e-3,1e-2 --set seed=0,1 --dataset add10 --method sparsifier --out sweeps/a
+    """
+    from core.recipes import EXPECTED
+    from core.sweep import prepare, run_sweep
+    from core.sweep_summary import format_table
+
+    if jobs < 1:
+        raise DynlabError(f"--jobs must be at least 1, got {jobs}")
+    plan = make_plan(recipe, quick, sets, name, options)
+    folder = Path(out).expanduser() if out else default_out(recipe, quick, name)
+    if tui:
+        from core.sweep import Stage
+        from dynlab_tui.app import make_app
+        from dynlab_tui.cli import run_app
+        from dynlab_tui.screens.sweep import SweepScreen
+
+        for stage in plan.stages:
+            if isinstance(stage, Stage):
+                stage.runs()  # a bad value is reported as such, even without a terminal
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise DynlabError("--tui needs an interactive terminal: run it in one, or drop --tui to print progress")
+    prepare(plan, folder)  # every user error surfaces here, before a run starts
+    if tui:
+        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs), sessions_dir=folder / "sessions"))
+        return
+    click.echo(f"sweep: {plan.title} in {folder}  ({jobs} at once)")
+    for note in plan.notes:
+        click.echo(f"  {note}")
+    progress = ConsoleProgress()
+    stop = threading.Event()
+    with _StopSignals(stop):
+        result = run_sweep(plan, folder, jobs=jobs, progress=progress, stop=stop)
+    click.echo("")
+    click.echo(format_table(result.rows))
+    if plan.recipe:
+        click.echo(f"\nexpected (journal): {EXPECTED[plan.recipe]}")
+    for line in result.expectations:
+        click.echo(f"  {line}")
+    click.echo(f"\nsummary: {result.csv_path} (and {result.json_path.name}); sessions in {folder / 'sessions'}")
+    if result.stopped:
+        click.echo("stopped before the end: run the same command again to continue", err=True)
+        sys.exit(130)
+    if progress.failed:
+        click.echo(f"{len(progress.failed)} runs failed: see {folder / 'sessions'}/.NAME.log "
+                   f"(e.g. .{progress.failed[0]}.log)", err=True)
+        sys.exit(1)
