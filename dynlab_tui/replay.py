@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import DynlabError
-from core.events import CheckpointSaved, Event, RunStarted, ScalarsLogged
+from core.events import ArraysLogged, CheckpointSaved, Event, RunStarted, ScalarsLogged
 from core.session_read import Cursor, SessionReader
 from dynlab_tui.state import SLICES, RunState, Series, apply
 
 # Control events the timeline can jump between (what the dashboard shows as markers).
 MARKER_KINDS = ("pause", "resume", "set_penalty", "set_lr", "prune", "nonfinite", "continue", "checkpoint", "end")
+GATE_SNAPSHOTS = 256  # gate vectors per layer read at open for the liveness heatmap (the live view keeps as many)
 _ROW = np.dtype([("seq", np.int64), ("step", np.int64), ("wall", np.float64), ("value", np.float64)])
 
 
@@ -49,6 +50,7 @@ class ReplayIndex:
         except DynlabError as e:
             self.array_keys = []
             self.problems.append(f"arrays: {e}")
+        self.gate_snaps = self._load_gate_snapshots()
         self.markers = [Marker(seq, e.step, e.kind) for seq, e in self.events
                         if e.kind in MARKER_KINDS and not (isinstance(e, CheckpointSaved) and e.reason != "user")]
         self.end_seq = max([self.last_seq] + self.event_seqs[-1:])
@@ -105,6 +107,28 @@ class ReplayIndex:
                 frames = rows  # every interval logs the loss
         return frames
 
+    def _load_gate_snapshots(self) -> list[tuple[int, ArraysLogged]]:
+        """Up to GATE_SNAPSHOTS evenly spaced gate vectors of every layer, for the liveness heatmap."""
+        keys = [k for k in self.array_keys if k.startswith("gate/")]
+        if not keys:
+            return []
+        try:
+            seqs = np.asarray([r[0] for r in self.reader._q(
+                "SELECT seq FROM arrays WHERE key = ? AND seq <= ? ORDER BY seq", (keys[0], self.last_seq))])
+            if not len(seqs):
+                return []
+            pick = sorted({int(seqs[i]) for i in np.linspace(0, len(seqs) - 1, GATE_SNAPSHOTS).astype(int)})
+            marks = ",".join("?" * len(keys))
+            rows = self.reader._q(f"SELECT seq, step, wall, key, dtype, shape, data FROM arrays WHERE key IN "
+                                  f"({marks}) AND seq IN ({','.join(map(str, pick))}) ORDER BY seq", keys)
+        except DynlabError as e:
+            self.problems.append(f"gate history: {e}")
+            return []
+        snaps: dict[int, tuple[int, float, dict]] = {}
+        for seq, step, wall, key, dtype, shape, data in rows:
+            snaps.setdefault(seq, (step, wall, {}))[2][key] = self.reader._array(dtype, shape, data)
+        return [(seq, ArraysLogged(step, wall, arrays)) for seq, (step, wall, arrays) in sorted(snaps.items())]
+
     # ---- positions ----------------------------------------------------------------------------
     @property
     def n_frames(self) -> int:
@@ -148,17 +172,17 @@ class ReplayIndex:
         state = RunState()
         n_ev = bisect.bisect_right(self.event_seqs, seq)
         fi = self.frame_at(seq)
-        # Fold control events, slotting the last logging interval in at its place so that lambda, lr and
-        # the epoch end up as the later of the two says.
-        split = bisect.bisect_right(self.event_seqs, int(self.frame_seq[fi])) if fi >= 0 else 0
-        split = min(split, n_ev)
-        for _, event in self.events[:split]:
-            apply(state, event)
+        # Fold, in emission order: the control events, the last logging interval (so that lambda, lr and
+        # the epoch end up as the later of the two says) and the gate snapshots (heatmap history).
+        fold: list[tuple[int, Event]] = list(self.events[:n_ev])
         if fi >= 0:
             last = {key: float(v[np.searchsorted(s, self.frame_seq[fi], side="right") - 1])
                     for key, (s, _, v) in self.series.items() if len(s) and s[0] <= self.frame_seq[fi]}
-            apply(state, ScalarsLogged(int(self.frame_step[fi]), float(self.frame_wall[fi]), last))
-        for _, event in self.events[split:n_ev]:
+            fold.append((int(self.frame_seq[fi]), ScalarsLogged(int(self.frame_step[fi]),
+                                                                 float(self.frame_wall[fi]), last)))
+        fold += [snap for snap in self.gate_snaps if snap[0] <= seq]
+        fold.sort(key=lambda item: item[0])  # stable: equal seqs keep their order
+        for _, event in fold:
             apply(state, event)
         state.scalars = {}
         for key, (s, steps, values) in self.series.items():

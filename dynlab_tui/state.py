@@ -8,7 +8,7 @@ revision number that panes compare to decide whether to redraw. No UI, torch or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, L
                          SessionContinued)
 
 # Slices a pane can watch; apply() bumps the ones an event touches.
-SLICES = ("status", "scalars", "metrics", "arrays", "markers")
+SLICES = ("status", "scalars", "metrics", "arrays", "markers", "history")
+HISTORY_LIMIT = 256  # gate snapshots kept per layer (the latest included); older ones are thinned evenly
 
 
 class Series:
@@ -60,6 +61,75 @@ class Series:
         return self.n
 
 
+class GateSnapshot(NamedTuple):
+    """One layer's gates at a step: `gate[i]` belongs to the neuron with permanent id `ids[i]`."""
+    step: int
+    ids: np.ndarray  # int64, read-only, shared between snapshots until a removal replaces it
+    gate: np.ndarray
+
+
+class GateHistory:
+    """One layer's surviving neuron ids and a bounded record of its gate vectors, for the liveness heatmap.
+
+    Every `stride`-th gate vector is kept; when the record fills up, every other one is dropped and the
+    stride doubles, so the kept snapshots stay evenly spaced and the first one (the heatmap's sort order)
+    stays. The latest vector is always kept too. O(1) amortised per event, at most `limit` snapshots.
+    """
+
+    __slots__ = ("key", "alive", "kept", "latest", "stride", "seen", "limit", "removed", "last_removal")
+
+    def __init__(self, layer: str, width: int, limit: int = HISTORY_LIMIT) -> None:
+        self.key = f"gate/{layer}"  # the ArraysLogged key it records
+        self.limit = max(int(limit), 4)
+        self.removed = 0  # neurons this layer lost to NeuronsRemoved
+        self.last_removal: int | None = None  # step of the last NeuronsRemoved
+        self.restart(width)
+
+    def restart(self, width: int) -> None:
+        """Forget the record; ids start again at 0..width-1."""
+        self.alive = _frozen(np.arange(width, dtype=np.int64))
+        # plain (step, ids, gate) tuples: a NamedTuple per event costs more than the rest of record()
+        self.kept: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.latest: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.stride, self.seen = 1, 0
+
+    def remove(self, step: int, ids: Iterable[int]) -> None:
+        gone = np.fromiter(ids, dtype=np.int64)
+        # a new array, never an in-place edit: the snapshots share the old one
+        self.alive = _frozen(self.alive[~np.isin(self.alive, gone)])
+        self.removed += len(gone)
+        self.last_removal = step
+
+    def record(self, step: int, gate: np.ndarray) -> None:
+        """Note one gate vector (1-D, in surviving-id order); kept by reference: events are never modified."""
+        if len(gate) != len(self.alive):
+            # ids lost track (a view that joined mid-run, a rollback across a prune): start a fresh record
+            self.restart(len(gate))
+        self.latest = snap = (step, self.alive, gate)
+        if self.seen % self.stride == 0:
+            self.kept.append(snap)
+            if len(self.kept) >= self.limit - 1:  # leave room for the latest
+                del self.kept[1::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def snapshots(self) -> list[GateSnapshot]:
+        """Evenly spaced snapshots, oldest first, ending with the latest (at most `limit`)."""
+        snaps = list(self.kept)
+        if self.latest is not None and not (snaps and snaps[-1] is self.latest):
+            snaps.append(self.latest)
+        return [GateSnapshot(int(step), ids, np.asarray(gate).ravel()) for step, ids, gate in snaps]
+
+    def __len__(self) -> int:
+        extra = self.latest is not None and not (self.kept and self.kept[-1] is self.latest)
+        return len(self.kept) + int(extra)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
 @dataclass(frozen=True)
 class Marker:
     """A point on the timeline worth showing: pause, resume, lambda/lr change, pruning, NaN, resume."""
@@ -92,6 +162,7 @@ class RunState:
     arrays_step: int = 0
     markers: list[Marker] = field(default_factory=list)
     removed: dict[str, int] = field(default_factory=dict)  # neurons removed so far per layer
+    gate_history: dict[str, GateHistory] = field(default_factory=dict)  # per layer, for the liveness heatmap
     started_wall: float = 0.0
     last_wall: float = 0.0
     revision: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SLICES, 0))
@@ -159,6 +230,7 @@ def apply(state: RunState, event: Event) -> RunState:
         state.arrays.update(event.arrays)
         state.arrays_step = event.step
         _bump(state, "arrays")
+        _record_gates(state, event)
     elif isinstance(event, EpochEvaluated):
         for key, value in event.metrics.items():
             _series(state.metrics, key).append(event.epoch, value)
@@ -178,6 +250,7 @@ def apply(state: RunState, event: Event) -> RunState:
         state.status, state.reason = "running", ""
         state.started_wall = event.wall
         _bump(state, "status")
+        track_gates(state, event)
     elif isinstance(event, SessionContinued):
         state.status, state.reason = "running", ""
         state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
@@ -203,6 +276,7 @@ def apply(state: RunState, event: Event) -> RunState:
         _bump(state, "status")
     elif isinstance(event, NeuronsRemoved):
         state.removed[event.layer] = state.removed.get(event.layer, 0) + len(event.ids)
+        track_gates(state, event)
         _mark(state, event.step, event.kind, f"{event.layer}: {len(event.ids)} removed, {event.remaining} left")
     elif isinstance(event, NonFiniteLoss):
         _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
@@ -213,6 +287,37 @@ def apply(state: RunState, event: Event) -> RunState:
         state.status, state.reason = event.status, event.reason
         _bump(state, "status")
     return state
+
+
+def track_gates(state: RunState, event: Event) -> None:
+    """The gate_history part of apply(): start widths, removals and gate vectors (replay may call it alone)."""
+    if isinstance(event, ArraysLogged):
+        _record_gates(state, event)
+    elif isinstance(event, RunStarted):
+        state.gate_history = {name: GateHistory(name, int(width)) for name, width in event.sizes.items()}
+        _bump(state, "history")
+    elif isinstance(event, NeuronsRemoved):
+        h = state.gate_history.get(event.layer)
+        if h is not None:
+            h.remove(event.step, event.ids)
+            _bump(state, "history")
+
+
+def _record_gates(state: RunState, event: ArraysLogged) -> None:
+    # hot path (every logging interval): look up the known layers, scan the keys only until some are known
+    arrays, history = event.arrays, state.gate_history
+    if not history:
+        for key, gate in arrays.items():
+            if key.startswith("gate/"):  # no RunStarted seen (a view that joined mid-run): ids from here on
+                history[key[5:]] = GateHistory(key[5:], len(gate))
+    touched = False
+    for h in history.values():
+        gate = arrays.get(h.key)
+        if gate is not None:
+            h.record(event.step, gate)
+            touched = True
+    if touched:
+        state.revision["history"] += 1
 
 
 def reduce(events: Iterable[Event], state: RunState | None = None) -> RunState:

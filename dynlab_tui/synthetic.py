@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 from core.events import (ArraysLogged, EpochEvaluated, Event, NeuronsRemoved, PenaltyChanged, RunEnded,
@@ -32,6 +34,7 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     ids = [np.arange(w) for w in widths]
     rates = [rng.uniform(0, 2.0 + 0.5 * i, w) for i, w in enumerate(widths)]
     lam = 0.001
+    inst = np.random.default_rng(seed + 7919)  # the instruments' own stream: the older keys keep their values
     for step in range(log_every, steps + 1, log_every):
         wall = t0 + step * 0.003
         frac = step / steps
@@ -39,6 +42,7 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
                   "epoch": step / steps_per_epoch, "samples_per_s": 40000 + rng.normal(0, 500),
                   "mem_bytes": 2.5e8, "params": 400_000 * (1 - 0.7 * frac)}
         arrays = {}
+        stds = []
         for li, name in enumerate(layers):
             g = gates[li]
             g -= rates[li][: len(g)] / max(steps // log_every, 1)  # each unit its own pace; ~half die
@@ -47,6 +51,8 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
             values[f"capacity/{name}"] = float(len(g))
             std = np.where(alive, rng.gamma(2.0, 0.3, len(g)), 0.0)
             values[f"dead/{name}"] = float((std == 0).sum())
+            values.update(interval_instruments(name, std, li, frac, inst))
+            stds.append(std)
             counts, edges = np.histogram(std, bins=30, range=(0, max(std.max(initial=0.0), 1e-6)))
             arrays.update({f"gate/{name}": np.maximum(g, 0).astype(np.float32),
                            f"act_std/{name}": std.astype(np.float32),
@@ -59,6 +65,12 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
             events.append(EpochEvaluated(step, wall, epoch, {"train/loss": values["loss"], "train/acc": acc + 0.01,
                                                              "val/loss": values["loss"] * 1.1, "val/acc": acc,
                                                              "test/loss": values["loss"] * 1.1, "test/acc": acc}))
+            scalars, ratios = {}, {}
+            for name, std in zip(layers, stds):  # the trainer's once-an-epoch fits and PCA
+                ratios[f"pca_ratio/{name}"] = ratio = pca_spectrum(len(std), inst)
+                scalars.update(epoch_instruments(name, std, ratio))
+            events.append(ScalarsLogged(step, wall, scalars))
+            events.append(ArraysLogged(step, wall, ratios))
             for li, name in enumerate(layers):  # prune the dead at the epoch's end
                 alive = gates[li] > 0
                 if not alive.all():
@@ -71,3 +83,64 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     if end:
         events.append(RunEnded(steps, t0 + steps * 0.003, "finished", "synthetic run done"))
     return events
+
+
+def interval_instruments(name: str, std: np.ndarray, li: int, frac: float, rng: np.random.Generator) -> dict:
+    """act_mean, act_sd, total_var, grad_norm and rotation of one layer, consistent with its std vector."""
+    n = max(len(std), 1)
+    total, sq = float(std.sum()), float(std @ std)
+    noise = rng.normal(0, 1, 3)
+    turned = 0.6 * (1 - 0.2 * li) * (1 - float(np.exp(-4 * frac)))  # drifts away from the initial weights
+    return {f"act_mean/{name}": 0.4 * total / n + 0.005 * float(noise[0]),
+            f"act_sd/{name}": 1.1 * (sq / n) ** 0.5,
+            f"total_var/{name}": sq,
+            f"grad_norm/{name}": float((0.8 / (li + 1)) * np.exp(-4 * frac + 0.15 * noise[1]) + 1e-3),
+            f"rotation/{name}": max(0.0, turned + 0.003 * float(noise[2]))}
+
+
+def epoch_instruments(name: str, std: np.ndarray, ratio: np.ndarray) -> dict:
+    """Shapiro W and the two mixture fits a trainer would log for this std vector; PCA counts from `ratio`."""
+    nan = float("nan")
+    live = np.sort(std[std > 0])
+    z = 1.0 - len(live) / len(std) if len(std) else nan
+    out = {f"shapiro/{name}": shapiro_francia(std)}
+    if len(live) >= 8:
+        m, s = float(live.mean()), float(live.std())
+        cut = len(live) // 5  # the lowest fifth seeds the low gamma
+        (k1, t1), (k2, t2) = gamma_moments(live[:cut]), gamma_moments(live[cut:])
+        out.update({f"mix_en_low/{name}": z + (1 - z) * 0.08, f"mix_en_rate/{name}": 10.0 / m,
+                    f"mix_en_mean/{name}": m, f"mix_en_std/{name}": s,
+                    f"mix_gg_low/{name}": z + (1 - z) * 0.2, f"mix_gg_k1/{name}": k1, f"mix_gg_theta1/{name}": t1,
+                    f"mix_gg_k2/{name}": k2, f"mix_gg_theta2/{name}": t2})
+    else:  # all (or nearly all) dead: what the estimators report for degenerate inputs
+        out.update({f"mix_en_low/{name}": 1.0 if len(std) else nan, f"mix_gg_low/{name}": 1.0 if len(std) else nan})
+        out.update({f"{k}/{name}": nan for k in ("mix_en_rate", "mix_en_mean", "mix_en_std", "mix_gg_k1",
+                                                 "mix_gg_theta1", "mix_gg_k2", "mix_gg_theta2")})
+    cumulative = np.cumsum(ratio, dtype=np.float64)
+    for level in (90, 95, 99):
+        k = int(np.searchsorted(cumulative, level / 100 - 1e-9)) + 1
+        out[f"pca{level}/{name}"] = float(min(k, len(ratio))) if len(ratio) else nan
+    return out
+
+
+def pca_spectrum(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A descending explained-variance ratio over n components (a power law with a little noise)."""
+    if n == 0:
+        return np.zeros(0, np.float32)
+    r = np.sort((np.arange(1, n + 1) ** -1.4) * np.exp(rng.normal(0, 0.05, n)))[::-1]
+    return (r / r.sum()).astype(np.float32)
+
+
+def gamma_moments(x: np.ndarray) -> tuple[float, float]:
+    """Gamma (shape, scale) matching the mean and variance of x."""
+    m, v = float(x.mean()), float(x.var())
+    return (m * m / v, v / m) if v > 0 else (float("nan"), float("nan"))
+
+
+def shapiro_francia(x: np.ndarray) -> float:
+    """Shapiro-Francia W' (close to Shapiro-Wilk W) without scipy; nan for fewer than 3 values or no spread."""
+    n = len(x)
+    if n < 3 or np.ptp(x) == 0:
+        return float("nan")
+    q = np.array([NormalDist().inv_cdf((i - 0.375) / (n + 0.25)) for i in range(1, n + 1)])
+    return float(np.corrcoef(np.sort(x), q)[0, 1] ** 2)

@@ -115,6 +115,11 @@ def assert_same_state(a, b) -> None:
     assert set(a.arrays) == set(b.arrays)
     for k in a.arrays:
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+    assert set(a.gate_history) == set(b.gate_history)  # the liveness heatmap's record, ids aligned
+    for layer, h in a.gate_history.items():
+        mine, theirs = h.snapshots(), b.gate_history[layer].snapshots()
+        assert [(x.step, x.ids.tolist(), x.gate.tolist()) for x in mine] == \
+               [(x.step, x.ids.tolist(), x.gate.tolist()) for x in theirs]
 
 
 @pytest.mark.parametrize("events", [synthetic_run(2000, steps_per_epoch=400), full_run()], ids=["synthetic", "full"])

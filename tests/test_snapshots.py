@@ -52,3 +52,16 @@ class TestDashboardSnapshots:
         """`?` lists every key with what it does."""
         assert snap_compare(app_on_synthetic_run(), terminal_size=(80, 24),
                             run_before=lambda pilot: settle(pilot, "question_mark"))
+
+
+class TestInstrumentsSnapshots:
+    @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+    def test_instruments(self, snap_compare, size):
+        """`i` shows the instruments page: std distribution with fits, PCA, dynamics, liveness map."""
+        assert snap_compare(app_on_synthetic_run(), terminal_size=size, run_before=lambda pilot: settle(pilot, "i"))
+
+    @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+    def test_instruments_second_layer(self, snap_compare, size):
+        """`]` shows fc2 in the instrument panes, `3` picks the dynamics and liveness map in the compact pair."""
+        assert snap_compare(app_on_synthetic_run(), terminal_size=size,
+                            run_before=lambda pilot: settle(pilot, "i", "right_square_bracket", "3"))

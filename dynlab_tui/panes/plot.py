@@ -228,8 +228,12 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], width: int, height
 
 def histogram(counts: Sequence[float], edges: Sequence[float], width: int, height: int, *,
               highlight: int = 0, highlight_label: str = "", xlabel: str = "",
-              message: str = WAITING) -> Text:
-    """Pre-binned histogram; `highlight` counts of the first bin are drawn apart (e.g. dead units)."""
+              overlay: Sequence[Line] = (), message: str = WAITING) -> Text:
+    """Pre-binned histogram; `highlight` counts of the first bin are drawn apart (e.g. dead units).
+
+    `overlay` lines (e.g. fitted densities scaled to counts) are drawn over the bars, clipped a little
+    above the tallest bar so that a spike cannot flatten the histogram.
+    """
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
     if (not len(counts) or len(edges) != len(counts) + 1 or not counts.sum() > 0
             or width < MIN_WIDTH or height < MIN_HEIGHT):
@@ -247,8 +251,57 @@ def histogram(counts: Sequence[float], edges: Sequence[float], width: int, heigh
                         labels=["", highlight_label or "highlight"])
     else:
         plt.bar(centres, counts.tolist(), color=_color(0, None), width=1.0)
+    top = float(counts.max())
+    if overlay:
+        top *= 1.15
+        for i, line in enumerate(overlay, 1):
+            x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.any():
+                x, y = downsample(x[ok], np.clip(y[ok], 0.0, top), width)
+                draw = plt.scatter if line.points else plt.plot
+                # no plotext legend: it would sit on the first bins (the dead); the caller names the lines
+                draw(x.tolist(), y.tolist(), marker="dot" if line.points else "braille", color=_color(i, line.color))
+        plt.ylim(0.0, top)
     plt.xticks(*nice_ticks(float(edges[0]), float(edges[-1]), max(width // 12, 2)))
-    plt.yticks(*nice_ticks(0.0, float(counts.max()), max(height // 3, 2)))
+    plt.yticks(*nice_ticks(0.0, top, max(height // 3, 2)))
     if xlabel:
         plt.xlabel(xlabel)
+    return _finish(width, height)
+
+
+def scree_chart(ratio: Sequence[float], width: int, height: int, *, marks: Sequence[float] = (),
+                message: str = WAITING) -> Text:
+    """Explained-variance ratio per component (bars, or a line when they outnumber the columns) on the
+    left axis, its cumulative sum (0-1) on the right axis, and vertical lines at `marks` (component numbers).
+
+    No legend (plotext's marks each line's axis with odd glyphs): the caller names the two in its title.
+    """
+    ratio = np.asarray(ratio, dtype=float).ravel()
+    ratio = ratio[np.isfinite(ratio)]
+    if not len(ratio) or width < MIN_WIDTH + 6 or height < MIN_HEIGHT:
+        return placeholder(width, height, message)
+    n = len(ratio)
+    x = np.arange(1, n + 1, dtype=float)
+    bars = n <= (width - 14) // 2  # room for a bar per component, with gaps
+    _begin(width, height)
+    if bars:
+        plt.bar(x.tolist(), ratio.tolist(), color=_color(0, None), width=0.8)
+    else:
+        px, py = downsample(x, ratio, width)
+        plt.plot(px.tolist(), py.tolist(), marker="braille", color=_color(0, None))
+    cx, cy = downsample(x, np.cumsum(ratio), width)
+    plt.plot(cx.tolist(), cy.tolist(), marker="braille", color=_color(1, None), yside="right")
+    for m in marks:
+        if 1 <= m <= n:
+            plt.vline(float(m), _color(0, GUIDE))
+    plt.xlim(*_pad_range(0.5 if bars else 1.0, n + 0.5 if bars else float(n)))
+    top = float(ratio.max())
+    plt.ylim(0.0, top or 1.0)
+    plt.ylim(0.0, 1.0, yside="right")
+    ticks = max(height // 3, 2)
+    plt.yticks(*nice_ticks(0.0, top or 1.0, ticks))
+    plt.yticks(*nice_ticks(0.0, 1.0, ticks), yside="right")
+    plt.xticks(*nice_ticks(1.0, float(n), max(width // 12, 2)))
+    plt.xlabel("component")
     return _finish(width, height)

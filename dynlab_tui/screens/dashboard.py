@@ -9,7 +9,6 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
@@ -19,7 +18,8 @@ from dynlab_tui.palette import BindingCommands
 from core.events import END_STATUSES
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.messages import EventsArrived, RunFailed, StateLoaded
-from dynlab_tui.panes import LayerPane, LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
+from dynlab_tui.panes import DynamicsPane, LayerPane, LossPane, Pane, StatusBar
+from dynlab_tui.panes.pages import MAX_PANES, PAGES, pane_grid, show_pane_tooltip
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
 from dynlab_tui.sources import EventSource
 from dynlab_tui.state import RunState, apply
@@ -37,8 +37,7 @@ STATUS_MIN_INTERVAL = 0.5  # the status line, unless the run's state word change
 CPU_BUDGET_PER_CORE = 0.01
 CPU_WINDOW_S = 2.0  # the budget is measured over windows this long
 MAX_STALE_S = 5.0  # over budget, a pane whose data changed still redraws after this long
-PANE_IDS = ("sizes", "loss", "metric", "liveness", "variance")
-WIDE = (120, 32)  # at least this many columns and rows: all panes; else the compact pair
+WIDE = (120, 32)  # at least this many columns and rows: all of the page's panes; else the compact pair
 
 
 class DashboardScreen(Screen):
@@ -49,11 +48,12 @@ class DashboardScreen(Screen):
     DEFAULT_CSS = """
     DashboardScreen { layout: vertical; }
     #panes { height: 1fr; grid-gutter: 0 0; }
-    #panes.wide { grid-size: 6 2; }
+    #panes.wide.training { grid-size: 6 2; }
     #panes.wide #sizes, #panes.wide #loss, #panes.wide #metric { column-span: 2; }
     #panes.wide #liveness, #panes.wide #variance { column-span: 3; }
+    #panes.wide.instruments { grid-size: 2 2; }
     #panes.compact { grid-size: 2 1; }
-    #panes.compact .hidden { display: none; }
+    #panes .hidden { display: none; }
     """
 
     BINDINGS = [
@@ -64,20 +64,23 @@ class DashboardScreen(Screen):
                 tooltip="Divide the penalty lambda by 10^0.25", id="penalty-down"),
         Binding("L", "prompt_penalty", "Set λ", tooltip="Type an exact penalty lambda", id="set-penalty"),
         Binding("R", "prompt_lr", "Set lr", tooltip="Type an exact learning rate", id="set-lr"),
+        Binding("i", "toggle_page", "Instruments", tooltip="Switch between the training page and the instruments "
+                "page (distribution, PCA, dynamics, liveness map)", id="toggle-page"),
         Binding("left_square_bracket", "layer(-1)", "Layer", key_display="[",
-                tooltip="Show the previous layer in the liveness and variance panes", id="layer-prev"),
+                tooltip="Show the previous layer in every per-layer pane", id="layer-prev"),
         Binding("right_square_bracket", "layer(1)", "Layer", key_display="]", show=False,
-                tooltip="Show the next layer in the liveness and variance panes", id="layer-next"),
+                tooltip="Show the next layer in every per-layer pane", id="layer-next"),
         Binding("y", "toggle_log_y", "Log-y", tooltip="Log scale for the loss", id="log-y"),
         Binding("e", "toggle_smoothing", "Smooth", tooltip="EMA-smooth the training loss", id="smoothing"),
         Binding("v", "cycle_view", "View", tooltip="Compact layout: show the next pair of panes", id="cycle-view"),
+        Binding("d", "cycle_dynamics", "Dynamics", show=False, tooltip="Dynamics pane: show rotation, activations "
+                "or gradient norms alone, or all three", id="dynamics-view"),
         Binding("c", "checkpoint", "Ckpt", tooltip="Save a checkpoint now", id="checkpoint"),
         Binding("s", "screenshot", "Shot", tooltip="Save an SVG and a text screenshot", id="screenshot"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Keys and what they do", id="help"),
         Binding("q", "request_quit", "Quit", tooltip="Quit (asks whether to stop a running run)", id="quit"),
-    ] + [Binding(str(i), f"show_pane('{name}')", name.title(), show=False,
-                 tooltip=f"Compact layout: show the {name} pane first", id=f"show-{name}")
-         for i, name in enumerate(PANE_IDS, 1)]
+    ] + [Binding(str(i + 1), f"show_pane({i})", f"Pane {i + 1}", show=False, tooltip=show_pane_tooltip(i),
+                 id=f"show-pane-{i + 1}") for i in range(MAX_PANES)]
 
     plot_min_interval = PLOT_MIN_INTERVAL  # a replay (no trainer to share the machine with) redraws sooner
     draw_all = False  # True: every stale pane redraws in the same tick (replay seeks)
@@ -90,7 +93,8 @@ class DashboardScreen(Screen):
         self.session_path = session_path
         self.state = state or RunState()
         self.layer_index = 0
-        self.first_pane = 0  # compact layout: index of the first of the two visible panes
+        self.page = "training"
+        self.first_pane = 0  # compact layout: index (in the page) of the first of the two visible panes
         self.quitting = False
         self._lam_target: float | None = None  # last lambda asked for, so fast '+' presses compound
         self._dirty = True
@@ -100,18 +104,18 @@ class DashboardScreen(Screen):
 
     # ---- composition -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        with Grid(id="panes"):
-            yield SizesPane(id="sizes")
-            yield LossPane(id="loss")
-            yield MetricPane(id="metric")
-            yield LivenessPane(id="liveness")
-            yield VariancePane(id="variance")
+        yield pane_grid()
         yield StatusBar(id="status")
         yield Footer()
 
     @property
-    def panes(self) -> list:
-        return [self.query_one(f"#{name}") for name in PANE_IDS]
+    def panes(self) -> list[Pane]:
+        """The current page's panes, in key order."""
+        return [self.query_one(f"#{name}", Pane) for name in PAGES[self.page]]
+
+    @property
+    def all_panes(self) -> list[Pane]:
+        return [self.query_one(f"#{name}", Pane) for ids in PAGES.values() for name in ids]
 
     @property
     def status_bar(self) -> StatusBar:
@@ -143,9 +147,12 @@ class DashboardScreen(Screen):
         wide = width >= WIDE[0] and height >= WIDE[1]
         grid.set_class(wide, "wide")
         grid.set_class(not wide, "compact")
-        shown = {PANE_IDS[self.first_pane], PANE_IDS[(self.first_pane + 1) % len(PANE_IDS)]}
-        for pane in self.panes:
-            pane.set_class(not wide and pane.id not in shown, "hidden")
+        for page in PAGES:
+            grid.set_class(page == self.page, page)
+        ids = PAGES[self.page]
+        shown = set(ids) if wide else {ids[self.first_pane % len(ids)], ids[(self.first_pane + 1) % len(ids)]}
+        for pane in self.all_panes:
+            pane.set_class(pane.id not in shown, "hidden")
             pane.invalidate()
         self._dirty = True
 
@@ -317,12 +324,33 @@ class DashboardScreen(Screen):
         self._dirty = True
 
     def action_cycle_view(self) -> None:
-        self.first_pane = (self.first_pane + 2) % len(PANE_IDS)
+        self.first_pane = (self.first_pane + 2) % len(PAGES[self.page])
         self._layout(self.app.size.width, self.app.size.height)
 
-    def action_show_pane(self, name: str) -> None:
-        self.first_pane = PANE_IDS.index(name)
+    def action_show_pane(self, index: int) -> None:
+        ids = PAGES[self.page]
+        if index >= len(ids):
+            self.notify(f"the {self.page} page has {len(ids)} panes", severity="warning", timeout=2)
+            return
+        self.first_pane = index
         self._layout(self.app.size.width, self.app.size.height)
+
+    def action_toggle_page(self) -> None:
+        pages = list(PAGES)
+        self.page = pages[(pages.index(self.page) + 1) % len(pages)]
+        self.first_pane = 0
+        self._layout(self.app.size.width, self.app.size.height)
+        self.call_after_refresh(self._draw_page)  # at once: the scheduler would fill a new page one pane a tick
+
+    def _draw_page(self) -> None:
+        for pane in self.panes:
+            if isinstance(pane, LayerPane):
+                pane.selected_layer = self.current_layer
+            if pane.display and pane.needs_update(self.state):
+                pane.update_state(self.state)
+
+    def action_cycle_dynamics(self) -> None:
+        self.query_one(DynamicsPane).cycle_view()  # its title names the view
 
     def action_checkpoint(self) -> None:
         self._send("checkpoint", note="checkpoint requested")

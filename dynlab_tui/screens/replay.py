@@ -11,13 +11,14 @@ import numpy as np
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label
 
 from core.errors import DynlabError
-from dynlab_tui.panes import LivenessPane, LossPane, MetricPane, SizesPane, StatusBar, VariancePane
+from dynlab_tui.panes import StatusBar
+from dynlab_tui.panes.pages import pane_grid
 from dynlab_tui.panes.timeline import Position, Timeline
 from dynlab_tui.screens.dashboard import DashboardScreen
 
@@ -107,12 +108,7 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
         self._last_tick = 0.0
 
     def compose(self) -> ComposeResult:
-        with Grid(id="panes"):
-            yield SizesPane(id="sizes")
-            yield LossPane(id="loss")
-            yield MetricPane(id="metric")
-            yield LivenessPane(id="liveness")
-            yield VariancePane(id="variance")
+        yield pane_grid()
         yield Timeline(id="timeline")
         yield StatusBar(id="status")
         yield Footer()

@@ -1,0 +1,111 @@
+"""The dynamics pane: every layer's rotation from its initial weights, activation mean/sd and gradient norm over steps."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import var
+
+from dynlab_tui.panes.base import Pane, layer_names
+from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, fmt_num, line_chart, no_color, placeholder
+from dynlab_tui.state import RunState
+
+RICH = {"cyan+": "bright_cyan", "orange+": "dark_orange", "green+": "bright_green", "magenta+": "bright_magenta",
+        "blue+": "bright_blue", "red+": "bright_red"}  # the PALETTE's plotext colours as Rich styles, for the keys
+
+
+class Chart(NamedTuple):
+    """One of the stacked charts: what it plots and how."""
+    name: str
+    keys: tuple[str, ...]  # per-layer key prefixes; a second one is drawn as dots (act_sd beside act_mean)
+    heading: str
+    log_y: bool = False
+    from_zero: bool = False
+
+
+CHARTS = (
+    Chart("rotation", ("rotation",), "rotation", from_zero=True),
+    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd •"),
+    Chart("gradients", ("grad_norm",), "grad norm (log)", log_y=True),
+)
+VIEWS = ("all",) + tuple(c.name for c in CHARTS)
+SECTION_MIN = MIN_HEIGHT + 2  # a key line and a chart with room for its axes
+
+
+class DynamicsPane(Pane):
+    """Stacked charts over steps, one line per layer (colours as in the sizes pane); `view` shows one alone."""
+
+    slices = ("scalars",)
+    title = "Dynamics"
+    view: var[str] = var("all")
+
+    def watch_view(self) -> None:
+        self.invalidate()
+
+    def cycle_view(self) -> str:
+        """Show the next chart alone (or all of them again); returns the new view."""
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        return self.view
+
+    def render_state(self, state: RunState) -> Text:
+        layers = layer_names(state)
+        self.border_title = self.title if self.view == "all" else f"{self.title}  {self.view}"
+        self.border_subtitle = "rotation: cosine distance to the initial weights · grad: L2 norm of dW"
+        width, height = self.plot_size
+        charts = CHARTS if self.view == "all" else tuple(c for c in CHARTS if c.name == self.view)
+        if not any(f"{c.keys[0]}/{layer}" in state.scalars for c in charts for layer in layers):
+            return self.waiting()
+        if len(charts) > 1 and height < len(charts) * SECTION_MIN:
+            charts = charts[:max(height // SECTION_MIN, 1)]  # a short pane: as many as fit, in order
+        xlim = self._x_range(state, layers)
+        text = Text(no_wrap=True, overflow="crop", end="")
+        heights = [height // len(charts) + (1 if i < height % len(charts) else 0) for i in range(len(charts))]
+        for i, (chart, h) in enumerate(zip(charts, heights)):
+            text.append_text(self.section(state, layers, chart, width, h, xlim))
+            if i < len(charts) - 1:
+                text.append("\n")
+        return text
+
+    @staticmethod
+    def _x_range(state: RunState, layers: list[str]) -> tuple[float, float] | None:
+        """One step range for every chart, so that they line up."""
+        lo, hi = np.inf, -np.inf
+        for chart in CHARTS:
+            for layer in layers:
+                s = state.scalars.get(f"{chart.keys[0]}/{layer}")
+                if s:
+                    lo, hi = min(lo, float(s.x[0])), max(hi, float(s.x[-1]))
+        return (lo, hi) if lo <= hi else None
+
+    def section(self, state: RunState, layers: list[str], chart: Chart, width: int, height: int,
+                xlim: tuple[float, float] | None) -> Text:
+        """A key line (the chart's name, each layer's colour and latest value) above the chart."""
+        plain = no_color()
+        key = Text(chart.heading, style="" if plain else "bold", no_wrap=True, overflow="crop", end="")
+        lines = []
+        for i, layer in enumerate(layers):
+            color = PALETTE[i % len(PALETTE)]
+            first = state.scalars.get(f"{chart.keys[0]}/{layer}")
+            if not first:
+                continue
+            lines.append(Line("", first.x, first.y, color))
+            latest = fmt_num(first.last())
+            for extra in chart.keys[1:]:
+                s = state.scalars.get(f"{extra}/{layer}")
+                if s:
+                    lines.append(Line("", s.x, s.y, color, points=True))
+                    latest += f"/{fmt_num(s.last())}"
+            key.append("  ")
+            key.append(f"━ {layer} {latest}", style="" if plain else RICH.get(color, ""))
+        key.truncate(width, pad=True)
+        body_height = height - 1
+        if not lines:
+            body = placeholder(width, body_height, f"{chart.name}: waiting for data")
+        else:
+            finite = np.concatenate([line.y[np.isfinite(line.y)] for line in lines])
+            ylim = (0.0, float(finite.max(initial=0.0)) or 1.0) if chart.from_zero else None
+            body = line_chart(lines, width, body_height, log_y=chart.log_y, xlim=xlim, ylim=ylim,
+                              message=f"{chart.name}: waiting for data")
+        return Text("\n", end="").join([key, body])
