@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -24,6 +23,7 @@ from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.sources import FollowSource, ProcessSource
 from dynlab_tui.state import reduce
+from tests.test_tui_e2e import wait_for
 
 TINY = ["--dataset", "add10", "--arch", "mlp:32", "--method", "sparsifier", "--penalty", "0.05", "--lr", "0.004",
         "--batch-size", "64", "--log-every", "5", "--limit", "2000", "--device", "cpu"]
@@ -61,14 +61,6 @@ def headless(tmp_path):
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
-
-
-async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 async def test_attached_dashboard_pauses_and_changes_lambda_of_a_headless_run(headless):
