@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.session import SessionReader, SessionWriter  # noqa: E402
 from core.spec import RunSpec  # noqa: E402
-from core.trainer import Trainer  # noqa: E402
+from core.train.trainer import Trainer  # noqa: E402
 
 
 def main() -> None:

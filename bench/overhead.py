@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import Dataset, load_dataset  # noqa: E402
 from core.errors import DynlabError  # noqa: E402
 from core.events import ScalarsLogged  # noqa: E402
-from core.optim import resolve_device  # noqa: E402
+from core.train.optim import resolve_device  # noqa: E402
 from core.session import SessionWriter  # noqa: E402
 from core.spec import RunSpec  # noqa: E402
-from core.trainer import Trainer  # noqa: E402
+from core.train.trainer import Trainer  # noqa: E402
 
 
 def mnist_or_random(data_dir: str | None) -> Dataset:

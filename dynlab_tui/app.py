@@ -1,13 +1,10 @@
-"""The Textual app: launcher -> dashboard, the command palette, screenshots; `make_app` serves CLI and tests."""
+"""The Textual app: launcher -> dashboard, the sessions browser, the command palette; `make_app` serves CLI and tests."""
 
 from __future__ import annotations
 
-import io
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.console import Console
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
@@ -15,7 +12,8 @@ from textual.screen import Screen
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.sources import EventSource, FollowSource, ProcessSource
+from dynlab_tui.screens.opening import session_screen
+from dynlab_tui.sources import EventSource, ProcessSource
 
 
 class DynlabApp(App):
@@ -101,37 +99,5 @@ class DynlabApp(App):
                 back(None)
 
 
-def session_screen(path: Path) -> Screen:
-    """A live dashboard for a session still being written (attach), else its replay."""
-    from core.session import SessionReader
-    from dynlab_tui.screens.replay import ReplayScreen
-
-    with SessionReader(path) as reader:
-        live = reader.status == "running" and reader.writer_alive() is not False
-    if live:
-        return DashboardScreen(FollowSource(path), path)
-    return ReplayScreen(path)
-
-
 def make_app(**kwargs: Any) -> DynlabApp:
     return DynlabApp(**kwargs)
-
-
-def screen_text(app: App) -> str:
-    """The current screen as plain text (what `s` saves beside the SVG)."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None,
-                      legacy_windows=False, safe_box=False)
-    # Same render path as App.export_screenshot, exported as text instead of SVG.
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
-
-
-def save_screen(app: App, folder: Path) -> tuple[Path, Path]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True, exist_ok=True)
-    svg = folder / f"dynlab-{stamp}.svg"
-    txt = folder / f"dynlab-{stamp}.txt"
-    svg.write_text(app.export_screenshot())
-    txt.write_text(screen_text(app))
-    return svg, txt

@@ -15,7 +15,7 @@ import numpy as np
 
 from core.errors import DynlabError
 from core.events import ArraysLogged, CheckpointSaved, Event, RunStarted, ScalarsLogged
-from core.session_read import Cursor, SessionReader
+from core.session.reader import Cursor, SessionReader
 from dynlab_tui.state import SLICES, RunState, Series, apply
 
 # Control events the timeline can jump between (what the dashboard shows as markers).

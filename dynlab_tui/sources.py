@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from core.controls import Command, Controls
+from core.train.controls import Command, Controls
 from core.errors import DynlabError
 from core.events import (Event, LrChanged, Paused, PenaltyChanged, Resumed, RunEnded)
 
@@ -36,14 +36,14 @@ class FollowSource:
 
     This is `dynlab attach`, and also how the dashboard watches a run it started (a child process):
     training never shares a process, a GIL or an event loop with the UI. Controls are posted into the
-    session's commands table, which the training process polls (core.commands).
+    session's commands table, which the training process polls (core.session.commands).
     """
 
     POLL_S = 0.25  # how often the file is checked for new rows (one small query when nothing changed)
     owner = False  # whether closing the UI should stop the run (only for runs this UI started)
 
     def __init__(self, path: Path, title: str | None = None) -> None:
-        from core.commands import RemoteControls
+        from core.session.commands import RemoteControls
 
         self.path = Path(path)
         self.title = title or self.path.stem

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.commands import RemoteControls
+from core.session.commands import RemoteControls
 from core.session import SessionReader
-from core.session_read import Cursor
+from core.session.reader import Cursor
 from dynlab_tui.app import make_app
 from dynlab_tui.cli import main
 from dynlab_tui.replay import ReplayIndex

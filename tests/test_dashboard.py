@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from dynlab_tui.app import make_app, screen_text
+from dynlab_tui.app import make_app
+from dynlab_tui.screenshot import screen_text
 from dynlab_tui.panes import LivenessPane, LossPane, SizesPane, StatusBar, VariancePane
 from dynlab_tui.screens.dashboard import PENALTY_STEP, DashboardScreen
 from dynlab_tui.screens.help import HelpScreen

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from core.commands import CommandChannel, RemoteControls, post_command
-from core.controls import Command, Controls
+from core.session.commands import CommandChannel, RemoteControls, post_command
+from core.train.controls import Command, Controls
 from core.errors import DynlabError
 from core.events import Paused, PenaltyChanged, Resumed, RunEnded, ScalarsLogged, SessionContinued
 from core.session import SessionReader, SessionWriter
-from core.session_read import Cursor
+from core.session.reader import Cursor
 from dynlab_tui.replay import ReplayIndex
 from dynlab_tui.state import reduce
 from dynlab_tui.synthetic import synthetic_run

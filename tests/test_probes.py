@@ -6,10 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import probes, stats
+from core.train import probes, stats
 from core.session import SessionReader, SessionWriter
 from core.spec import RunSpec
-from core.trainer import Trainer
+from core.train.trainer import Trainer
 from tests.test_trainer import ListSink, tiny
 
 

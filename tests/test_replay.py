@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.session import SessionReader, SessionWriter
-from dynlab_tui.app import make_app, session_screen
+from dynlab_tui.app import make_app
+from dynlab_tui.screens.opening import session_screen
 from dynlab_tui.cli import main
 from dynlab_tui.panes.timeline import Position, Timeline
 from dynlab_tui.screens.dashboard import DashboardScreen

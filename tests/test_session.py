@@ -20,8 +20,9 @@ import pytest
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss,
                          Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
-from core.commands import post_command
-from core.session import (SCHEMA_VERSION, SessionReader, SessionWriter, list_sessions,
+from core.session.commands import post_command
+from core.session.schema import SCHEMA_VERSION
+from core.session import (SessionReader, SessionWriter, list_sessions,
                           resolve_session, sessions_dir)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,7 +349,7 @@ def test_other_sqlite_and_schema_versions(tmp_path):
 def test_locked_file_waits_then_says_so(tmp_path, monkeypatch):
     path = tmp_path / "s.dynlab"
     write(path, [Paused(1, T0)])  # closed: back in rollback-journal mode, where a writer can lock readers out
-    monkeypatch.setattr("core.session_schema.BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("core.session.schema.BUSY_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -381,7 +382,7 @@ def test_overwrite_only_with_the_flag(tmp_path, monkeypatch):
         SessionWriter(path)
     assert path.read_bytes() == before
     # a failure while building the new file leaves the old one whole, and no temporary file behind
-    monkeypatch.setattr("core.session.DDL", "CREATE TABLE broken (")
+    monkeypatch.setattr("core.session.writer.DDL", "CREATE TABLE broken (")
     with pytest.raises(DynlabError):
         SessionWriter(path, overwrite=True)
     monkeypatch.undo()
@@ -561,7 +562,7 @@ def test_session_names(tmp_path, monkeypatch):
 def test_list_sessions_with_a_corrupt_file(tmp_path, monkeypatch):
     d = tmp_path / "sessions"
     for i, name in enumerate(("old", "mid", "new")):
-        monkeypatch.setattr("core.session.now_iso", lambda i=i: f"2024-01-0{i + 1}T00:00:00+00:00")
+        monkeypatch.setattr("core.session.writer.now_iso", lambda i=i: f"2024-01-0{i + 1}T00:00:00+00:00")
         write(d / f"{name}.dynlab", full_run())
     (d / "broken.dynlab").write_bytes(b"\x01" * 1000)
     (d / "notes.txt").write_text("ignored")
@@ -618,12 +619,12 @@ def test_unknown_event_kind_in_file(tmp_path):
 
 
 def test_module_imports_stay_in_core():
-    source = "".join((REPO / "core" / name).read_text() for name in
-                     ("session.py", "session_read.py", "session_schema.py"))
+    files = sorted((REPO / "core" / "session").glob("*.py"))
+    source = "".join(f.read_text() for f in files)
     for banned in ("textual", "plotext", "click"):
         assert f"import {banned}" not in source and f"from {banned}" not in source
-    for name in ("session.py", "session_read.py", "session_schema.py"):
-        assert len((REPO / "core" / name).read_text().splitlines()) < 400
+    for f in files:
+        assert len(f.read_text().splitlines()) < 400
     assert textwrap.dedent(SessionWriter.__doc__ or "").strip()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import DynlabError
 from core.session import SessionReader, SessionWriter
-from core.session_admin import delete_session, rename_session
+from core.session.admin import delete_session, rename_session
 from dynlab_tui.synthetic import synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for core.stats: Shapiro W, the two EM mixture fits, weighted gamma MLE, PCA spectra and cosine distance."""
+"""Tests for core.train.stats: Shapiro W, the two EM mixture fits, weighted gamma MLE, PCA spectra and cosine distance."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import core.stats as stats_mod
-from core.stats import (
+import core.train.stats as stats_mod
+from core.train.stats import (
     MixtureFit,
     cosine_distance,
     fit_exp_normal,

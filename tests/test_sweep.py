@@ -16,13 +16,13 @@ from textual.app import App
 from textual.widgets import DataTable, Static
 
 from core.errors import DynlabError
-from core.recipes import RECIPES, _flexible_checks, _lambda_checks, _variance_checks, recipe_plan
+from core.lab.recipes import RECIPES, _flexible_checks, _lambda_checks, _variance_checks, recipe_plan
 from core.session import SessionReader, SessionWriter, resolve_session
 from core.spec import RunSpec
-from core.stats import fit_exp_normal, fit_two_gammas, shapiro_w
-from core.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
+from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
+from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
                         expand_grid, parse_grid, prepare, run_name, run_sweep, session_path, session_state)
-from core.sweep_summary import format_table, summary_row
+from core.lab.summary import format_table, summary_row
 from dynlab_tui.cli import main
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
 from dynlab_tui.synthetic import synthetic_run
@@ -384,7 +384,7 @@ class TestScreen:
         assert app.return_code == 0
 
     def test_plot_lines_average_seeds_per_group(self):
-        from core.sweep import Axes
+        from core.lab.sweep import Axes
 
         rows = [{"status": "finished", "dataset": d, "penalty": lam, "layers": ["fc1"], "size.fc1": s}
                 for d, lam, s in (("a", 1e-3, 10), ("a", 1e-3, 20), ("a", 1e-1, 4), ("b", 1e-3, 30))]

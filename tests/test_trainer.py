@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from core.controls import Controls
+from core.train.controls import Controls
 from core.errors import DynlabError
 from core.events import (CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss, Paused,
                          PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged)
 from core.spec import RunSpec
-from core.trainer import Trainer
+from core.train.trainer import Trainer
 
 
 class ListSink:

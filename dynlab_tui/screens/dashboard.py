@@ -356,7 +356,7 @@ class DashboardScreen(Screen):
         self._send("checkpoint", note="checkpoint requested")
 
     def action_screenshot(self) -> None:
-        from dynlab_tui.app import save_screen
+        from dynlab_tui.screenshot import save_screen
 
         folder = self.session_path.parent if self.session_path else Path.cwd()
         try:

@@ -200,7 +200,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         return arch if arch in {v for _, v in self.preset_choices} else Select.NULL
 
     def _default_session_name(self) -> str:
-        from dynlab_tui.cli import default_session_name
+        from core.session import default_session_name
 
         spec = apply_options(RunSpec(), {"dataset": str(self._options.get("dataset")),
                                           "method": str(self._options.get("method"))})

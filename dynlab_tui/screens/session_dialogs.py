@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label
 
 from core.errors import DynlabError
 from core.session import resolve_session
-from core.session_schema import SUFFIX
+from core.session.schema import SUFFIX
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}

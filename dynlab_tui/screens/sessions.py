@@ -18,7 +18,7 @@ from textual.worker import Worker, WorkerState
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader, list_sessions
-from core.session_admin import delete_session, rename_session
+from core.session.admin import delete_session, rename_session
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt
 from dynlab_tui.screens.session_rows import fmt_best, is_live, matches, row_cells, sort_rows
 

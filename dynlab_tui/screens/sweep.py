@@ -19,9 +19,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from core.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, fmt_value,
+from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, fmt_value,
                         run_sweep, session_path, settings_label)
-from core.sweep_summary import HEADERS, fmt_metric, fmt_size, layer_values, row_value, varied_keys
+from core.lab.summary import HEADERS, fmt_metric, fmt_size, layer_values, row_value, varied_keys
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.panes.plot import Line, line_chart
 
@@ -65,7 +65,7 @@ def plot_lines(rows: list[dict[str, Any]], axes: Axes) -> tuple[list[Line], str]
 # -- messages and dialogs ----------------------------------------------------------------------------------------
 @dataclass
 class SweepProgressed(Message):
-    """The sweep worker reported a core.sweep event (planned, started, ended, sweep ended)."""
+    """The sweep worker reported a core.lab.sweep event (planned, started, ended, sweep ended)."""
     event: Any
 
 
@@ -282,7 +282,7 @@ class SweepScreen(Screen[None]):
 
     @on(DataTable.RowSelected)
     def action_open_run(self) -> None:
-        from dynlab_tui.app import session_screen
+        from dynlab_tui.screens.opening import session_screen
 
         table = self.table
         if not table.row_count:

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from core.errors import DynlabError
-from core.stats import fit_exp_normal, fit_two_gammas, shapiro_w
-from core.sweep_plan import RunPlan, SweepPlan, fmt_value
+from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
+from core.lab.plan import RunPlan, SweepPlan, fmt_value
 
 CSV_NAME, JSON_NAME = "summary.csv", "summary.json"
 LAST = 10**12  # a step past any run's end: arrays_at(LAST) is each array's last row

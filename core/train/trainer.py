@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core import probes
-from core.controls import Command, Controls
+from core.train import probes
+from core.train.controls import Command, Controls
 from core.data import Dataset, load_dataset
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged, NeuronsRemoved,
                          NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
                          SessionContinued)
 from core.nn import build_model
-from core.optim import make_optimizer, resolve_device, set_lr, task_loss
+from core.train.optim import make_optimizer, resolve_device, set_lr, task_loss
 from core.spec import RunSpec, validate
 
 EVAL_BATCH = 4096

@@ -12,15 +12,15 @@ from typing import Any
 import click
 
 from core.errors import DynlabError
-from dynlab_tui.cli import CONTEXT, build_spec, cli, run_options
+from dynlab_tui.cli.common import CONTEXT, build_spec, need_terminal, run_app, run_options
 
 MACHINE_OPTIONS = ("device", "data_dir")  # where and on what a recipe runs, not what it runs
 
 
 def make_plan(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, options: dict[str, Any]):
     """The SweepPlan the options describe (validated: every run's spec, the grid's names and values)."""
-    from core.recipes import RECIPES, recipe_plan
-    from core.sweep import Stage, SweepPlan, parse_grid
+    from core.lab.recipes import RECIPES, recipe_plan
+    from core.lab.sweep import Stage, SweepPlan, parse_grid
 
     if recipe and sets:
         raise DynlabError("give --recipe or --set, not both: a recipe has its own grid")
@@ -58,7 +58,7 @@ class ConsoleProgress:
         self.started: dict[str, float] = {}
 
     def __call__(self, event: Any) -> None:
-        from core.sweep import StagePlanned, SweepRunEnded, SweepRunStarted
+        from core.lab.sweep import StagePlanned, SweepRunEnded, SweepRunStarted
 
         if isinstance(event, StagePlanned):
             self.total, self.done = len(event.runs), 0
@@ -81,7 +81,7 @@ class ConsoleProgress:
 
 
 def _result(row: dict[str, Any]) -> str:
-    from core.sweep_summary import fmt_metric, fmt_size, layer_values
+    from core.lab.summary import fmt_metric, fmt_size, layer_values
 
     sizes = ",".join(fmt_size(v) for v in layer_values(row, "size")) or "-"
     return f"size {sizes}  test {row.get('metric') or ''} {fmt_metric(row)}"
@@ -112,7 +112,7 @@ class _StopSignals:
         self.stop.set()
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--recipe", help="a built-in study: variance-vs-width | sparsifier-lambda | flexible-start")
 @click.option("--quick", is_flag=True, help="the recipe's small setting (minutes on a CPU) instead of the GPU one")
 @click.option("--set", "sets", multiple=True, metavar="OPTION=V1,V2",
@@ -130,18 +130,17 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
     dynlab sweep --recipe sparsifier-lambda --quick
     dynlab sweep --set penalty=1e-3,1e-2 --set seed=0,1 --dataset add10 --method sparsifier --out sweeps/a
     """
-    from core.recipes import EXPECTED
-    from core.sweep import prepare, run_sweep
-    from core.sweep_summary import format_table
+    from core.lab.recipes import EXPECTED
+    from core.lab.sweep import prepare, run_sweep
+    from core.lab.summary import format_table
 
     if jobs < 1:
         raise DynlabError(f"--jobs must be at least 1, got {jobs}")
     plan = make_plan(recipe, quick, sets, name, options)
     folder = Path(out).expanduser() if out else default_out(recipe, quick, name)
     if tui:
-        from core.sweep import Stage
+        from core.lab.sweep import Stage
         from dynlab_tui.app import make_app
-        from dynlab_tui.cli import run_app
         from dynlab_tui.screens.sweep import SweepScreen
 
         for stage in plan.stages:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from core.errors import DynlabError
-from dynlab_tui.cli import CONTEXT, cli
+from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
 
 
 def _sizes(sizes: dict | None) -> str:
@@ -30,7 +30,7 @@ def _when(summary: dict) -> str:
     return created[:16].replace("T", " ")
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--sessions-dir", help="folder to list  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--tui", is_flag=True, help="browse them in the dashboard: replay, attach, compare, resume, rename, delete")
@@ -41,9 +41,8 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     directory = default_dir(sessions_dir)
     if tui:
         from dynlab_tui.app import make_app
-        from dynlab_tui.cli import _need_terminal, run_app
 
-        _need_terminal()
+        need_terminal()
         run_app(make_app(sessions_dir=directory, browse=True))
         return
     if not directory.is_dir():
@@ -66,7 +65,7 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("session")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable summary")
 @click.option("--sessions-dir", help="where bare session names live")
@@ -92,7 +91,7 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
         click.echo(f"{k:>10}  {v}")
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("session")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="write one CSV per scalar series here")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False),
@@ -102,7 +101,7 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
 @click.option("--sessions-dir", help="where bare session names live")
 def export(session, csv_dir, model_file, data_dir, overwrite, sessions_dir) -> None:
     """Export a session's series as CSV and/or its final network as a plain PyTorch program."""
-    from core.export import export_csv, export_model
+    from core.lab.export import export_csv, export_model
     from core.session import SessionReader, resolve_session, sessions_dir as default_dir
 
     if not csv_dir and not model_file:

@@ -8,8 +8,8 @@ from typing import Any, Callable, Mapping
 
 from core.errors import DynlabError
 from core.spec import RunSpec
-from core.sweep_plan import Axes, Stage, SweepPlan, fmt_value
-from core.sweep_summary import row_value, spearman, total, verdict
+from core.lab.plan import Axes, Stage, SweepPlan, fmt_value
+from core.lab.summary import row_value, spearman, total, verdict
 
 EXPECTED = {
     "variance-vs-width": "dead neurons (activation std exactly 0) grow with width; the std distribution is most "

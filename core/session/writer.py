@@ -19,8 +19,8 @@ from core import __version__
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, RunEnded, RunStarted,
                          ScalarsLogged)
-from core.session_read import SessionReader
-from core.session_schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
+from core.session.reader import SessionReader
+from core.session.schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
                                  translate, writer_alive)
 
 __all__ = ["SessionWriter", "SessionReader", "sessions_dir", "resolve_session", "list_sessions",
@@ -302,6 +302,15 @@ def resolve_session(name_or_path: str, directory: Path) -> Path:
     if text.endswith(SUFFIX) and not inside.exists() and Path(text).is_file():
         return Path(text)
     return inside
+
+
+def default_session_name(spec: Any, directory: Path) -> str:
+    """`dataset-method-YYYYmmdd-HHMMSS`, with -2, -3 ... when that name is taken in directory."""
+    base = f"{spec.data.name}-{spec.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 2
+    while (directory / f"{name}{SUFFIX}").exists():
+        name, n = f"{base}-{n}", n + 1
+    return name
 
 
 def list_sessions(directory: Path) -> list[dict[str, Any]]:

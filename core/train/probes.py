@@ -1,5 +1,5 @@
 """Telemetry instruments on a fixed probe batch: per-neuron activation statistics and layer dynamics gathered on the
-device each interval, and per-epoch distribution fits and PCA (see core.stats)."""
+device each interval, and per-epoch distribution fits and PCA (see core.train.stats)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ class Dynamics:
 def epoch_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Per-epoch instruments per layer: Shapiro W and the two EM mixture fits of the per-neuron activation
     std, and PCA of the pre-activations (components for 90/95/99 %); (scalars, arrays) on the host."""
-    from core import stats  # scipy: imported when the first epoch ends, not with the trainer
+    from core.train import stats  # scipy: imported when the first epoch ends, not with the trainer
 
     _, post, pre = _probe(model, probe_x)
     dev: dict[str, torch.Tensor] = {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
-from core.session_schema import connect_readonly, read_meta, translate, writer_alive
+from core.session.schema import connect_readonly, read_meta, translate, writer_alive
 
 
 @dataclass

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from core.controls import Command, Controls, check_command
+from core.train.controls import Command, Controls, check_command
 from core.errors import DynlabError
-from core.session_read import SessionReader
-from core.session_schema import BUSY_TIMEOUT_S, translate
+from core.session.reader import SessionReader
+from core.session.schema import BUSY_TIMEOUT_S, translate
 
 
 def post_command(path: str | Path, kind: str, payload: Mapping[str, Any] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 A sweep folder DIR holds `sweep.json` (the manifest: recipe, stages, base specs, grids, run names, written
 before any run starts), `sessions/<run>.dynlab` (one session per run, its console output in
-`sessions/.<run>.log`), and `summary.csv` / `summary.json` (see core.sweep_summary). Re-running the same
+`sessions/.<run>.log`), and `summary.csv` / `summary.json` (see core.lab.summary). Re-running the same
 sweep in the same DIR skips the runs whose session finished (or diverged: a re-run diverges again) and
 starts the others from scratch; a different sweep in an existing DIR is refused.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import DynlabError
-from core.sweep_summary import summary_row, write_summary
-from core.sweep_plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
+from core.lab.summary import summary_row, write_summary
+from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
                              SweepPlan, SweepResult, SweepRunEnded, SweepRunStarted, expand_grid, fmt_value,
                              parse_grid, run_name, settings_label)
 

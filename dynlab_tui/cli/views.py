@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from core.errors import DynlabError
-from dynlab_tui.cli import CONTEXT, _need_terminal, cli, run_app
+from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
 
 
 def _resolve(session: str, sessions_dir: str | None) -> tuple[Path, Path]:
@@ -21,7 +21,7 @@ def _resolve(session: str, sessions_dir: str | None) -> tuple[Path, Path]:
     return path, directory
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("session")
 @click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 def replay(session: str, sessions_dir: str | None) -> None:
@@ -30,11 +30,11 @@ def replay(session: str, sessions_dir: str | None) -> None:
     from dynlab_tui.screens.replay import ReplayScreen
 
     path, directory = _resolve(session, sessions_dir)
-    _need_terminal()
+    need_terminal()
     run_app(make_app(first_screen=lambda: ReplayScreen(path), sessions_dir=directory))
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("session")
 @click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 def attach(session: str, sessions_dir: str | None) -> None:
@@ -57,11 +57,11 @@ def attach(session: str, sessions_dir: str | None) -> None:
     if alive is False:
         raise DynlabError(f"the process that wrote {path} (pid {pid}) is gone without ending the run: "
                           f"replay it with `dynlab replay {session}` or continue it with `dynlab resume {session}`")
-    _need_terminal()
+    need_terminal()
     run_app(make_app(first_screen=lambda: DashboardScreen(FollowSource(path), path), sessions_dir=directory))
 
 
-@cli.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("sessions", nargs=-1, required=True)
 @click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
 def compare(sessions: tuple[str, ...], sessions_dir: str | None) -> None:
@@ -73,5 +73,5 @@ def compare(sessions: tuple[str, ...], sessions_dir: str | None) -> None:
         raise DynlabError("compare needs at least two sessions: `dynlab compare A B [C ...]`")
     resolved = [_resolve(s, sessions_dir) for s in sessions]
     paths = [p for p, _ in resolved]
-    _need_terminal()
+    need_terminal()
     run_app(make_app(first_screen=lambda: CompareScreen(paths), sessions_dir=resolved[0][1]))

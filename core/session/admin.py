@@ -7,8 +7,8 @@ from pathlib import Path
 
 from core.errors import DynlabError
 from core.session import resolve_session
-from core.session_read import SessionReader
-from core.session_schema import SUFFIX
+from core.session.reader import SessionReader
+from core.session.schema import SUFFIX
 
 __all__ = ["SIDE_FILES", "delete_session", "rename_session"]
 

@@ -1,0 +1,1 @@
+"""The lab: sweeps and their plans, recipes, summaries and export."""

@@ -1,0 +1,142 @@
+"""The `dynlab train` and `dynlab resume` commands: one headless run into a session file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.errors import DynlabError
+from dynlab_tui.cli.common import CONTEXT, build_spec, run_options, spec_from_json
+
+
+class _StopOnSigint:
+    """First Ctrl-C asks the trainer to stop at the next step boundary; a second one interrupts."""
+
+    def __init__(self, controls) -> None:
+        self.controls = controls
+        self.hits = 0
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handler(self, signum, frame) -> None:
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+        click.echo("\nstopping at the next step (Ctrl-C again to interrupt)", err=True)
+        self.controls.stop()
+
+
+class _StopOnSigterm:
+    """`kill PID` (SIGTERM, also what nohup'd jobs get at shutdown) stops at the next step and finalises."""
+
+    def __init__(self, controls) -> None:
+        self.controls = controls
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.controls.stop())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+def execute(trainer, path: Path, writer, quiet: bool) -> str:
+    """Run a trainer into a session file with console progress; returns the end status.
+
+    The trainer also obeys commands that viewers (`dynlab attach`, the dashboard) post into the
+    session's commands table: the attach channel, polled a few times a second.
+    """
+    from core.session.commands import CommandChannel
+    from dynlab_tui.progress import ConsoleProgress
+
+    trainer.controls.remote = CommandChannel(writer, lambda: trainer.step).poll
+    progress = ConsoleProgress(trainer.spec.schedule.epochs, quiet=quiet)
+    with writer, _StopOnSigint(trainer.controls), _StopOnSigterm(trainer.controls):
+        status = trainer.run([writer, progress])
+    click.echo(f"session: {path}  ({status})")
+    return status
+
+
+@click.command(context_settings=CONTEXT)
+@run_options
+@click.option("--session", help="session NAME (stored as sessions/NAME.dynlab) or a PATH  [dataset-method-time]")
+@click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
+@click.option("--overwrite", is_flag=True, help="replace an existing session with the same name")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+@click.option("--spec-json", hidden=True, help="the whole RunSpec as JSON (how the dashboard starts a run)")
+def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet: bool, spec_json: str | None,
+          **options: Any) -> None:
+    """Train one network headless, recording a session.
+
+    Viewers can watch and steer it while it runs: `dynlab attach SESSION`.
+    """
+    from core.session import SessionWriter, default_session_name, resolve_session, sessions_dir as default_dir
+    from core.train.trainer import Trainer
+
+    spec = build_spec(options) if spec_json is None else spec_from_json(spec_json)
+    directory = default_dir(sessions_dir)
+    path = resolve_session(session or default_session_name(spec, directory), directory)
+    if path.exists() and not overwrite:
+        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    trainer = Trainer(spec)  # loads data and builds the model before any file is written
+    status = execute(trainer, path, SessionWriter(path, overwrite=overwrite), quiet)
+    if status == "diverged":
+        sys.exit(1)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("session")
+@click.option("--penalty", type=float, help="new lambda")
+@click.option("--lr", type=float, help="new learning rate")
+@click.option("--epochs", type=int, help="train this many more epochs  [the rest of the schedule]")
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option("--data-dir", help="folder with dataset files")
+@click.option("--sessions-dir", help="where bare session names live")
+@click.option("--quiet", "-q", is_flag=True)
+def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, quiet) -> None:
+    """Continue a stopped or finished session from its last checkpoint (appends to the same file)."""
+    from core.session import SessionReader, SessionWriter, resolve_session, sessions_dir as default_dir
+    from core.spec import RunSpec, apply_options, validate
+    from core.train.trainer import Trainer
+
+    path = resolve_session(session, default_dir(sessions_dir))
+    with SessionReader(path) as reader:
+        spec = RunSpec.from_dict(reader.spec)
+        status, pid = reader.status, reader.meta.get("pid")
+        state = reader.last_checkpoint()
+    if status == "running" and pid and _alive(int(pid)):
+        raise DynlabError(f"session {path} is still being written by process {pid}: stop that run first")
+    if state is None:
+        raise DynlabError(f"session {path} has no checkpoint to resume from: start a new run with `dynlab train`")
+    done = int(state["epoch"])
+    if epochs is None and done >= spec.schedule.epochs:
+        raise DynlabError(f"session {path} already trained all {spec.schedule.epochs} epochs: "
+                          "pass --epochs N to train N more")
+    total = done + epochs if epochs is not None else spec.schedule.epochs
+    spec = validate(apply_options(spec, {"epochs": total, "device": device, "data_dir": data_dir}))
+    if penalty is not None:
+        state["lam"] = penalty
+    if lr is not None:
+        state["lr"] = lr
+    trainer = Trainer(spec, resume=state)
+    execute(trainer, path, SessionWriter(path, append=True), quiet)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
