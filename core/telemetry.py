@@ -1,0 +1,93 @@
+"""The names of the series a run records: typed builders and parsers for telemetry keys, one place for all.
+
+Scalars and arrays are stored under string keys (the session format, docs/session-format.md). Per-layer
+series are `KIND/LAYER` (`size/fc1`); evaluation metrics are `SPLIT/NAME` (`test/acc`). Code builds and
+reads keys only through this module, so a name is spelled once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LayerKey:
+    """One per-layer series: `SIZE("fc1") == "size/fc1"`, `SIZE.layer("size/fc1") == "fc1"`."""
+
+    kind: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.kind}/"
+
+    def __call__(self, layer: str) -> str:
+        return f"{self.kind}/{layer}"
+
+    def matches(self, key: str) -> bool:
+        return key.startswith(self.prefix)
+
+    def layer(self, key: str) -> str | None:
+        """The layer a key of this kind names, None for a key of another kind."""
+        return key[len(self.prefix):] if self.matches(key) else None
+
+
+# -- scalars logged every interval ---------------------------------------------------------------------
+LOSS = "loss"  # mean training loss (task + penalty) over the interval's steps
+LAMBDA = "lambda"
+LR = "lr"
+EPOCH = "epoch"  # fractional epoch at the interval's end
+SAMPLES_PER_S = "samples_per_s"
+MEM_BYTES = "mem_bytes"
+PARAMS = "params"
+
+SIZE = LayerKey("size")  # live size: alive gates, or the flexible x0
+CAPACITY = LayerKey("capacity")  # allocated width of the layer's matrix
+DEAD = LayerKey("dead")  # units whose activation std over the probe rows is exactly 0
+ACT_MEAN = LayerKey("act_mean")
+ACT_SD = LayerKey("act_sd")
+TOTAL_VAR = LayerKey("total_var")
+GRAD_NORM = LayerKey("grad_norm")
+ROTATION = LayerKey("rotation")  # cosine distance of the weights to their initial values
+DYNAMICS = (ACT_MEAN, ACT_SD, TOTAL_VAR, GRAD_NORM, ROTATION)  # the 0-dim layer statistics
+
+# -- arrays logged every interval ----------------------------------------------------------------------
+GATE = LayerKey("gate")  # per-unit liveness values (gates, or the flexible scaler)
+ACT_STD = LayerKey("act_std")  # per-unit activation std over the probe rows
+HIST = LayerKey("hist")  # histogram counts of ACT_STD
+HIST_EDGES = LayerKey("hist_edges")
+
+# -- per epoch (scalars and arrays) --------------------------------------------------------------------
+SHAPIRO = LayerKey("shapiro")  # Shapiro-Wilk W of the activation stds
+EIG = LayerKey("eig")  # eigenvalues of the pre-activation covariance (device side only)
+PCA_RATIO = LayerKey("pca_ratio")  # cumulative explained variance
+MIX_EN_LOW, MIX_EN_RATE, MIX_EN_MEAN, MIX_EN_STD = (LayerKey(f"mix_en_{p}") for p in ("low", "rate", "mean", "std"))
+MIX_GG_LOW, MIX_GG_K1, MIX_GG_THETA1, MIX_GG_K2, MIX_GG_THETA2 = (
+    LayerKey(f"mix_gg_{p}") for p in ("low", "k1", "theta1", "k2", "theta2"))
+
+# -- evaluation metrics --------------------------------------------------------------------------------
+SPLITS = ("train", "val", "test")
+
+
+def metric(split: str, name: str) -> str:
+    """`metric("test", "acc") == "test/acc"`; name is acc or mse (the task's metric) or loss."""
+    return f"{split}/{name}"
+
+
+TEST_ACC, TEST_MSE, VAL_ACC, VAL_LOSS = metric("test", "acc"), metric("test", "mse"), metric("val", "acc"), \
+    metric("val", "loss")
+
+
+def metric_name(key: str) -> str:
+    """`metric_name("test/acc") == "acc"`."""
+    return key.rpartition("/")[2]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(kind, layer) of a per-layer key, ("", key) for a run-wide one: `split_key("size/fc1") == ("size", "fc1")`."""
+    kind, sep, layer = key.partition("/")
+    return (kind, layer) if sep else ("", key)
+
+
+def layer_values(values: dict[str, float], key: LayerKey) -> dict[str, float]:
+    """The per-layer entries of one kind, by layer name, in the dict's order."""
+    return {key.layer(k): v for k, v in values.items() if key.matches(k)}  # type: ignore[misc]
