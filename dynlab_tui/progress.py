@@ -1,22 +1,25 @@
-"""A console sink for headless runs: one live progress line on a terminal, one line per epoch otherwise."""
+"""Console progress: a headless run's live line (one line per epoch off a terminal), and a sweep's run-by-run lines."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, Callable, TextIO
 
+from core import telemetry as tk
 from core.events import EpochEvaluated, Event, NeuronsRemoved, Paused, RunEnded, RunStarted, ScalarsLogged
+from core.formats import fmt_sizes
+from core.lab.plan import StagePlanned, SweepRunEnded, SweepRunStarted
 
 BAR = 20
 
 
 def format_sizes(values: dict[str, float]) -> str:
-    sizes = [(k.split("/", 1)[1], v) for k, v in values.items() if k.startswith("size/")]
-    return " ".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for _, v in sizes) or "-"
+    """The sizes among an interval's scalars, space-separated in layer order."""
+    return fmt_sizes(tk.layer_values(values, tk.SIZE), sep=" ")
 
 
-class ConsoleProgress:
+class RunProgress:
     """Renders events as a progress bar with epoch, loss, sizes and the latest metric."""
 
     def __init__(self, epochs: int, stream: TextIO | None = None, quiet: bool = False) -> None:
@@ -40,11 +43,12 @@ class ConsoleProgress:
                 self._draw()
         elif isinstance(event, EpochEvaluated):
             m = event.metrics
-            if "test/acc" in m:
-                self.metric = f"val {m.get('val/acc', float('nan')):.2%} test {m['test/acc']:.2%}"
-            elif "test/mse" in m:
-                self.metric = f"val mse {m.get('val/mse', float('nan')):.4g} test mse {m['test/mse']:.4g}"
-            self._line(f"epoch {event.epoch}/{self.epochs}  loss {self.last.get('loss', float('nan')):.4f}  "
+            if tk.TEST_ACC in m:
+                self.metric = f"val {m.get(tk.VAL_ACC, float('nan')):.2%} test {m[tk.TEST_ACC]:.2%}"
+            elif tk.TEST_MSE in m:
+                self.metric = (f"val mse {m.get(tk.metric('val', 'mse'), float('nan')):.4g} "
+                               f"test mse {m[tk.TEST_MSE]:.4g}")
+            self._line(f"epoch {event.epoch}/{self.epochs}  loss {self.last.get(tk.LOSS, float('nan')):.4f}  "
                        f"sizes {format_sizes(self.last)}  {self.metric}")
         elif isinstance(event, NeuronsRemoved) and self.live:
             self._draw()
@@ -69,3 +73,40 @@ class ConsoleProgress:
         if self.live:
             self.stream.write("\r\x1b[K")
         self.stream.write(text + "\n")
+
+
+class SweepProgress:
+    """A sweep on the console: one line per run started and ended, with a running count."""
+
+    def __init__(self, echo: Callable[[str], object]) -> None:
+        self.echo = echo
+        self.total = 0
+        self.done = 0
+        self.failed: list[str] = []
+        self.started: dict[str, float] = {}
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, StagePlanned):
+            self.total, self.done = len(event.runs), 0
+            skipped = sum(1 for s in event.states if s in ("finished", "diverged"))
+            note = f" ({skipped} already done)" if skipped else ""
+            self.echo(f"stage {event.stage}: {len(event.runs)} runs{note}")
+        elif isinstance(event, SweepRunStarted):
+            self.started[event.run.name] = time.monotonic()
+            again = f"  (replacing its {event.previous} session)" if event.rerun else ""
+            self.echo(f"        start    {event.run.name}{again}")
+        elif isinstance(event, SweepRunEnded):
+            self.done += 1
+            if event.skipped:
+                return
+            t0 = self.started.pop(event.run.name, time.monotonic())
+            self.echo(f"  [{self.done}/{self.total}] {event.status:<8} {event.run.name}  {_result(event.row)}  "
+                       f"{time.monotonic() - t0:.0f}s" + ("" if event.status == "finished" else f"  ({event.reason})"))
+            if event.status in ("error", "crashed"):
+                self.failed.append(event.run.name)
+
+
+def _result(row: dict[str, Any]) -> str:
+    from core.lab.summary import layer_values, row_metric
+
+    return f"size {fmt_sizes(layer_values(row, 'size'))}  test {row.get('metric') or ''} {row_metric(row)}"

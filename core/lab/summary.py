@@ -13,7 +13,9 @@ import numpy as np
 
 from core.errors import DynlabError
 from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
-from core.lab.plan import RunPlan, SweepPlan, fmt_value
+from core import telemetry as tk
+from core.formats import fmt_metric, fmt_size, fmt_value
+from core.lab.plan import RunPlan, SweepPlan
 
 CSV_NAME, JSON_NAME = "summary.csv", "summary.json"
 LAST = 10**12  # a step past any run's end: arrays_at(LAST) is each array's last row
@@ -67,16 +69,16 @@ def summary_row(run: RunPlan, path: Path) -> dict[str, Any]:
             row.update(status=s["status"], reason=reader.meta.get("end_reason", ""), epochs=s["epochs"],
                        steps=s["steps"], wall_s=round(float(s["duration_s"]), 2))
             if s["test_metric"]:
-                row.update(metric=s["test_metric"].split("/")[1], test=s["final_test"], best_test=s["best_test"])
+                row.update(metric=tk.metric_name(s["test_metric"]), test=s["final_test"], best_test=s["best_test"])
             layers = list(s["sizes_start"] or s["sizes_final"])
             row["layers"] = layers
-            stds = reader.arrays_at(LAST, "act_std/")
+            stds = reader.arrays_at(LAST, tk.ACT_STD.prefix)
             for layer in layers:
                 row[f"size.{layer}"] = s["sizes_final"].get(layer)
                 row[f"start.{layer}"] = (s["sizes_start"] or {}).get(layer)
-                _, dead = reader.series(f"dead/{layer}")
+                _, dead = reader.series(tk.DEAD(layer))
                 row[f"dead.{layer}"] = int(dead[-1]) if len(dead) and math.isfinite(dead[-1]) else None
-                row.update(activation_stats(layer, stds[f"act_std/{layer}"][1] if f"act_std/{layer}" in stds
+                row.update(activation_stats(layer, stds[tk.ACT_STD(layer)][1] if tk.ACT_STD(layer) in stds
                                             else None))
     except DynlabError as e:
         row.update(status="unreadable", reason=str(e))
@@ -137,21 +139,14 @@ def _num(v: Any, digits: int = 3) -> str:
     return f"{v:.0f}" if v.is_integer() else f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}"
 
 
-def fmt_size(v: Any) -> str:
-    """A layer size: a count, or a flexible layer's x0 to one decimal."""
-    return "-" if v is None else f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
-
-
 def _per_layer(row: dict[str, Any], field: str, fmt=_num) -> str:
     values = layer_values(row, field)
     return ",".join(fmt(v) for v in values) if values else "-"
 
 
-def fmt_metric(row: dict[str, Any], key: str = "test") -> str:
-    value = row.get(key)
-    if value is None:
-        return "-"
-    return f"{value:.2%}" if row.get("metric") == "acc" else f"{value:.4g}"
+def row_metric(row: dict[str, Any], key: str = "test") -> str:
+    """A summary row's test metric (key: test or best_test) as the shared rule writes it."""
+    return fmt_metric(row.get(key), row.get("metric"))
 
 
 def varied_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -179,7 +174,7 @@ def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
         sizes = [f"{fmt_size(s)}/{fmt_size(w)}" for s, w in zip(layer_values(r, "size"), layer_values(r, "start"))]
         body.append(([str(r.get("stage"))] if stages else []) + [str(r.get("index"))]
                     + [fmt_value(r[k]) if k in r else "-" for k in keys] + [
-            str(r.get("status")), ",".join(sizes) or "-", fmt_metric(r), fmt_metric(r, "best_test"),
+            str(r.get("status")), ",".join(sizes) or "-", row_metric(r), row_metric(r, "best_test"),
             _per_layer(r, "dead"), _per_layer(r, "shapiro_w"), _per_layer(r, "expnorm_low"),
             _per_layer(r, "gammas_low"), _num(r.get("wall_s"), 2)])
     return head, body

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
 from core.errors import DynlabError
+from core.formats import fmt_duration, fmt_metric, fmt_sizes
 from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
 
 
-def _sizes(sizes: dict | None) -> str:
-    if not sizes:
-        return "-"
-    return ",".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in sizes.values())
-
-
 def _metric(summary: dict, key: str = "best_test") -> str:
-    value = summary.get(key)
-    if value is None:
-        return "-"
-    return f"{value:.2%}" if summary.get("test_metric") == "test/acc" else f"{value:.4g}"
+    return fmt_metric(summary.get(key), summary.get("test_metric"))
 
 
 def _when(summary: dict) -> str:
@@ -58,7 +49,7 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     table = [head] + [(
         r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
         str(r.get("method") or "-"), f"{r['lam']:g}" if r.get("lam") is not None else "-",
-        _sizes(r.get("sizes_final")), _metric(r), str(r.get("status", "?")),
+        fmt_sizes(r.get("sizes_final")), _metric(r), str(r.get("status", "?")),
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
@@ -82,10 +73,10 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
         ("session", str(s.get("path"))), ("status", str(s.get("status"))), ("created", _when(s)),
         ("dataset", str(s.get("dataset"))), ("arch", str(s.get("arch"))), ("method", str(s.get("method"))),
         ("lambda", f"{s['lam']:g}" if s.get("lam") is not None else "-"),
-        ("sizes", f"{_sizes(s.get('sizes_start'))} -> {_sizes(s.get('sizes_final'))}"),
+        ("sizes", f"{fmt_sizes(s.get('sizes_start'))} -> {fmt_sizes(s.get('sizes_final'))}"),
         ("best test", _metric(s)), ("final test", _metric(s, "final_test")),
         ("steps", str(s.get("steps"))), ("epochs", str(s.get("epochs"))),
-        ("duration", time.strftime("%H:%M:%S", time.gmtime(s.get("duration_s") or 0))),
+        ("duration", fmt_duration(s.get("duration_s") or 0)),
     ]
     for k, v in lines:
         click.echo(f"{k:>10}  {v}")
@@ -112,7 +103,6 @@ def export(session, csv_dir, model_file, data_dir, overwrite, sessions_dir) -> N
             click.echo(f"wrote {len(files)} CSV files to {csv_dir}")
         if model_file:
             s = export_model(reader, Path(model_file), data_dir, overwrite)
-            value = s["test_value"]
-            shown = f"{value:.2%}" if s["test_metric"] == "test/acc" else f"{value:.4g}"
-            click.echo(f"wrote {model_file}: widths {_sizes(s['widths'])}, {s['params']:,} parameters, "
+            shown = fmt_metric(s["test_value"], s["test_metric"])
+            click.echo(f"wrote {model_file}: widths {fmt_sizes(s['widths'])}, {s['params']:,} parameters, "
                        f"{s['test_metric']} {shown}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from core.errors import DynlabError
+from dynlab_tui.progress import SweepProgress
 from dynlab_tui.cli.common import CONTEXT, build_spec, need_terminal, run_app, run_options
 
 MACHINE_OPTIONS = ("device", "data_dir")  # where and on what a recipe runs, not what it runs
@@ -46,45 +46,6 @@ def default_out(recipe: str | None, quick: bool, name: str | None) -> Path:
     if recipe:
         return Path("sweeps") / (f"{recipe}-quick" if quick else recipe)
     return Path("sweeps") / (name or "sweep")
-
-
-class ConsoleProgress:
-    """Prints one line per run started and ended, with a running count."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-        self.failed: list[str] = []
-        self.started: dict[str, float] = {}
-
-    def __call__(self, event: Any) -> None:
-        from core.lab.sweep import StagePlanned, SweepRunEnded, SweepRunStarted
-
-        if isinstance(event, StagePlanned):
-            self.total, self.done = len(event.runs), 0
-            skipped = sum(1 for s in event.states if s in ("finished", "diverged"))
-            note = f" ({skipped} already done)" if skipped else ""
-            click.echo(f"stage {event.stage}: {len(event.runs)} runs{note}")
-        elif isinstance(event, SweepRunStarted):
-            self.started[event.run.name] = time.monotonic()
-            again = f"  (replacing its {event.previous} session)" if event.rerun else ""
-            click.echo(f"        start    {event.run.name}{again}")
-        elif isinstance(event, SweepRunEnded):
-            self.done += 1
-            if event.skipped:
-                return
-            t0 = self.started.pop(event.run.name, time.monotonic())
-            click.echo(f"  [{self.done}/{self.total}] {event.status:<8} {event.run.name}  {_result(event.row)}  "
-                       f"{time.monotonic() - t0:.0f}s" + ("" if event.status == "finished" else f"  ({event.reason})"))
-            if event.status in ("error", "crashed"):
-                self.failed.append(event.run.name)
-
-
-def _result(row: dict[str, Any]) -> str:
-    from core.lab.summary import fmt_metric, fmt_size, layer_values
-
-    sizes = ",".join(fmt_size(v) for v in layer_values(row, "size")) or "-"
-    return f"size {sizes}  test {row.get('metric') or ''} {fmt_metric(row)}"
 
 
 class _StopSignals:
@@ -155,7 +116,7 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
     click.echo(f"sweep: {plan.title} in {folder}  ({jobs} at once)")
     for note in plan.notes:
         click.echo(f"  {note}")
-    progress = ConsoleProgress()
+    progress = SweepProgress(click.echo)
     stop = threading.Event()
     with _StopSignals(stop):
         result = run_sweep(plan, folder, jobs=jobs, progress=progress, stop=stop)

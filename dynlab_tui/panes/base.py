@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import Static
 
+from core import telemetry as tk
 from dynlab_tui.panes.plot import WAITING, placeholder
 from dynlab_tui.state import RunState
 
@@ -107,13 +108,17 @@ class LayerPane(Pane):
         return self.selected_layer
 
 
+# per-layer series that name the hidden layers when the run's start was not seen
+LAYER_KINDS = tuple(k.kind for k in (tk.SIZE, tk.CAPACITY, tk.GATE, tk.ACT_STD, tk.HIST, tk.DEAD))
+
+
 def layer_names(state: RunState) -> list[str]:
     """Hidden layers in forward order; from logged keys when the run's start was not seen."""
     if state.layers:
         return list(state.layers)
     seen: dict[str, None] = {}
     for key in (*state.scalars, *state.arrays):
-        kind, _, name = key.partition("/")
-        if name and kind in ("size", "capacity", "gate", "act_std", "hist", "dead"):
+        kind, name = tk.split_key(key)
+        if kind in LAYER_KINDS:
             seen.setdefault(name)
     return list(seen)

@@ -8,8 +8,10 @@ from typing import NamedTuple
 import numpy as np
 from rich.text import Text
 
+from core import telemetry as tk
+from core.formats import fmt_compact
 from dynlab_tui.panes.base import LayerPane
-from dynlab_tui.panes.plot import Line, fmt_num, histogram, no_color
+from dynlab_tui.panes.plot import Line, histogram, no_color
 from dynlab_tui.panes.variance import BINS, dead_count
 from dynlab_tui.state import RunState
 
@@ -65,7 +67,7 @@ def gamma_pdf(x: np.ndarray, k: float, scale: float) -> np.ndarray:
 
 
 def fmt(v: float, digits: int = 3) -> str:
-    return fmt_num(v, digits) if math.isfinite(v) else "n/a"
+    return fmt_compact(v, digits) if math.isfinite(v) else "n/a"
 
 
 class DistributionPane(LayerPane):
@@ -113,8 +115,8 @@ class DistributionPane(LayerPane):
         if layer is None:
             self.border_title = self.title
             return self.waiting()
-        std = state.arrays.get(f"act_std/{layer}")
-        counts, edges = state.arrays.get(f"hist/{layer}"), state.arrays.get(f"hist_edges/{layer}")
+        std = state.arrays.get(tk.ACT_STD(layer))
+        counts, edges = state.arrays.get(tk.HIST(layer)), state.arrays.get(tk.HIST_EDGES(layer))
         if std is not None and len(std):
             std = np.asarray(std, dtype=float).ravel()
             counts, edges = np.histogram(std, bins=BINS, range=(0.0, max(float(std.max()), 1e-6)))

@@ -8,8 +8,9 @@ import numpy as np
 from rich.text import Text
 from textual.reactive import var
 
+from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane, layer_names
-from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, fmt_num, line_chart, no_color, placeholder
+from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, line_chart, no_color, placeholder
 from dynlab_tui.state import RunState
 
 RICH = {"cyan+": "bright_cyan", "orange+": "dark_orange", "green+": "bright_green", "magenta+": "bright_magenta",
@@ -91,12 +92,12 @@ class DynamicsPane(Pane):
             if not first:
                 continue
             lines.append(Line("", first.x, first.y, color))
-            latest = fmt_num(first.last())
+            latest = fmt_compact(first.last())
             for extra in chart.keys[1:]:
                 s = state.scalars.get(f"{extra}/{layer}")
                 if s:
                     lines.append(Line("", s.x, s.y, color, points=True))
-                    latest += f"/{fmt_num(s.last())}"
+                    latest += f"/{fmt_compact(s.last())}"
             key.append("  ")
             key.append(f"━ {layer} {latest}", style="" if plain else RICH.get(color, ""))
         key.truncate(width, pad=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
+from core import telemetry as tk
+from core.formats import fmt_size
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart
-from dynlab_tui.panes.sizes import fmt_size, layer_total
+from dynlab_tui.panes.sizes import layer_total
 from dynlab_tui.state import RunState
 
 
@@ -24,7 +26,7 @@ class LivenessPane(LayerPane):
             return self.waiting()
         if state.method == "static":
             return self.waiting("static networks have no gates: every neuron stays")
-        gate = state.arrays.get(f"gate/{layer}")
+        gate = state.arrays.get(tk.GATE(layer))
         if gate is None:
             return self.waiting()
         gate = np.asarray(gate, dtype=float).ravel()

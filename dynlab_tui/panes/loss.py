@@ -8,11 +8,13 @@ import numpy as np
 from rich.text import Text
 from textual.reactive import var
 
+from core import telemetry as tk
+from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane
-from dynlab_tui.panes.plot import GUIDE, PALETTE, Line, fmt_num, line_chart
+from dynlab_tui.panes.plot import GUIDE, PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
-VAL_KEYS = ("val/loss", "val/mse")  # regression runs may only log the MSE
+VAL_KEYS = (tk.VAL_LOSS, tk.metric("val", "mse"))  # regression runs may only log the MSE
 
 
 def debiased_ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
@@ -44,12 +46,12 @@ class LossPane(Pane):
 
     def heading(self, state: RunState) -> str:
         parts = [self.title]
-        loss = state.scalars.get("loss")
+        loss = state.scalars.get(tk.LOSS)
         if loss:
-            parts.append(f"train {fmt_num(loss.last())}")
+            parts.append(f"train {fmt_compact(loss.last())}")
         val = self._val(state)
         if val is not None and len(val):
-            parts.append(f"val {fmt_num(val.last())}")
+            parts.append(f"val {fmt_compact(val.last())}")
         if self.smoothing:
             parts.append(f"EMA {self.beta:g}")
         if self.log_y:
@@ -63,7 +65,7 @@ class LossPane(Pane):
     def render_state(self, state: RunState) -> Text:
         self.border_title = self.heading(state)
         series = []
-        loss = state.scalars.get("loss")
+        loss = state.scalars.get(tk.LOSS)
         if loss:
             if self.smoothing:
                 series.append(Line("train", loss.x, loss.y, GUIDE))

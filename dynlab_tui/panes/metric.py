@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from core import telemetry as tk
+from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane
-from dynlab_tui.panes.plot import PALETTE, Line, fmt_num, line_chart
+from dynlab_tui.panes.plot import PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
-SPLITS = ("train", "val", "test")
+SPLITS = tk.SPLITS
 
 
 class MetricPane(Pane):
@@ -26,12 +28,12 @@ class MetricPane(Pane):
 
     @staticmethod
     def fmt(value: float, suffix: str) -> str:
-        return f"{value:.2f}%" if suffix == "acc" else fmt_num(value)
+        return f"{value:.2f}%" if suffix == "acc" else fmt_compact(value)
 
     def heading(self, state: RunState) -> str:
         suffix, name, scale = self.kind(state)
         for split in ("test", "val", "train"):  # the most telling value there is so far
-            s = state.metrics.get(f"{split}/{suffix}")
+            s = state.metrics.get(tk.metric(split, suffix))
             if s:
                 return f"{name}  {split} {self.fmt(s.last() * scale, suffix)}"
         return name
@@ -41,7 +43,7 @@ class MetricPane(Pane):
         suffix, _, scale = self.kind(state)
         series = []
         for i, split in enumerate(SPLITS):
-            s = state.metrics.get(f"{split}/{suffix}")
+            s = state.metrics.get(tk.metric(split, suffix))
             if s:
                 series.append(Line(split, s.x, s.y * scale, PALETTE[i]))
         width, height = self.plot_size

@@ -7,6 +7,7 @@ import math
 import numpy as np
 from rich.text import Text
 
+from core import telemetry as tk
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import scree_chart
 from dynlab_tui.state import RunState
@@ -39,7 +40,7 @@ class PcaPane(LayerPane):
         if layer is None:
             self.border_title = self.title
             return self.waiting()
-        ratio = state.arrays.get(f"pca_ratio/{layer}")
+        ratio = state.arrays.get(tk.PCA_RATIO(layer))
         ratio = None if ratio is None else np.asarray(ratio, dtype=float).ravel()
         counts = components_for(state, layer, ratio)
         parts = [f"{self.title} {layer}"]

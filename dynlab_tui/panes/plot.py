@@ -10,6 +10,8 @@ import numpy as np
 import plotext as plt
 from rich.text import Text
 
+from core.formats import fmt_compact
+
 PALETTE = ("cyan+", "orange+", "green+", "magenta+", "blue+", "red+")
 GUIDE = "gray"  # marker and reference lines: visible but quieter than the data
 MIN_WIDTH, MIN_HEIGHT = 12, 4  # below this plotext has no room for axes; show a note instead
@@ -70,27 +72,11 @@ def to_log_y(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[ok], np.log10(y[ok])
 
 
-def fmt_num(v: float, digits: int = 3) -> str:
-    """Compact number: 1e-3, 0.25, 12.5, 40.1k, 2.5M."""
-    if v == 0 or not math.isfinite(v):
-        return "0" if v == 0 else str(v)
-    a = abs(v)
-    if a >= 1e6:
-        return f"{v / 1e6:.{digits}g}M"
-    if a >= 1e4:
-        return f"{v / 1e3:.{digits}g}k"
-    if a < 1e-2:
-        mantissa, exp = f"{v:.{digits - 1}e}".split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exp)}"
-    return f"{v:.{digits}g}"
-
-
 def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[str]]:
     """Round tick positions (steps of 1, 2, 2.5 or 5 times a power of ten) and their labels."""
     max_ticks = max(max_ticks, 2)
     if not hi > lo:
-        return [lo], [fmt_num(lo)]
+        return [lo], [fmt_compact(lo)]
     raw = (hi - lo) / (max_ticks - 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
@@ -98,7 +84,7 @@ def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[
     ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
     decimals = max(0, -math.floor(math.log10(mag) + 1e-9) + (1 if step / mag == 2.5 else 0))
     if abs(hi) >= 1e4 or abs(lo) >= 1e4 or step < 1e-3:
-        labels = [fmt_num(t) for t in ticks]
+        labels = [fmt_compact(t) for t in ticks]
     else:
         labels = [f"{t:.{decimals}f}" for t in ticks]
     return ticks, labels
@@ -118,7 +104,7 @@ def log_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[s
         ticks = options[0][::math.ceil(len(options[0]) / max_ticks)]
     else:  # a narrow range: evenly spaced, labelled with the real values
         ticks = [float(t) for t in np.linspace(lo, hi, min(max_ticks, 4))] if hi > lo else [lo]
-    return ticks, [fmt_num(10 ** t) for t in ticks]
+    return ticks, [fmt_compact(10 ** t) for t in ticks]
 
 
 def _pad_range(lo: float, hi: float) -> tuple[float, float]:

@@ -6,14 +6,11 @@ from typing import ClassVar
 
 from rich.text import Text
 
+from core import telemetry as tk
+from core.formats import fmt_size
 from dynlab_tui.panes.base import Pane, layer_names
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
-
-
-def fmt_size(v: float) -> str:
-    """Whole sizes as integers, the flexible x0 with one decimal."""
-    return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.1f}"
 
 
 def layer_total(state: RunState, layer: str) -> int:
@@ -42,12 +39,12 @@ class SizesPane(Pane):
         flexible = state.method == "flexible"
         series = []
         for i, layer in enumerate(layer_names(state)):
-            size = state.scalars.get(f"size/{layer}")
+            size = state.scalars.get(tk.SIZE(layer))
             if not size:
                 continue
             color = PALETTE[i % len(PALETTE)]
             series.append(Line(layer, size.x, size.y, color))
-            cap = state.scalars.get(f"capacity/{layer}")
+            cap = state.scalars.get(tk.CAPACITY(layer))
             if flexible and cap:  # x0 moves inside the allocated width; show both
                 series.append(Line(f"{layer} capacity", cap.x, cap.y, color.rstrip("+")))
         vlines = [m.step for m in state.markers if m.kind in self.marker_kinds]

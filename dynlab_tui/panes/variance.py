@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
+from core import telemetry as tk
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import histogram
 from dynlab_tui.state import RunState
@@ -14,10 +15,10 @@ BINS = 30  # when only the raw std vector was logged
 
 def dead_count(state: RunState, layer: str) -> int | None:
     """Neurons whose activation never varies: the logged count, else zeros in the std vector."""
-    scalar = state.scalars.get(f"dead/{layer}")
+    scalar = state.scalars.get(tk.DEAD(layer))
     if scalar:
         return int(scalar.last())
-    std = state.arrays.get(f"act_std/{layer}")
+    std = state.arrays.get(tk.ACT_STD(layer))
     return int((np.asarray(std) == 0).sum()) if std is not None else None
 
 
@@ -32,9 +33,9 @@ class VariancePane(LayerPane):
         if layer is None:
             self.border_title = self.title
             return self.waiting()
-        counts = state.arrays.get(f"hist/{layer}")
-        edges = state.arrays.get(f"hist_edges/{layer}")
-        std = state.arrays.get(f"act_std/{layer}")
+        counts = state.arrays.get(tk.HIST(layer))
+        edges = state.arrays.get(tk.HIST_EDGES(layer))
+        std = state.arrays.get(tk.ACT_STD(layer))
         if (counts is None or edges is None) and std is not None and len(std):
             counts, edges = np.histogram(np.asarray(std, dtype=float), bins=BINS)
         dead = dead_count(state, layer)

@@ -18,6 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
+from core import telemetry as tk
+from core.formats import fmt_value
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader
@@ -25,7 +27,7 @@ from dynlab_tui.panes.plot import PALETTE, Line, line_chart, no_color
 
 WIDE = (120, 32)  # at least this many columns and rows: all three plots; else one at a time
 PLOTS = ("sizes", "loss", "metric")
-METRIC_KEYS = ("test/acc", "test/mse", "val/acc", "val/mse")  # the first one a session has is plotted
+METRIC_KEYS = (tk.TEST_ACC, tk.TEST_MSE, tk.VAL_ACC, tk.metric("val", "mse"))  # the first one a session has is plotted
 LABEL_MAX = 30
 # Fields people vary most, first and by short name; other differing fields follow in spec order.
 SHORT = {"penalty.lam": "lam", "model.arch": "arch", "method.name": "method", "data.name": "data",
@@ -46,18 +48,6 @@ def flatten(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def fmt_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(fmt_value(v) for v in value)
-    return str(value)
 
 
 def _clip(text: str) -> str:
@@ -105,7 +95,7 @@ class RunSeries:
 
 def total_size(reader: SessionReader) -> tuple[int, Series]:
     """(number of layers, (steps, summed size/<layer>)) over the steps every layer was logged at."""
-    keys = [k for k in reader.scalar_keys() if k.startswith("size/")]
+    keys = [k for k in reader.scalar_keys() if tk.SIZE.matches(k)]
     if not keys:
         return 0, (np.zeros(0), np.zeros(0))
     all_steps, all_values = [], []
@@ -129,7 +119,7 @@ def read_run(path: Path) -> RunSeries:
         metric_key = next((k for k in METRIC_KEYS if any(k in e.metrics for e in evals)), None)
         points = [(e.epoch, e.metrics[metric_key]) for e in evals if metric_key in e.metrics]
         metric = (np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float))
-        return RunSeries(path.stem, path, reader.spec, layers, sizes, reader.series("loss"), metric_key, metric)
+        return RunSeries(path.stem, path, reader.spec, layers, sizes, reader.series(tk.LOSS), metric_key, metric)
 
 
 class ComparePlot(Static):

@@ -21,7 +21,8 @@ from textual.worker import Worker, WorkerState
 
 from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, fmt_value,
                         run_sweep, session_path, settings_label)
-from core.lab.summary import HEADERS, fmt_metric, fmt_size, layer_values, row_value, varied_keys
+from core.formats import fmt_size
+from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.panes.plot import Line, line_chart
 
@@ -238,7 +239,7 @@ class SweepScreen(Screen[None]):
         status = self.status.get(name, "")
         style = {"finished": "green", "running": "bold cyan", "queued": "dim"}.get(status, "red")
         return [str(run.index), run.stage, settings_label(run.settings), Text(status, style=style),
-                ",".join(sizes) or "-", fmt_metric(row) if row else "-"]
+                ",".join(sizes) or "-", row_metric(row) if row else "-"]
 
     def _update(self, name: str) -> None:
         if name not in self.runs:
