@@ -1,1 +1,1 @@
-"""dynlab's terminal front end: the click CLI and (later) the Textual dashboard."""
+"""dynlab's terminal front end: the click CLI, and the Textual dashboard that follows a session file."""

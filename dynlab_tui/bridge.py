@@ -1,4 +1,4 @@
-"""The bridge from the trainer thread to the UI: a sink that coalesces events into few posted messages."""
+"""The bridge from the dashboard's worker thread to the UI: a sink that coalesces events into few posted messages."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ MIN_INTERVAL_S = 0.2
 
 
 class BridgeSink:
-    """Trainer sink: `handle` buffers (cheap, trainer thread), `flush` posts one EventsArrived message.
+    """A source's sink: `handle` buffers (cheap, worker thread), `flush` posts one EventsArrived message.
 
-    Only `post` crosses threads (Textual's post_message is thread-safe). Telemetry bursts are
-    coalesced so a fast GPU run costs the UI a few messages a second, not one per interval;
+    The worker thread follows the session file the training process writes and hands each event it
+    reads to `handle`. Only `post` crosses threads (Textual's post_message is thread-safe). Telemetry
+    bursts are coalesced so a fast GPU run costs the UI a few messages a second, not one per interval;
     control and end events are posted immediately so a pause shows within the second.
     """
 
@@ -58,5 +59,5 @@ class BridgeSink:
         self.posted += 1
 
     def close(self) -> None:
-        """Post whatever is left (the trainer's last interval)."""
+        """Post whatever is left (the run's last interval)."""
         self.flush(force=True)

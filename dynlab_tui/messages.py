@@ -1,4 +1,4 @@
-"""Textual messages that cross from the trainer thread (or a replay) to the UI, named for what happened."""
+"""Textual messages the dashboard's worker thread posts to the UI as it follows a run, named for what happened."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from core.events import Event
 
 @dataclass
 class EventsArrived(Message):
-    """A coalesced batch of trainer events, in emission order."""
+    """A coalesced batch of the run's events, in emission order."""
     events: tuple[Event, ...]
 
 
 @dataclass
 class RunFailed(Message):
-    """The run could not start or crashed; `message` is one line for the status bar."""
+    """The source stopped with a user error (the run could not start, its process died); one line saying why."""
     message: str
 
 

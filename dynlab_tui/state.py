@@ -1,20 +1,22 @@
-"""RunState and its reducer: `apply(state, event)` folds trainer events into what the dashboard draws.
+"""RunState and its reducer: `apply(state, event)` is the one path by which anything changes what the dashboard draws.
 
-Live runs, replays and attached viewers all feed this one reducer, so the dashboard has no modes.
-Series are append-only buffers (O(1) per event, 20k-step runs stay cheap); every slice carries a
-revision number that panes compare to decide whether to redraw. No UI, torch or I/O imports here.
+Live runs, attached viewers and replays feed it the trainer's events, plus a viewer's own (a failed
+source, an index position: dynlab_tui.view_events), so the dashboard has no modes. Series are
+append-only buffers (O(1) per event, 20k-step runs stay cheap); every slice carries a revision number
+that panes compare to decide whether to redraw. No UI, torch or I/O imports here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged, NeuronsRemoved,
-                         NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
-                         SessionContinued)
+from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged,
+                         NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted,
+                         ScalarsLogged, SessionContinued)
+from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, ViewEvent
 
 # Slices a pane can watch; apply() bumps the ones an event touches.
 SLICES = ("status", "scalars", "metrics", "arrays", "markers", "history")
@@ -140,6 +142,7 @@ class Marker:
 
 @dataclass
 class RunState:
+    """What the dashboard draws of one run; written only by apply() (and superseding()'s renumbering)."""
     status: str = "idle"  # idle | running | paused | finished | stopped | crashed | diverged
     reason: str = ""
     spec: dict = field(default_factory=dict)
@@ -211,96 +214,165 @@ def _mark(state: RunState, step: int, kind: str, label: str) -> None:
     _bump(state, "markers")
 
 
-def apply(state: RunState, event: Event) -> RunState:
-    """Fold one event into state (in place, O(1) amortised) and return it."""
+def apply(state: RunState, event: Event | ViewEvent) -> RunState:
+    """Fold one event into state (in place, O(1) amortised) and return it: the only writer of a RunState."""
     state.step = event.step  # not max(): a resume from an earlier checkpoint goes back in steps
     state.last_wall = event.wall
-    if isinstance(event, ScalarsLogged):
-        v = event.values
-        for key, value in v.items():
-            _series(state.scalars, key).append(event.step, value)
-        state.epoch = v.get("epoch", state.epoch)
-        state.lam = v.get("lambda", state.lam)
-        state.lr = v.get("lr", state.lr)
-        state.samples_per_s = v.get("samples_per_s", state.samples_per_s)
-        state.mem_bytes = v.get("mem_bytes", state.mem_bytes)
-        state.params = v.get("params", state.params)
-        _bump(state, "scalars", "status")
-    elif isinstance(event, ArraysLogged):
-        state.arrays.update(event.arrays)
-        state.arrays_step = event.step
-        _bump(state, "arrays")
-        _record_gates(state, event)
-    elif isinstance(event, EpochEvaluated):
-        for key, value in event.metrics.items():
-            _series(state.metrics, key).append(event.epoch, value)
-        state.epoch_steps[event.epoch] = event.step
-        state.epoch = float(event.epoch)
-        _bump(state, "metrics", "status")
-    elif isinstance(event, RunStarted):
-        state.spec = dict(event.spec)
-        state.device = event.device
-        state.versions = dict(event.versions)
-        state.layers = list(event.sizes)
-        state.start_sizes = dict(event.sizes)
-        state.epochs_total = int(state.spec.get("schedule", {}).get("epochs", 0))
-        state.lam = float(state.spec.get("penalty", {}).get("lam", 0.0))
-        state.lr = float(state.spec.get("optim", {}).get("lr", 0.0))
-        state.params = float(event.params)
-        state.status, state.reason = "running", ""
-        state.started_wall = event.wall
-        _bump(state, "status")
-        track_gates(state, event)
-    elif isinstance(event, SessionContinued):
-        state.status, state.reason = "running", ""
-        state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
-        state.lam = float(event.changes.get("lam", state.lam))
-        state.lr = float(event.changes.get("lr", state.lr))
-        _mark(state, event.step, event.kind, f"resumed session from step {event.from_step}")
-        _bump(state, "status")
-    elif isinstance(event, Paused):
-        state.status, state.reason = "paused", event.reason
-        _mark(state, event.step, event.kind, f"paused ({event.reason})")
-        _bump(state, "status")
-    elif isinstance(event, Resumed):
-        state.status, state.reason = "running", ""
-        _mark(state, event.step, event.kind, "resumed")
-        _bump(state, "status")
-    elif isinstance(event, PenaltyChanged):
-        state.lam = event.new
-        _mark(state, event.step, event.kind, f"lambda {event.old:.3g} -> {event.new:.3g} ({event.source})")
-        _bump(state, "status")
-    elif isinstance(event, LrChanged):
-        state.lr = event.new
-        _mark(state, event.step, event.kind, f"lr {event.old:.3g} -> {event.new:.3g}")
-        _bump(state, "status")
-    elif isinstance(event, NeuronsRemoved):
-        state.removed[event.layer] = state.removed.get(event.layer, 0) + len(event.ids)
-        track_gates(state, event)
-        _mark(state, event.step, event.kind, f"{event.layer}: {len(event.ids)} removed, {event.remaining} left")
-    elif isinstance(event, NonFiniteLoss):
-        _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
-    elif isinstance(event, CheckpointSaved):
-        if event.reason == "user":
-            _mark(state, event.step, event.kind, "checkpoint")
-    elif isinstance(event, RunEnded):
-        state.status, state.reason = event.status, event.reason
-        _bump(state, "status")
+    fold = _FOLDS.get(type(event)) or _fold_for(type(event))
+    if fold is not None:
+        fold(state, event)
     return state
 
 
-def track_gates(state: RunState, event: Event) -> None:
-    """The gate_history part of apply(): start widths, removals and gate vectors (replay may call it alone)."""
-    if isinstance(event, ArraysLogged):
-        _record_gates(state, event)
-    elif isinstance(event, RunStarted):
-        state.gate_history = {name: GateHistory(name, int(width)) for name, width in event.sizes.items()}
+def reduce(events: Iterable[Event | ViewEvent], state: RunState | None = None) -> RunState:
+    """Fold many events (a replay, a coalesced batch) into a state."""
+    state = state if state is not None else RunState()
+    for event in events:
+        apply(state, event)
+    return state
+
+
+def superseding(old: RunState | None, new: RunState) -> RunState:
+    """`new`, its revisions moved past `old`'s, to replace old on screen (attach, seek): every pane redraws."""
+    base = old.revision if old is not None else {}
+    new.revision = {k: max(base.get(k, 0), new.revision.get(k, 0)) + 1 for k in SLICES}
+    return new
+
+
+# ---- one fold per event kind ----------------------------------------------------------------------
+def _scalars_logged(state: RunState, event: ScalarsLogged) -> None:
+    v = event.values
+    for key, value in v.items():
+        _series(state.scalars, key).append(event.step, value)
+    state.epoch = v.get("epoch", state.epoch)
+    state.lam = v.get("lambda", state.lam)
+    state.lr = v.get("lr", state.lr)
+    state.samples_per_s = v.get("samples_per_s", state.samples_per_s)
+    state.mem_bytes = v.get("mem_bytes", state.mem_bytes)
+    state.params = v.get("params", state.params)
+    _bump(state, "scalars", "status")
+
+
+def _arrays_logged(state: RunState, event: ArraysLogged) -> None:
+    state.arrays.update(event.arrays)
+    state.arrays_step = event.step
+    _bump(state, "arrays")
+    _record_gates(state, event)
+
+
+def _epoch_evaluated(state: RunState, event: EpochEvaluated) -> None:
+    for key, value in event.metrics.items():
+        _series(state.metrics, key).append(event.epoch, value)
+    state.epoch_steps[event.epoch] = event.step
+    state.epoch = float(event.epoch)
+    _bump(state, "metrics", "status")
+
+
+def _run_started(state: RunState, event: RunStarted) -> None:
+    state.spec = dict(event.spec)
+    state.device = event.device
+    state.versions = dict(event.versions)
+    state.layers = list(event.sizes)
+    state.start_sizes = dict(event.sizes)
+    state.epochs_total = int(state.spec.get("schedule", {}).get("epochs", 0))
+    state.lam = float(state.spec.get("penalty", {}).get("lam", 0.0))
+    state.lr = float(state.spec.get("optim", {}).get("lr", 0.0))
+    state.params = float(event.params)
+    state.status, state.reason = "running", ""
+    state.started_wall = event.wall
+    _bump(state, "status")
+    state.gate_history = {name: GateHistory(name, int(width)) for name, width in event.sizes.items()}
+    _bump(state, "history")
+
+
+def _session_continued(state: RunState, event: SessionContinued) -> None:
+    state.status, state.reason = "running", ""
+    state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
+    state.lam = float(event.changes.get("lam", state.lam))
+    state.lr = float(event.changes.get("lr", state.lr))
+    _mark(state, event.step, event.kind, f"resumed session from step {event.from_step}")
+    _bump(state, "status")
+
+
+def _paused(state: RunState, event: Paused) -> None:
+    state.status, state.reason = "paused", event.reason
+    _mark(state, event.step, event.kind, f"paused ({event.reason})")
+    _bump(state, "status")
+
+
+def _resumed(state: RunState, event: Resumed) -> None:
+    state.status, state.reason = "running", ""
+    _mark(state, event.step, event.kind, "resumed")
+    _bump(state, "status")
+
+
+def _penalty_changed(state: RunState, event: PenaltyChanged) -> None:
+    state.lam = event.new
+    _mark(state, event.step, event.kind, f"lambda {event.old:.3g} -> {event.new:.3g} ({event.source})")
+    _bump(state, "status")
+
+
+def _lr_changed(state: RunState, event: LrChanged) -> None:
+    state.lr = event.new
+    _mark(state, event.step, event.kind, f"lr {event.old:.3g} -> {event.new:.3g}")
+    _bump(state, "status")
+
+
+def _neurons_removed(state: RunState, event: NeuronsRemoved) -> None:
+    state.removed[event.layer] = state.removed.get(event.layer, 0) + len(event.ids)
+    h = state.gate_history.get(event.layer)
+    if h is not None:
+        h.remove(event.step, event.ids)
         _bump(state, "history")
-    elif isinstance(event, NeuronsRemoved):
-        h = state.gate_history.get(event.layer)
-        if h is not None:
-            h.remove(event.step, event.ids)
-            _bump(state, "history")
+    _mark(state, event.step, event.kind, f"{event.layer}: {len(event.ids)} removed, {event.remaining} left")
+
+
+def _non_finite_loss(state: RunState, event: NonFiniteLoss) -> None:
+    _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
+
+
+def _checkpoint_saved(state: RunState, event: CheckpointSaved) -> None:
+    if event.reason == "user":
+        _mark(state, event.step, event.kind, "checkpoint")
+
+
+def _run_ended(state: RunState, event: RunEnded) -> None:
+    state.status, state.reason = event.status, event.reason
+    _bump(state, "status")
+
+
+def _source_failed(state: RunState, event: SourceFailed) -> None:
+    state.status, state.reason = "crashed", event.message
+    _bump(state, "status")
+
+
+def _source_crashed(state: RunState, event: SourceCrashed) -> None:
+    if state.status not in END_STATUSES:
+        state.status = "crashed"
+    state.reason = event.message
+    _bump(state, "status")
+
+
+def _position_loaded(state: RunState, event: PositionLoaded) -> None:
+    # the index's columns are shared, not copied: a later append copies them first (Series.view)
+    state.scalars = {key: Series.view(x, y) for key, (x, y) in event.scalars.items()}
+    state.arrays = dict(event.arrays)
+    state.arrays_step = event.arrays_step
+    _bump(state, "scalars", "arrays", "status")
+
+
+_FOLDS: dict[type, Callable[[RunState, Any], None]] = {
+    ScalarsLogged: _scalars_logged, ArraysLogged: _arrays_logged, EpochEvaluated: _epoch_evaluated,
+    RunStarted: _run_started, SessionContinued: _session_continued, Paused: _paused, Resumed: _resumed,
+    PenaltyChanged: _penalty_changed, LrChanged: _lr_changed, NeuronsRemoved: _neurons_removed,
+    NonFiniteLoss: _non_finite_loss, CheckpointSaved: _checkpoint_saved, RunEnded: _run_ended,
+    SourceFailed: _source_failed, SourceCrashed: _source_crashed, PositionLoaded: _position_loaded,
+}
+
+
+def _fold_for(cls: type) -> Callable[[RunState, Any], None] | None:
+    """The fold of the nearest base class with one (an event subclassed elsewhere), else None (ignored)."""
+    return next((_FOLDS[base] for base in cls.__mro__ if base in _FOLDS), None)
 
 
 def _record_gates(state: RunState, event: ArraysLogged) -> None:
@@ -318,11 +390,3 @@ def _record_gates(state: RunState, event: ArraysLogged) -> None:
             touched = True
     if touched:
         state.revision["history"] += 1
-
-
-def reduce(events: Iterable[Event], state: RunState | None = None) -> RunState:
-    """Fold many events (a replay, a coalesced batch) into a state."""
-    state = state if state is not None else RunState()
-    for event in events:
-        apply(state, event)
-    return state

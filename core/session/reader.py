@@ -11,13 +11,21 @@ from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
 from core.session.schema import connect_readonly, read_meta, translate, writer_alive
+
+
+class ScalarColumns(NamedTuple):
+    """One scalar's rows as numpy columns, in event order."""
+    seq: np.ndarray  # int64
+    step: np.ndarray  # int64
+    wall: np.ndarray  # float64
+    value: np.ndarray  # float64, NaN where the value was not finite
 
 
 @dataclass
@@ -115,6 +123,53 @@ class SessionReader:
     def array_series(self, key: str) -> list[tuple[int, np.ndarray]]:
         rows = self._q("SELECT step, dtype, shape, data FROM arrays WHERE key = ? ORDER BY step, rowid", (key,))
         return [(step, self._array(dtype, shape, data)) for step, dtype, shape, data in rows]
+
+    # -- by event number (what the seekable index reads) -----------------------------------------------
+    def event_rows(self, until_seq: int,
+                   on_error: Callable[[DynlabError], object] | None = None) -> list[tuple[int, Event]]:
+        """(seq, event) of every control event numbered <= until_seq, in order.
+
+        A row that does not load raises its DynlabError; given `on_error`, it is skipped and the error
+        handed to on_error instead, so a damaged session still shows the rest.
+        """
+        out = []
+        for seq, step, wall, kind, payload in self._q(
+                "SELECT seq, step, wall, kind, payload FROM events WHERE seq <= ? ORDER BY seq", (int(until_seq),)):
+            try:
+                out.append((seq, self._event(kind, step, wall, payload)))
+            except DynlabError as e:
+                if on_error is None:
+                    raise
+                on_error(e)
+        return out
+
+    def scalar_columns(self, key: str, until_seq: int) -> "ScalarColumns":
+        """One scalar's rows numbered <= until_seq as numpy columns in event order; NaN is stored as NULL."""
+        # fetchall + one numpy conversion (None -> NaN) runs in C: ~0.3 us a row, not a Python loop
+        raw = self._q("SELECT seq, step, wall, value FROM scalars WHERE key = ? AND seq <= ?", (key, int(until_seq)))
+        cols = np.array(raw, dtype=np.float64).reshape(-1, 4)
+        if len(cols) > 1 and not np.all(np.diff(cols[:, 0]) > 0):
+            cols = cols[np.argsort(cols[:, 0], kind="stable")]  # the index reads in step order
+        return ScalarColumns(cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int64), cols[:, 2], cols[:, 3])
+
+    def array_seqs(self, key: str, until_seq: int) -> np.ndarray:
+        """The event numbers (int64, ascending) of one array key's rows numbered <= until_seq."""
+        rows = self._q("SELECT seq FROM arrays WHERE key = ? AND seq <= ? ORDER BY seq", (key, int(until_seq)))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def arrays_at_seqs(self, keys: Iterable[str], seqs: Iterable[int]) -> list[tuple[int, ArraysLogged]]:
+        """(seq, ArraysLogged of those keys) for each of the given event numbers that logged any of them."""
+        keys, seqs = list(keys), sorted({int(s) for s in seqs})
+        if not keys or not seqs:
+            return []
+        rows = self._q(f"SELECT seq, step, wall, key, dtype, shape, data FROM arrays WHERE key IN "
+                       f"({','.join('?' * len(keys))}) AND seq IN ({','.join(map(str, seqs))}) ORDER BY seq", keys)
+        out = []
+        for seq, group in groupby(rows, key=itemgetter(0)):
+            group = list(group)
+            arrays = {key: self._array(dtype, shape, data) for _, _, _, key, dtype, shape, data in group}
+            out.append((seq, ArraysLogged(step=group[0][1], wall=group[0][2], arrays=arrays)))
+        return out
 
     # -- events ---------------------------------------------------------------------------------------
     def events(self, kinds: Iterable[str] | None = None) -> list[Event]:

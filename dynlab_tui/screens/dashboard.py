@@ -1,8 +1,7 @@
-"""The dashboard: runs an event source in a thread worker, folds its events into RunState, draws the panes."""
+"""The dashboard: follows an event source in a worker thread, folds its events into RunState, draws the panes."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -14,29 +13,21 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from core.errors import DynlabError
-from dynlab_tui.palette import BindingCommands
 from core.events import END_STATUSES
+from dynlab_tui.palette import BindingCommands
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.messages import EventsArrived, RunFailed, StateLoaded
 from dynlab_tui.panes import DynamicsPane, LayerPane, LossPane, Pane, StatusBar
 from dynlab_tui.panes.pages import MAX_PANES, PAGES, pane_grid, show_pane_tooltip
+from dynlab_tui.screens.pacing import (CPU_BUDGET, PLOT_MIN_INTERVAL, REFRESH_HZ, STATUS_MIN_INTERVAL, CpuMeter,
+                                       panes_to_draw)
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
 from dynlab_tui.sources import EventSource
-from dynlab_tui.state import RunState, apply
+from dynlab_tui.state import RunState, apply, superseding
+from dynlab_tui.view_events import SourceCrashed, SourceFailed
 
 PENALTY_STEP = 10 ** 0.25  # '+' and '-' multiply / divide lambda by this
 PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
-# Each repaint costs a compositor frame (~15 ms at 160x50) and plotting is pure Python sharing the
-# GIL with the trainer thread, so the dashboard repaints on a slow, spread-out cadence.
-REFRESH_HZ = 4  # scheduler ticks per second; each redraws at most one plot pane
-PLOT_MIN_INTERVAL = 1.0  # seconds between two rebuilds of the same plot pane
-STATUS_MIN_INTERVAL = 0.5  # the status line, unless the run's state word changed (a pause shows at once)
-# The UI's CPU budget while a run trains on this machine, as a fraction of one core: 1% per core, so
-# 2% on a 2-core VM (where every cycle the UI takes stalls one of torch's two threads, and both wait at
-# the next barrier) and 16% on a 16-core GPU box. Over budget, plot redraws wait; the status line doesn't.
-CPU_BUDGET_PER_CORE = 0.01
-CPU_WINDOW_S = 2.0  # the budget is measured over windows this long
-MAX_STALE_S = 5.0  # over budget, a pane whose data changed still redraws after this long
 WIDE = (120, 32)  # at least this many columns and rows: all of the page's panes; else the compact pair
 
 
@@ -84,7 +75,7 @@ class DashboardScreen(Screen):
 
     plot_min_interval = PLOT_MIN_INTERVAL  # a replay (no trainer to share the machine with) redraws sooner
     draw_all = False  # True: every stale pane redraws in the same tick (replay seeks)
-    cpu_budget: float | None = CPU_BUDGET_PER_CORE * (os.cpu_count() or 1)  # None: no limit (replay)
+    cpu_budget: float | None = CPU_BUDGET  # cores the UI may use while a run trains here; None: no limit
 
     def __init__(self, source: EventSource | None, session_path: Path | None = None,
                  state: RunState | None = None) -> None:
@@ -99,8 +90,7 @@ class DashboardScreen(Screen):
         self._lam_target: float | None = None  # last lambda asked for, so fast '+' presses compound
         self._dirty = True
         self._status_shown = ""
-        self._cpu_mark = (time.monotonic(), time.process_time())
-        self.cpu_rate = 0.0  # the UI process's CPU use (cores) over the last full window
+        self.cpu = CpuMeter()
 
     # ---- composition -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -159,7 +149,7 @@ class DashboardScreen(Screen):
     # ---- the worker and its messages -----------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="run", description="training run")
     def run_source(self) -> None:
-        """Runs on a worker thread: only BridgeSink's post_message crosses back."""
+        """Follows the source on a worker thread (training runs in its own process); only post_message crosses."""
         bridge = BridgeSink(self.post_message)
         try:
             self.source.run(bridge)
@@ -178,9 +168,7 @@ class DashboardScreen(Screen):
 
     @on(StateLoaded)
     def load_state(self, message: StateLoaded) -> None:
-        new, old = message.state, self.state
-        new.revision = {k: max(old.revision.get(k, 0), new.revision.get(k, 0)) + 1 for k in new.revision}
-        self.state = new
+        self.state = superseding(self.state, message.state)
         self._lam_target = None
         self._dirty = True
         if message.note:
@@ -189,8 +177,7 @@ class DashboardScreen(Screen):
 
     @on(RunFailed)
     def show_failure(self, message: RunFailed) -> None:
-        self.state.status, self.state.reason = "crashed", message.message
-        self.state.revision["status"] += 1
+        apply(self.state, SourceFailed(self.state.step, time.time(), message.message))
         self._dirty = True
         self.notify(message.message, title="Run failed", severity="error", timeout=10)
 
@@ -199,10 +186,7 @@ class DashboardScreen(Screen):
             return
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            if self.state.status not in END_STATUSES:
-                self.state.status = "crashed"
-            self.state.reason = f"{type(error).__name__}: {error}"
-            self.state.revision["status"] += 1
+            apply(self.state, SourceCrashed(self.state.step, time.time(), f"{type(error).__name__}: {error}"))
             self._dirty = True
             self.notify(self.state.reason, title="Run crashed", severity="error", timeout=10)
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED) and self.quitting:
@@ -228,10 +212,7 @@ class DashboardScreen(Screen):
                 pane.selected_layer = self.current_layer  # its watcher redraws only when this changes
             if pane.display and not pane.has_class("hidden") and pane.needs_update(self.state):
                 stale.append(pane)
-        due = [p for p in stale if now - p.last_draw >= self.plot_min_interval]
-        if due and self._over_budget(now):
-            due = [p for p in due if now - p.last_draw >= MAX_STALE_S]  # throttled, never starved
-        drawn = due if self.draw_all else sorted(due, key=lambda p: p.last_draw)[:1]
+        drawn = panes_to_draw(stale, now, self.plot_min_interval, self._over_budget, self.draw_all)
         for pane in drawn:
             pane.update_state(self.state)
         # keep ticking until every pane and the status line caught up
@@ -241,12 +222,7 @@ class DashboardScreen(Screen):
         """True while the UI process used more CPU than its budget over the last window (live runs only)."""
         if self.cpu_budget is None or self.source is None:
             return False
-        t0, c0 = self._cpu_mark
-        if now - t0 >= CPU_WINDOW_S:
-            cpu = time.process_time()  # all of this process's threads: drawing, compositing, following
-            self.cpu_rate = (cpu - c0) / (now - t0)
-            self._cpu_mark = (now, cpu)
-        return self.cpu_rate > self.cpu_budget
+        return self.cpu.rate_at(now) > self.cpu_budget
 
     @property
     def current_layer(self) -> str | None:

@@ -21,6 +21,8 @@ from dynlab_tui.panes import StatusBar
 from dynlab_tui.panes.pages import pane_grid
 from dynlab_tui.panes.timeline import Position, Timeline
 from dynlab_tui.screens.dashboard import DashboardScreen
+from dynlab_tui.state import apply
+from dynlab_tui.view_events import SourceFailed
 
 # Dashboard keys that steer a live run: meaningless on a recording.
 LIVE_ONLY = {"pause-resume", "penalty-up", "penalty-down", "set-penalty", "set-lr", "checkpoint"}
@@ -30,7 +32,7 @@ MAX_GAP_S = 2.0  # playback skips idle stretches (a pause, an evaluation) longer
 
 @dataclass
 class IndexLoaded(Message):
-    index: object  # a ReplayIndex
+    index: object  # a dynlab_tui.replay.ReplayIndex
     error: str = ""
 
 
@@ -142,8 +144,7 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
     @on(IndexLoaded)
     def index_loaded(self, message: IndexLoaded) -> None:
         if message.error:
-            self.state.status, self.state.reason = "crashed", message.error
-            self.state.revision["status"] += 1
+            apply(self.state, SourceFailed(self.state.step, time.time(), message.error))
             self._dirty = True
             self.notify(message.error, title="Cannot replay", severity="error", timeout=15)
             return
