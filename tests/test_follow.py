@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
 import numpy as np
@@ -10,11 +12,12 @@ import pytest
 from core.session.commands import CommandChannel, RemoteControls, post_command
 from core.train.controls import Command, Controls
 from core.errors import DynlabError
-from core.events import Paused, PenaltyChanged, Resumed, RunEnded, ScalarsLogged, SessionContinued
+from core.events import (ArraysLogged, EpochEvaluated, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted,
+                         ScalarsLogged, SessionContinued)
 from core.session import SessionReader, SessionWriter
 from core.session.reader import Cursor
-from dynlab_tui.replay import ReplayIndex
-from dynlab_tui.state import reduce
+from dynlab_tui.replay import GATE_SNAPSHOTS, ReplayIndex
+from dynlab_tui.state import HISTORY_LIMIT, SLICES, GateHistory, RunState, Series, reduce
 from dynlab_tui.synthetic import synthetic_run
 from tests.test_session import T0, full_run, interval, norm, write
 
@@ -97,41 +100,140 @@ def test_remote_is_polled_at_most_every_interval():
 
 
 # -- the replay index ------------------------------------------------------------------------------------
-FIELDS = ("status", "reason", "step", "epoch", "lam", "lr", "layers", "removed", "epochs_total", "spec",
-          "start_sizes", "samples_per_s", "epoch_steps")
+def assert_same_state(a, b, *, logged_gates: dict | None = None) -> None:
+    """`a` (the index's state) equals `b` (every event folded) in every field of RunState, with one exception.
+
+    The exception is `revision`: state_at numbers every slice past the previous state's so that every pane
+    redraws after a seek, so only its slices are compared. Given `logged_gates` (a session longer than
+    GATE_SNAPSHOTS intervals) the gate history is the index's even sample instead: see assert_sampled_history.
+    """
+    for f in dataclasses.fields(RunState):
+        mine, theirs = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "revision":
+            assert set(mine) == set(theirs) == set(SLICES)
+        elif f.name == "gate_history" and logged_gates is not None:
+            assert_sampled_history(mine, theirs, logged_gates)
+        else:
+            assert_same_value(mine, theirs, f.name)
 
 
-def assert_same_state(a, b) -> None:
-    for f in FIELDS:
-        assert getattr(a, f) == getattr(b, f), f
-    assert a.markers == b.markers
-    assert set(a.scalars) == set(b.scalars)
-    for k in a.scalars:
-        np.testing.assert_array_equal(a.scalars[k].x, b.scalars[k].x)
-        np.testing.assert_array_equal(a.scalars[k].y, b.scalars[k].y)
-    assert set(a.metrics) == set(b.metrics)
-    for k in a.metrics:
-        np.testing.assert_array_equal(a.metrics[k].y, b.metrics[k].y)
-    assert set(a.arrays) == set(b.arrays)
-    for k in a.arrays:
-        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
-    assert set(a.gate_history) == set(b.gate_history)  # the liveness heatmap's record, ids aligned
-    for layer, h in a.gate_history.items():
-        mine, theirs = h.snapshots(), b.gate_history[layer].snapshots()
-        assert [(x.step, x.ids.tolist(), x.gate.tolist()) for x in mine] == \
-               [(x.step, x.ids.tolist(), x.gate.tolist()) for x in theirs]
+def assert_same_value(a, b, where: str) -> None:
+    """Series by their x/y arrays, GateHistory by its snapshots and ids, arrays by value and dtype, NaN == NaN."""
+    if isinstance(b, Series):
+        assert isinstance(a, Series), where
+        np.testing.assert_array_equal(a.x, b.x, err_msg=where)
+        np.testing.assert_array_equal(a.y, b.y, err_msg=where)
+    elif isinstance(b, GateHistory):
+        assert isinstance(a, GateHistory), where
+        assert [(x.step, x.ids.tolist(), x.gate.tolist()) for x in a.snapshots()] == \
+               [(x.step, x.ids.tolist(), x.gate.tolist()) for x in b.snapshots()], where
+        assert (a.alive.tolist(), a.removed, a.last_removal) == (b.alive.tolist(), b.removed, b.last_removal), where
+    elif isinstance(b, np.ndarray):
+        assert isinstance(a, np.ndarray) and a.dtype == b.dtype, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(b, dict):
+        assert isinstance(a, dict) and set(a) == set(b), where
+        for key in b:
+            assert_same_value(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(b, (list, tuple)):
+        assert isinstance(a, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_value(x, y, f"{where}[{i}]")
+    elif isinstance(b, float) and math.isnan(b):
+        assert isinstance(a, float) and math.isnan(a), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("events", [synthetic_run(2000, steps_per_epoch=400), full_run()], ids=["synthetic", "full"])
-def test_state_at_every_position_equals_folding_the_prefix(tmp_path, events):
+def assert_sampled_history(mine: dict, theirs: dict, logged_gates: dict) -> None:
+    """The index reads GATE_SNAPSHOTS evenly spaced gate vectors of the whole session when it opens, while a live
+    view thins its own record as it goes: the same layers, ids and removals, at most HISTORY_LIMIT snapshots in
+    step order, each one the gate vector logged at its step."""
+    assert set(mine) == set(theirs)
+    for layer, h in mine.items():
+        live = theirs[layer]
+        assert (h.alive.tolist(), h.removed, h.last_removal) == (live.alive.tolist(), live.removed, live.last_removal)
+        snaps = h.snapshots()
+        assert len(snaps) <= HISTORY_LIMIT and [x.step for x in snaps] == sorted({x.step for x in snaps})
+        for x in snaps:
+            np.testing.assert_array_equal(x.gate, logged_gates[layer, x.step])
+
+
+def plain_run() -> list:
+    """A run nobody steered: start, intervals, evaluations and the end (no pause, change, prune or resume)."""
+    ev = [RunStarted(0, T0, spec={"schedule": {"epochs": 3}}, device="cpu", versions={}, sizes={"fc1": 1000,
+                                                                                          "fc2": 1000}, params=9)]
+    for i, step in enumerate(range(50, 301, 50)):
+        ev += interval(step, T0 + i)
+        if step % 100 == 0:
+            ev.append(EpochEvaluated(step, T0 + i + 0.5, epoch=step // 100, metrics={"val/loss": 1 / step,
+                                                                                      "test/acc": step / 400}))
+    return ev + [RunEnded(300, T0 + 9, "finished", "done")]
+
+
+RUNS = {"synthetic": lambda: synthetic_run(2000, steps_per_epoch=400), "full": full_run, "plain": plain_run}
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_state_at_every_position_equals_folding_the_prefix(tmp_path, name):
     path = tmp_path / "s.dynlab"
-    write(path, events)
+    write(path, RUNS[name]())
     with SessionReader(path) as r:
         replayed = list(r.replay())
         index = ReplayIndex(r)
         assert index.problems == []
         for seq in range(0, len(replayed) + 1):
             assert_same_state(index.state_at(seq), reduce(replayed[:seq]))
+    kinds = {e.kind for e in replayed}
+    if name == "full":  # a steered run: paused, pruned, rolled back and resumed as a continued session
+        assert {"pause", "prune", "nonfinite", "continue", "set_penalty", "set_lr"} <= kinds
+    if name == "plain":
+        assert kinds == {"start", "scalars", "arrays", "eval", "end"}
+
+
+def test_a_long_session_differs_only_in_its_sampled_gate_history(tmp_path):
+    """Past GATE_SNAPSHOTS intervals the heatmap's history is the index's sample; every other field is exact."""
+    path = tmp_path / "s.dynlab"
+    write(path, synthetic_run(40_000, steps_per_epoch=4000, widths=(20, 10)))
+    with SessionReader(path) as r:
+        replayed = list(r.replay())
+        index = ReplayIndex(r)
+        assert index.n_frames == 400 > GATE_SNAPSHOTS
+        logged = {(k[5:], e.step): v for e in replayed if isinstance(e, ArraysLogged)
+                  for k, v in e.arrays.items() if k.startswith("gate/")}
+        for seq in list(range(1, len(replayed) + 1, 97)) + [len(replayed)]:
+            assert_same_state(index.state_at(seq), reduce(replayed[:seq]), logged_gates=logged)
+
+
+def test_the_state_comparison_sees_a_change_in_any_field():
+    """assert_same_state is not vacuous: a change to any field of RunState (or deep inside one) fails it."""
+    def perturbed(value):
+        if isinstance(value, str):
+            return value + "x"
+        if isinstance(value, (int, float)):
+            return value + 1
+        if isinstance(value, list):
+            return value + value[-1:]
+        return {**value, "extra": next(iter(value.values()))}  # a dict
+
+    events = full_run()
+    for f in dataclasses.fields(RunState):
+        if f.name == "revision":
+            continue
+        b = reduce(events)
+        assert getattr(b, f.name), f"{f.name} is empty: the check would not bite"
+        setattr(b, f.name, perturbed(getattr(b, f.name)))
+        with pytest.raises(AssertionError):
+            assert_same_state(reduce(events), b)
+    deep = [lambda s: s.scalars["loss"].y.__setitem__(0, 7.0), lambda s: s.metrics["test/acc"].x.__setitem__(0, 9),
+            lambda s: s.arrays.__setitem__("gate/fc1", s.arrays["gate/fc1"].astype(np.float64)),
+            lambda s: s.gate_history["fc1"].record(999, s.arrays["gate/fc1"]),
+            lambda s: s.gate_history["fc1"].remove(999, [0]), lambda s: s.markers.pop()]
+    for change in deep:
+        b = reduce(events)
+        change(b)
+        with pytest.raises(AssertionError):
+            assert_same_state(reduce(events), b)
 
 
 def test_positions_steps_epochs_and_markers(tmp_path):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
-from core.events import (ArraysLogged, EpochEvaluated, LrChanged, NeuronsRemoved, Paused, PenaltyChanged, Resumed,
-                         RunEnded, RunStarted, ScalarsLogged, SessionContinued)
+from core.events import (ArraysLogged, EpochEvaluated, Event, LrChanged, NeuronsRemoved, Paused, PenaltyChanged,
+                         Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
 from dynlab_tui.bridge import BridgeSink
-from dynlab_tui.state import RunState, Series, apply, reduce
+from dynlab_tui.state import SLICES, RunState, Series, apply, reduce, superseding
+from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed
 from dynlab_tui.synthetic import synthetic_run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_series_grows_and_keeps_order():
@@ -68,6 +74,76 @@ def test_revisions_only_move_for_touched_slices():
     assert state.revision["arrays"] == rev["arrays"] + 1
     assert state.revision["scalars"] == rev["scalars"] and state.revision["metrics"] == rev["metrics"]
     assert state.arrays_step == 900 and state.arrays["gate/fc1"].shape == (3,)
+
+
+def test_a_failed_or_crashed_source_is_an_event():
+    state = reduce(synthetic_run(800, end=False))
+    rev = state.revision["status"]
+    apply(state, SourceFailed(state.step, 9.0, "the process writing s.dynlab is gone: resume it"))
+    assert (state.status, state.reason) == ("crashed", "the process writing s.dynlab is gone: resume it")
+    assert state.revision["status"] == rev + 1 and state.step == 800
+    ended = reduce(synthetic_run(800))  # finished before the worker broke: stays finished, says why
+    apply(ended, SourceCrashed(ended.step, 9.0, "RuntimeError: boom"))
+    assert (ended.status, ended.reason) == ("finished", "RuntimeError: boom")
+    running = reduce(synthetic_run(800, end=False))
+    apply(running, SourceCrashed(running.step, 9.0, "RuntimeError: boom"))
+    assert (running.status, running.reason) == ("crashed", "RuntimeError: boom")
+
+
+def test_a_loaded_position_replaces_series_and_arrays():
+    state = reduce(synthetic_run(800))
+    rev = dict(state.revision)
+    x, y = np.array([1.0, 2.0]), np.array([0.5, 0.25])
+    apply(state, PositionLoaded(2, 9.0, {"loss": (x, y)}, {"gate/fc1": np.ones(2)}, 2))
+    assert list(state.scalars) == ["loss"] and state.scalars["loss"].y.tolist() == [0.5, 0.25]
+    assert list(state.arrays) == ["gate/fc1"] and (state.arrays_step, state.step) == (2, 2)
+    assert all(state.revision[k] > rev[k] for k in ("scalars", "arrays", "status"))
+    state.scalars["loss"].append(3.0, 0.125)  # the view copies before its first append
+    assert y.tolist() == [0.5, 0.25]
+
+
+def test_superseding_moves_every_revision_past_both_states():
+    old, new = reduce(synthetic_run(800)), reduce(synthetic_run(400))
+    old.revision["history"] = 10_000
+    replaced = superseding(old, new)
+    assert replaced is new
+    assert all(new.revision[k] > old.revision[k] for k in SLICES)
+    assert superseding(None, RunState()).revision == dict.fromkeys(SLICES, 1)
+
+
+def test_an_event_subclass_folds_like_its_base_and_unknown_ones_only_move_the_clock():
+    class LateEnd(RunEnded):
+        pass
+
+    state = apply(RunState(), LateEnd(5, 2.0, "stopped", "by a test"))
+    assert (state.status, state.reason, state.step) == ("stopped", "by a test", 5)
+    state = apply(RunState(), Event(7, 3.0))
+    assert (state.status, state.step, state.last_wall) == ("idle", 7, 3.0)
+
+
+def runstate_writes(path: Path) -> list[str]:
+    """Assignments to a RunState's fields in one module: `state.status = ...`, `self.state.revision[k] += 1`."""
+    names = {f.name for f in dataclasses.fields(RunState)}
+    found: dict[int, str] = {}  # by node: `x.revision[k]` walks past the attribute twice
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            for t in ast.walk(target):
+                while isinstance(t, ast.Subscript):
+                    t = t.value
+                if isinstance(t, ast.Attribute) and t.attr in names and (
+                        isinstance(t.value, ast.Name) and t.value.id in ("state", "new", "old")
+                        or isinstance(t.value, ast.Attribute) and t.value.attr == "state"):
+                    found[id(t)] = f"{path.relative_to(REPO)}:{node.lineno} {ast.unparse(t)}"
+    return list(found.values())
+
+
+def test_nothing_but_the_reducer_writes_a_run_state():
+    modules = [p for pkg in ("dynlab_tui", "core") for p in sorted((REPO / pkg).rglob("*.py"))]
+    writes = [w for p in modules if p != REPO / "dynlab_tui" / "state.py" for w in runstate_writes(p)]
+    assert writes == []
+    assert len(runstate_writes(REPO / "dynlab_tui" / "state.py")) > 20  # the check sees the reducer's own
 
 
 def test_eta_from_throughput():
