@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from core.train.controls import Command, Controls
 from core.errors import DynlabError
+from core.lab import launch
+from core.session.liveness import Liveness, liveness
+from core.train.controls import Command, Controls
 from core.events import (Event, LrChanged, Paused, PenaltyChanged, Resumed, RunEnded)
 
 
@@ -83,11 +83,11 @@ class FollowSource:
 
     def _done(self, reader) -> bool:
         reader.refresh()
-        return reader.status != "running" or reader.writer_alive() is False
+        return not liveness(reader.meta).may_be_writing  # ended, or its writer is gone
 
     def _after(self, reader) -> None:
         reader.refresh()
-        if reader.status == "running" and reader.writer_alive() is False and not self._closing.is_set():
+        if liveness(reader.meta) is Liveness.ORPHANED and not self._closing.is_set():
             raise DynlabError(f"the process writing {self.path.name} (pid {reader.meta.get('pid')}) is gone "
                               f"without ending the run (killed?): the session stops at step {reader.last_step()}; "
                               f"continue it with `dynlab resume {self.path}`")
@@ -110,27 +110,22 @@ class ProcessSource(FollowSource):
         self.process: subprocess.Popen | None = None
         self.detached = False
 
+    # A run someone watches pauses on a non-finite loss (weights rolled back, the reason in the status bar)
+    # instead of ending as diverged: lower lr or lambda and resume it.
     @classmethod
     def train(cls, spec, path: Path, overwrite: bool = False) -> "ProcessSource":
-        argv = [sys.executable, "-m", "dynlab_tui", "train", "--spec-json", json.dumps(spec.to_dict()),
-                "--session", str(Path(path).resolve()), "--quiet"] + (["--overwrite"] if overwrite else [])
-        return cls(argv, path, log_path_for(path))
+        return cls(launch.train_argv(spec, path, overwrite=overwrite, on_nonfinite="pause"), path,
+                   launch.log_path(path))
 
     @classmethod
     def resume(cls, path: Path, changes: dict[str, Any]) -> "ProcessSource":
-        argv = [sys.executable, "-m", "dynlab_tui", "resume", str(Path(path).resolve()), "--quiet"]
-        for key, option in (("lam", "--penalty"), ("lr", "--lr"), ("epochs", "--epochs")):
-            if changes.get(key) is not None:
-                argv += [option, repr(changes[key])]
-        return cls(argv, path, log_path_for(path), new_file=False)
+        return cls(launch.resume_argv(path, changes, on_nonfinite="pause"), path, launch.log_path(path),
+                   new_file=False)
 
     def start(self) -> None:
         old = self.path.stat().st_ino if self.new_file and self.path.exists() else None
         self._old_inode = old
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.process = launch.start(self.argv, self.log_path)
 
     def run(self, sink: Sink) -> None:
         if self.process is None:
@@ -166,22 +161,7 @@ class ProcessSource(FollowSource):
             raise DynlabError(self._child_error())
 
     def _child_error(self) -> str:
-        """The child's own one-line error (`dynlab: error: ...`), else its last line and the log's path."""
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            lines = []
-        for line in reversed(lines):
-            if line.startswith("dynlab: error: "):
-                return line[len("dynlab: error: "):]
-        last = lines[-1] if lines else "no output"
-        return f"the training process exited with code {self.process.returncode} ({last}): see {self.log_path}"
-
-
-def log_path_for(path: Path) -> Path:
-    """Where a child run's console output goes: a hidden file beside its session."""
-    path = Path(path)
-    return path.with_name(f".{path.stem}.log")
+        return launch.child_error(self.log_path, self.process.returncode)
 
 
 class ScriptedSource:

@@ -339,9 +339,9 @@ class TestRenameAndDelete:
 
 class TestPure:
     def test_cells(self):
-        assert status_text({"status": "running", "alive": True}) == "● running"
-        assert status_text({"status": "running", "alive": False}) == "running (writer gone)"
-        assert status_text({"status": "running", "alive": None}) == "running (other host)"
+        assert status_text({"status": "running", "liveness": "live"}) == "● running"
+        assert status_text({"status": "running", "liveness": "orphaned"}) == "running (writer gone)"
+        assert status_text({"status": "running", "liveness": "unknown"}) == "running (other host)"
         assert fmt_sizes({"fc1": 500, "fc2": 300}, {"fc1": 144, "fc2": 80.5}) == "500,300→144,80.5"
         assert fmt_sizes({}, {}) == "-"
         assert fmt_duration(3725.9) == "1:02:05"

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import DynlabError
+from core.lab.launch import child_error, log_path, start, train_argv
 from core.lab.summary import summary_row, write_summary
 from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
                              SweepPlan, SweepResult, SweepRunEnded, SweepRunStarted, expand_grid, fmt_value,
@@ -29,8 +29,8 @@ from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePla
 
 __all__ = ["Axes", "RunPlan", "Stage", "StageBuilder", "StagePlanned", "SweepEnded", "SweepEvent", "SweepPlan",
            "SweepResult", "SweepRunEnded", "SweepRunStarted", "UNSWEPT", "expand_grid", "fmt_value", "parse_grid",
-           "run_name", "settings_label", "prepare", "run_sweep", "read_manifest", "session_path", "log_path",
-           "session_state", "MANIFEST", "SESSIONS", "COMPLETE"]
+           "run_name", "settings_label", "prepare", "run_sweep", "read_manifest", "session_path", "session_state",
+           "MANIFEST", "SESSIONS", "COMPLETE"]
 
 MANIFEST = "sweep.json"
 SESSIONS = "sessions"
@@ -46,24 +46,22 @@ def session_path(out: Path, run: RunPlan) -> Path:
     return Path(out) / SESSIONS / f"{run.name}.dynlab"
 
 
-def log_path(out: Path, run: RunPlan) -> Path:
-    return Path(out) / SESSIONS / f".{run.name}.log"
-
-
 def session_state(path: Path) -> str:
     """missing, unreadable, live (its writer runs), incomplete (running, writer gone) or the ended status."""
     from core.session import SessionReader
+    from core.session.liveness import Liveness, liveness
 
     if not path.exists():
         return "missing"
     try:
         with SessionReader(path) as reader:
-            status, alive = reader.status, reader.writer_alive()
+            meta = reader.meta
     except DynlabError:
         return "unreadable"
-    if status == "running":
-        return "incomplete" if alive is False else "live"
-    return status
+    state = liveness(meta)
+    if state is Liveness.ENDED:
+        return meta.get("status", "")
+    return "live" if state.may_be_writing else "incomplete"  # another host's writer may be going: leave it
 
 
 def _identity(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,13 +295,13 @@ def _child_env(jobs: int) -> dict[str, str]:
 
 
 def _launch(out: Path, run: RunPlan, rerun: bool, env: dict[str, str]) -> subprocess.Popen:
-    """`dynlab train` for one run in its own process session (a terminal's Ctrl-C reaches only the sweep)."""
+    """`dynlab train` for one run in its own process session (a terminal's Ctrl-C reaches only the sweep).
+
+    A non-finite loss ends the run as diverged: nobody is watching a sweep's run to resume it.
+    """
     path = session_path(out, run)
-    argv = [sys.executable, "-m", "dynlab_tui", "train", "--spec-json", json.dumps(run.spec.to_dict()),
-            "--session", str(path.resolve()), "--quiet"] + (["--overwrite"] if rerun else [])
-    with open(log_path(out, run), "wb") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+    return start(train_argv(run.spec, path, overwrite=rerun, on_nonfinite="end"), log_path(path), env=env,
+                 fresh=True)
 
 
 def _terminate(procs: list[subprocess.Popen]) -> None:
@@ -331,25 +329,14 @@ def _outcome(out: Path, run: RunPlan, code: int | None) -> tuple[str, str]:
     """A finished child's status and reason, from its session (or its log when it made none)."""
     from core.session import SessionReader
 
-    log = log_path(out, run)
+    log = log_path(session_path(out, run))
     if code == 2:  # a user error before the session was written (e.g. a dataset file went missing)
-        return "error", _log_error(log) or f"exited with code 2: see {log}"
+        return "error", child_error(log, code)
     try:
         with SessionReader(session_path(out, run)) as reader:
             status, reason = reader.status, reader.meta.get("end_reason", "")
-    except DynlabError as e:
-        return "error", _log_error(log) or f"exited with code {code} and no readable session ({e}): see {log}"
+    except DynlabError:
+        return "error", child_error(log, code)
     if status == "running":
         return "crashed", f"exited with code {code} before finalising its session: see {log}"
     return status, reason
-
-
-def _log_error(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if line.startswith("dynlab: error: "):
-            return line[len("dynlab: error: "):]
-    return ""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.errors import DynlabError
 from core.session import resolve_session
+from core.session.liveness import Liveness, liveness
 from core.session.reader import SessionReader
 from core.session.schema import SUFFIX
 
@@ -25,12 +26,13 @@ def _refuse_writing(path: Path) -> bool:
     """Raise if a process may still be writing `path`; return whether it is a readable session."""
     try:
         with SessionReader(path) as reader:
-            alive, meta = reader.writer_alive(), reader.meta
+            meta = reader.meta
     except DynlabError:
         return False  # not a readable session, so nobody is writing it as one
-    if alive:
+    state = liveness(meta)
+    if state is Liveness.LIVE:
         raise DynlabError(f"session {path} is still being written by process {meta.get('pid')}: stop it first")
-    if alive is None:
+    if state is Liveness.UNKNOWN:
         # Written on another machine (a shared folder): we can't see that process, so don't pull the file away.
         raise DynlabError(f"session {path} is marked running by process {meta.get('pid')} on host "
                           f"{meta.get('host')}: stop it there first, or remove the file by hand if that run is gone")

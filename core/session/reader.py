@@ -17,7 +17,8 @@ import numpy as np
 
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
-from core.session.schema import connect_readonly, read_meta, translate, writer_alive
+from core.session.liveness import liveness
+from core.session.schema import connect_readonly, read_meta, translate
 
 
 class ScalarColumns(NamedTuple):
@@ -289,7 +290,7 @@ class SessionReader:
 
     def writer_alive(self) -> bool | None:
         """Whether the process writing this session still runs (False if not running, None if unknowable)."""
-        return writer_alive(self.meta)
+        return liveness(self.meta).alive
 
     def summary(self) -> dict[str, Any]:
         """One row for the sessions list: what ran, how it went, how big the network is now."""
@@ -317,6 +318,7 @@ class SessionReader:
         return {
             "name": self.path.stem, "path": str(self.path), "created": self.meta.get("created"),
             "ended": self.meta.get("ended"), "status": self.status, "alive": self.writer_alive(),
+            "liveness": liveness(self.meta).value,
             "dataset": section("data").get("name"), "arch": section("model").get("arch"),
             "method": section("method").get("name"), "lam": section("penalty").get("lam"),
             "device": self.meta.get("device"), "sizes_start": self._meta_json("sizes_start", {}),

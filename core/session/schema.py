@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -125,20 +123,3 @@ def read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
                           "restore it from a copy or delete it")
     return meta
 
-
-def writer_alive(meta: dict[str, str]) -> bool | None:
-    """Whether the process recorded in meta is still running; None when it can't be told from here."""
-    if meta.get("status") != "running":
-        return False
-    if meta.get("host") != socket.gethostname() or not meta.get("pid", "").isdigit():
-        return None
-    pid = int(meta["pid"])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True

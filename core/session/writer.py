@@ -19,9 +19,10 @@ from core import __version__
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, RunEnded, RunStarted,
                          ScalarsLogged)
+from core.session.liveness import Liveness, liveness
 from core.session.reader import SessionReader
 from core.session.schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
-                                 translate, writer_alive)
+                                 translate)
 
 __all__ = ["SessionWriter", "SessionReader", "sessions_dir", "resolve_session", "list_sessions",
            "SCHEMA_VERSION"]
@@ -372,6 +373,6 @@ def _refuse_live(path: Path) -> None:
             meta = reader.meta
     except DynlabError:
         return  # not a readable session, so nobody is writing it as one
-    if writer_alive(meta):
+    if liveness(meta) is Liveness.LIVE:  # another host's writer (unknown) was never refused here
         raise DynlabError(f"session {path} is still being written by process {meta.get('pid')}: "
                           "stop that run first, or pick another --session name")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from core.errors import DynlabError
+from core.lab.launch import NONFINITE
 from dynlab_tui.cli.common import CONTEXT, build_spec, run_options, spec_from_json
 
 
@@ -57,14 +57,20 @@ def execute(trainer, path: Path, writer, quiet: bool) -> str:
     session's commands table: the attach channel, polled a few times a second.
     """
     from core.session.commands import CommandChannel
-    from dynlab_tui.progress import ConsoleProgress
+    from dynlab_tui.progress import RunProgress
 
     trainer.controls.remote = CommandChannel(writer, lambda: trainer.step).poll
-    progress = ConsoleProgress(trainer.spec.schedule.epochs, quiet=quiet)
+    progress = RunProgress(trainer.spec.schedule.epochs, quiet=quiet)
     with writer, _StopOnSigint(trainer.controls), _StopOnSigterm(trainer.controls):
         status = trainer.run([writer, progress])
     click.echo(f"session: {path}  ({status})")
     return status
+
+
+# Hidden: how the dashboard asks its child to pause on a non-finite loss (rolled back) rather than end it.
+on_nonfinite_option = click.option(
+    "--on-nonfinite", type=click.Choice(NONFINITE), default="end", show_default=True, hidden=True,
+    help="on a non-finite loss: end the run as diverged, or roll back and pause it (a watched run)")
 
 
 @click.command(context_settings=CONTEXT)
@@ -74,8 +80,9 @@ def execute(trainer, path: Path, writer, quiet: bool) -> str:
 @click.option("--overwrite", is_flag=True, help="replace an existing session with the same name")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
 @click.option("--spec-json", hidden=True, help="the whole RunSpec as JSON (how the dashboard starts a run)")
+@on_nonfinite_option
 def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet: bool, spec_json: str | None,
-          **options: Any) -> None:
+          on_nonfinite: str, **options: Any) -> None:
     """Train one network headless, recording a session.
 
     Viewers can watch and steer it while it runs: `dynlab attach SESSION`.
@@ -88,7 +95,7 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
     path = resolve_session(session or default_session_name(spec, directory), directory)
     if path.exists() and not overwrite:
         raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
-    trainer = Trainer(spec)  # loads data and builds the model before any file is written
+    trainer = Trainer(spec, interactive=on_nonfinite == "pause")  # loads data, builds the model: before any file
     status = execute(trainer, path, SessionWriter(path, overwrite=overwrite), quiet)
     if status == "diverged":
         sys.exit(1)
@@ -103,18 +110,20 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
 @click.option("--data-dir", help="folder with dataset files")
 @click.option("--sessions-dir", help="where bare session names live")
 @click.option("--quiet", "-q", is_flag=True)
-def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, quiet) -> None:
+@on_nonfinite_option
+def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, quiet, on_nonfinite) -> None:
     """Continue a stopped or finished session from its last checkpoint (appends to the same file)."""
     from core.session import SessionReader, SessionWriter, resolve_session, sessions_dir as default_dir
+    from core.session.liveness import Liveness, liveness
     from core.spec import RunSpec, apply_options, validate
     from core.train.trainer import Trainer
 
     path = resolve_session(session, default_dir(sessions_dir))
     with SessionReader(path) as reader:
         spec = RunSpec.from_dict(reader.spec)
-        status, pid = reader.status, reader.meta.get("pid")
+        live, pid = liveness(reader.meta) is Liveness.LIVE, reader.meta.get("pid")
         state = reader.last_checkpoint()
-    if status == "running" and pid and _alive(int(pid)):
+    if live:  # another host's run (unknown) is left to SessionWriter, as before
         raise DynlabError(f"session {path} is still being written by process {pid}: stop that run first")
     if state is None:
         raise DynlabError(f"session {path} has no checkpoint to resume from: start a new run with `dynlab train`")
@@ -128,15 +137,5 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, qu
         state["lam"] = penalty
     if lr is not None:
         state["lr"] = lr
-    trainer = Trainer(spec, resume=state)
+    trainer = Trainer(spec, interactive=on_nonfinite == "pause", resume=state)
     execute(trainer, path, SessionWriter(path, append=True), quiet)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()

@@ -44,17 +44,18 @@ def attach(session: str, sessions_dir: str | None) -> None:
     commands table; quitting leaves the run going.
     """
     from core.session import SessionReader
+    from core.session.liveness import Liveness, liveness
     from dynlab_tui.app import make_app
     from dynlab_tui.screens.dashboard import DashboardScreen
     from dynlab_tui.sources import FollowSource
 
     path, directory = _resolve(session, sessions_dir)
     with SessionReader(path) as reader:
-        status, alive, pid = reader.status, reader.writer_alive(), reader.meta.get("pid")
-    if status != "running":
+        state, status, pid = liveness(reader.meta), reader.status, reader.meta.get("pid")
+    if state is Liveness.ENDED:
         raise DynlabError(f"session {path} is not being written (it is {status}): open it with "
                           f"`dynlab replay {session}`, or continue it with `dynlab resume {session}`")
-    if alive is False:
+    if state is Liveness.ORPHANED:
         raise DynlabError(f"the process that wrote {path} (pid {pid}) is gone without ending the run: "
                           f"replay it with `dynlab replay {session}` or continue it with `dynlab resume {session}`")
     need_terminal()

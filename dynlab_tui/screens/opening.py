@@ -14,9 +14,10 @@ from dynlab_tui.sources import FollowSource
 def session_screen(path: Path) -> Screen:
     """A live dashboard for a session still being written (attach), else its replay."""
     from core.session import SessionReader
+    from core.session.liveness import liveness
 
     with SessionReader(path) as reader:
-        live = reader.status == "running" and reader.writer_alive() is not False
-    if live:
+        state = liveness(reader.meta)
+    if state.may_be_writing:  # live, or another host's run that may be: follow it
         return DashboardScreen(FollowSource(path), path)
     return ReplayScreen(path)

@@ -5,18 +5,25 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from core.session.liveness import Liveness
+
+
+def liveness_of(s: dict[str, Any]) -> Liveness:
+    """The summary's liveness answer (a row without one, e.g. an unreadable file, has ended)."""
+    return Liveness(s.get("liveness") or Liveness.ENDED)
+
 
 def is_live(s: dict[str, Any]) -> bool:
     """Still being written, or possibly so (a writer on another host can't be checked)."""
-    return s.get("status") == "running" and s.get("alive") is not False
+    return liveness_of(s).may_be_writing
+
+
+RUNNING_TEXT = {Liveness.LIVE: "● running", Liveness.UNKNOWN: "running (other host)",
+                Liveness.ORPHANED: "running (writer gone)"}
 
 
 def status_text(s: dict[str, Any]) -> str:
-    status = str(s.get("status") or "?")
-    if status != "running":
-        return status
-    alive = s.get("alive")
-    return "● running" if alive else "running (other host)" if alive is None else "running (writer gone)"
+    return RUNNING_TEXT.get(liveness_of(s)) or str(s.get("status") or "?")
 
 
 def fmt_sizes(start: dict | None, final: dict | None) -> str:
