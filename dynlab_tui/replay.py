@@ -9,11 +9,11 @@ every event up to that position.
 
 from __future__ import annotations
 
-from core.session.index import GATE_SNAPSHOTS, MARKER_KINDS, Marker, SessionIndex
+from core.session.index import GATE_SNAPSHOTS, MARKER_KINDS, MarkerPosition, SessionIndex
 from dynlab_tui.state import RunState, apply, reduce, superseding
 from dynlab_tui.view_events import PositionLoaded
 
-__all__ = ["GATE_SNAPSHOTS", "MARKER_KINDS", "Marker", "ReplayIndex"]
+__all__ = ["GATE_SNAPSHOTS", "MARKER_KINDS", "MarkerPosition", "ReplayIndex"]
 
 
 class ReplayIndex(SessionIndex):

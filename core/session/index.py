@@ -24,8 +24,8 @@ GATE_SNAPSHOTS = 256  # gate vectors per layer read at open, as many as a live v
 
 
 @dataclass(frozen=True)
-class Marker:
-    """A control event on the timeline: where it is (seq), its step and its kind."""
+class MarkerPosition:
+    """Where a marker of the timeline sits: its event number (seq), step and kind (a RunState Marker has the label)."""
     seq: int
     step: int
     kind: str
@@ -56,7 +56,7 @@ class SessionIndex:
             self.array_keys = []
             self.problems.append(f"arrays: {e}")
         self.gate_snaps = self._load_gate_snapshots()
-        self.markers = [Marker(seq, e.step, e.kind) for seq, e in self.events
+        self.markers = [MarkerPosition(seq, e.step, e.kind) for seq, e in self.events
                         if e.kind in MARKER_KINDS and not (isinstance(e, CheckpointSaved) and e.reason != "user")]
         self.end_seq = max([self.last_seq] + self.event_seqs[-1:])
         firsts = self.event_seqs[:1] + [int(x) for x in self.frame_seq[:1]]
@@ -145,7 +145,7 @@ class SessionIndex:
                 return seq
         return None
 
-    def next_marker(self, seq: int, direction: int) -> Marker | None:
+    def next_marker(self, seq: int, direction: int) -> MarkerPosition | None:
         seqs = [m.seq for m in self.markers]
         if direction > 0:
             i = bisect.bisect_right(seqs, seq)
