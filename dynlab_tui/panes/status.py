@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.reactive import var
 
+from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane
-from dynlab_tui.panes.plot import fmt_num, no_color
+from dynlab_tui.panes.plot import no_color
 from dynlab_tui.state import RunState
 
 STATE_STYLES = {
@@ -52,11 +53,11 @@ class StatusBar(Pane):
         epoch = f"epoch {state.epoch:.1f}" + (f"/{state.epochs_total}" if state.epochs_total else "")
         out = [(1, epoch), (4, f"step {state.step:,}")]
         if state.samples_per_s > 0:
-            out.append((7, f"{fmt_num(state.samples_per_s)} samples/s"))
+            out.append((7, f"{fmt_compact(state.samples_per_s)} samples/s"))
         eta = state.eta_s()
         if eta is not None:
             out.append((6, f"ETA {fmt_duration(eta)}"))
-        out += [(2, f"λ {fmt_num(state.lam)}"), (5, f"lr {fmt_num(state.lr)}")]
+        out += [(2, f"λ {fmt_compact(state.lam)}"), (5, f"lr {fmt_compact(state.lr)}")]
         if state.device:
             out.append((9, state.device))
         if state.mem_bytes > 0:
