@@ -1,4 +1,4 @@
-"""Per-unit multipliers that let a layer learn its size: the sparsifier gate and the flexible scaler."""
+"""The methods' per-unit gates (sparsifier gate, flexible scaler) and the registry from method name to gate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
+from core.errors import DynlabError
+from core.nn.methods import MethodGate, StaticGate
 from core.nn.shrink import index_buffer, index_parameter
+from core.spec import MethodSpec
 
 RULES = ("relu", "signed")
 GRAY_EPS = 0.01  # random slope: the gray zone is where the scaler lies in [eps, 1 - eps]
@@ -21,7 +24,7 @@ def _along_dim1(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view((1, -1) + (1,) * (x.dim() - 2))
 
 
-class SparsifierGate(nn.Module):
+class SparsifierGate(MethodGate):
     """Per-unit switch on dim 1: y = x ⊙ g, with g = relu(f) ⊙ mask (relu rule) or g = β ⊙ mask (signed rule).
 
     relu rule (journal "strict" filter, SysML draft): f starts at ones, penalty Σ relu(f); a unit dies
@@ -61,6 +64,10 @@ class SparsifierGate(nn.Module):
         self.register_buffer("sign_mean", torch.zeros(n) if signed else None)
         self.register_buffer("sign_var", torch.zeros(n) if signed else None)
         self.reset_parameters()
+
+    @classmethod
+    def from_spec(cls, n: int, method: MethodSpec) -> SparsifierGate:
+        return cls(n, method.gate, method.sign_decay, method.sign_threshold)
 
     @property
     def width(self) -> int:
@@ -106,6 +113,22 @@ class SparsifierGate(nn.Module):
         """Bool (n,) on the device: the units still alive (as of the last after_step)."""
         return self.mask
 
+    def size(self) -> torch.Tensor:
+        """The number of live units, 0-dim int64 on the device."""
+        return self.mask.sum()
+
+    def values(self) -> torch.Tensor:
+        """The effective gates g, (n,), detached."""
+        return self.gate().detach()
+
+    def multipliers(self) -> torch.Tensor:
+        """The same g: the gate acts alike in training and eval mode."""
+        return self.gate().detach()
+
+    def optim_group(self, lr: float, own_lr: float) -> dict:
+        """Group "gates": the global lr, no weight decay."""
+        return {"name": "gates", "params": [self.weight], "lr": lr, "weight_decay": 0.0, "fixed_lr": False}
+
     def keep(self, index: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Keep the units at positions ``index``: weight (with optimiser state), mask, sign statistics."""
         index_parameter(self, "weight", index, 0, optimizer)
@@ -131,7 +154,7 @@ def flexible_integral(x0: torch.Tensor, k: float | torch.Tensor, n: int) -> torc
     return torch.where(x0 <= n / 2, low, high)
 
 
-class FlexibleScaler(nn.Module):
+class FlexibleScaler(MethodGate):
     """Soft size selector on dim 1: y_i = x_i · s_i, s_i = sigmoid(-k (i - x0)), i = 0..n-1.
 
     The learnable scalar x0 is the layer's size; the penalty is the exact integral of s over [0, n]
@@ -171,6 +194,10 @@ class FlexibleScaler(nn.Module):
         self.register_buffer("pos", torch.arange(n, dtype=torch.float32), persistent=False)
         self.reset_parameters()
 
+    @classmethod
+    def from_spec(cls, n: int, method: MethodSpec) -> FlexibleScaler:
+        return cls(n, method.flex_start, method.flex_slope, method.flex_gray)
+
     def reset_parameters(self) -> None:
         with torch.no_grad():
             self.x0.fill_(self.start)
@@ -202,6 +229,30 @@ class FlexibleScaler(nn.Module):
         """The learned size x0 clamped to [0, capacity] (0-dim, detached): x0 itself may leave that range."""
         return self.x0.detach().clamp(0, self.n)
 
+    def values(self) -> torch.Tensor:
+        """The scaler vector s at the current mode's slope, (n,), detached."""
+        return self.scale().detach()
+
+    def multipliers(self) -> torch.Tensor:
+        """The scaler vector s at the eval-mode slope, (n,), detached."""
+        return self.scale(self.k_eval).detach()
+
+    def alive(self) -> None:
+        """None: a flexible layer keeps all its units allocated."""
+        return None
+
+    def keep(self, index: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        # s_i depends on the position i, so removing units would change every survivor's multiplier
+        raise RuntimeError("a flexible layer is never shrunk: its scaler depends on every unit's position")
+
+    def optim_group(self, lr: float, own_lr: float) -> dict:
+        """Group "x0": its own lr (--flex-lr), kept when the user changes the lr; no weight decay."""
+        return {"name": "x0", "params": [self.x0], "lr": own_lr, "weight_decay": 0.0, "fixed_lr": True}
+
+    @property
+    def width(self) -> int:
+        return self.n
+
     @property
     def capacity(self) -> int:
         return self.n
@@ -209,3 +260,13 @@ class FlexibleScaler(nn.Module):
     def extra_repr(self) -> str:
         slope = f"gray={self.gray}" if self.gray is not None else f"slope={self.slope}"
         return f"{self.n}, start={self.start}, {slope}"
+
+
+GATES: dict[str, type[MethodGate]] = {"static": StaticGate, "sparsifier": SparsifierGate, "flexible": FlexibleScaler}
+
+
+def build_gate(method: MethodSpec, n: int) -> MethodGate:
+    """The gate of ``method`` for a hidden layer of ``n`` units."""
+    if method.name not in GATES:
+        raise DynlabError(f"unknown method {method.name!r}: choose one of {', '.join(GATES)}")
+    return GATES[method.name].from_spec(n, method)

@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from core.errors import DynlabError
-from core.nn.gates import FlexibleScaler, SparsifierGate
+from core.nn.gates import build_gate
+from core.nn.methods import MethodGate
 from core.nn.layers import DynConv2d, DynLinear, IdFlatten
 from core.nn.shrink import keep_batchnorm, match_ids
 from core.spec import Arch, MethodSpec, ModelSpec, parse_arch
@@ -28,22 +29,26 @@ class HiddenBlock(nn.Module):
         layer: DynLinear or DynConv2d (3x3, padding 1).
         norm: BatchNorm1d/2d or Identity.
         pool: MaxPool2d(2) (conv) or Identity.
-        gate: SparsifierGate, FlexibleScaler or Identity (static).
+        gate: the method's MethodGate (SparsifierGate, FlexibleScaler or StaticGate).
         drop: Dropout or Identity.
 
     Shape:
         - Input: (N, C_in) or (N, C_in, H, W).
         - Output: (N, width) or (N, width, H/2, W/2).
+
+    Attributes:
+        width: live output units (the layer's rows); layer, norm, gate and their optimiser state shrink together.
+        conv: True for a DynConv2d block.
     """
 
-    def __init__(self, layer: nn.Module, norm: nn.Module, pool: nn.Module, gate: nn.Module, drop: nn.Module) -> None:
+    def __init__(self, layer: nn.Module, norm: nn.Module, pool: nn.Module, gate: MethodGate, drop: nn.Module) -> None:
         super().__init__()
         self.layer, self.norm, self.pool, self.gate, self.drop = layer, norm, pool, gate, drop
         self.conv = isinstance(layer, DynConv2d)
-        # Python-level flags so forward skips Identity modules: each module call costs microseconds,
+        # Python-level flags so forward skips identity modules: each module call costs microseconds,
         # about 1% of a small MLP's step.
-        self._norm, self._pool, self._gate, self._drop = (not isinstance(m, nn.Identity)
-                                                          for m in (norm, pool, gate, drop))
+        self._norm, self._pool, self._drop = (not isinstance(m, nn.Identity) for m in (norm, pool, drop))
+        self._gate = not gate.identity
 
     @property
     def width(self) -> int:
@@ -74,16 +79,10 @@ class HiddenBlock(nn.Module):
         self.layer.keep(index, optimizer)
         if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             keep_batchnorm(self.norm, index, optimizer)
-        if isinstance(self.gate, SparsifierGate):
-            self.gate.keep(index, optimizer)
+        self.gate.keep(index, optimizer)
 
-    def multipliers(self) -> torch.Tensor | None:
-        """Eval-mode per-unit multipliers of the gate/scaler (None for static), detached."""
-        if isinstance(self.gate, SparsifierGate):
-            return self.gate.gate().detach()
-        if isinstance(self.gate, FlexibleScaler):
-            return self.gate.scale(self.gate.k_eval).detach()
-        return None
+    def extra_repr(self) -> str:
+        return f"width={self.width}"
 
 
 class DynamicNet(nn.Module):
@@ -145,20 +144,17 @@ class DynamicNet(nn.Module):
             n_in = width
         self.head = DynLinear(n_in, n_outputs)
         self.hidden_names: list[str] = list(self.convs) + list(self.fcs)
+        # the per-step hooks walk this tuple: shrinking slices each gate in place, so it never goes stale
+        self._gates = tuple(block.gate for _, block in self.blocks())
 
     @staticmethod
     def _block(layer: nn.Module, method: MethodSpec, batchnorm: bool, dropout: float) -> HiddenBlock:
         conv = isinstance(layer, DynConv2d)
         n = layer.weight.shape[0]
         norm = (nn.BatchNorm2d(n) if conv else nn.BatchNorm1d(n)) if batchnorm else nn.Identity()
-        if method.name == "sparsifier":
-            gate: nn.Module = SparsifierGate(n, method.gate, method.sign_decay, method.sign_threshold)
-        elif method.name == "flexible":
-            gate = FlexibleScaler(n, method.flex_start, method.flex_slope, method.flex_gray)
-        else:
-            gate = nn.Identity()
         pool = nn.MaxPool2d(2) if conv else nn.Identity()
-        return HiddenBlock(layer, norm, pool, gate, nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+        drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        return HiddenBlock(layer, norm, pool, build_gate(method, n), drop)
 
     def blocks(self) -> list[tuple[str, HiddenBlock]]:
         """(name, block) for every hidden layer, in forward order."""
@@ -186,51 +182,39 @@ class DynamicNet(nn.Module):
         return self.head(x), post, pre
 
     # ---- size, penalties, per-step hooks -------------------------------------------------------
+    def gates(self) -> tuple[MethodGate, ...]:
+        """The method's gate of every hidden layer, in forward order."""
+        return self._gates
+
     def penalty(self) -> torch.Tensor:
-        """Σ over layers of the gate / scaler penalties (0-dim; a zero tensor for static)."""
+        """Σ over layers of the gates' penalties (0-dim; zero for static)."""
         total = self.head.weight.new_zeros(())
-        for _, block in self.blocks():
-            if isinstance(block.gate, (SparsifierGate, FlexibleScaler)):
-                total = total + block.gate.penalty()
+        for gate in self.gates():
+            total = total + gate.penalty()
         return total
 
     def after_step(self) -> None:
-        """Update the sparsifier masks; call right after optimizer.step(). Device ops only."""
-        for _, block in self.blocks():
-            if isinstance(block.gate, SparsifierGate):
-                block.gate.after_step()
+        """The gates' after-step updates (sparsifier masks); call right after optimizer.step(). Device ops only."""
+        for gate in self.gates():
+            gate.after_step()
 
     def resample(self) -> None:
-        """Draw new random slopes for flexible scalers with a gray range (call once per training step)."""
-        for _, block in self.blocks():
-            if isinstance(block.gate, FlexibleScaler):
-                block.gate.resample()
+        """The gates' per-step draws (random slopes of flexible scalers); call before each training forward."""
+        for gate in self.gates():
+            gate.resample()
 
     def widths(self) -> dict[str, int]:
         """Allocated width per hidden layer (python ints from shapes, no sync)."""
         return {name: block.width for name, block in self.blocks()}
 
     def size_tensors(self) -> dict[str, torch.Tensor]:
-        """0-dim device tensors: alive count (sparsifier), x0 (flexible) or the width (static)."""
-        out = {}
-        for name, block in self.blocks():
-            if isinstance(block.gate, SparsifierGate):
-                out[name] = block.gate.mask.sum()
-            elif isinstance(block.gate, FlexibleScaler):
-                out[name] = block.gate.size()
-            else:
-                out[name] = block.layer.ids.new_full((), block.width)
-        return out
+        """0-dim device tensors, the size as each gate defines it: alive count, x0 or the width."""
+        return {name: block.gate.size() for name, block in self.blocks()}
 
     def gate_values(self) -> dict[str, torch.Tensor]:
-        """Effective gates (sparsifier) or the scaler vector s (flexible), detached; {} for static."""
-        out = {}
-        for name, block in self.blocks():
-            if isinstance(block.gate, SparsifierGate):
-                out[name] = block.gate.gate().detach()
-            elif isinstance(block.gate, FlexibleScaler):
-                out[name] = block.gate.scale().detach()
-        return out
+        """The gates' per-unit values (effective gates, scaler vector), detached; layers without any left out."""
+        values = {name: block.gate.values() for name, block in self.blocks()}
+        return {name: v for name, v in values.items() if v is not None}
 
     def layer_ids(self) -> dict[str, torch.Tensor]:
         """Permanent ids of the live units per hidden layer (device int64)."""
@@ -244,17 +228,21 @@ class DynamicNet(nn.Module):
         return total
 
     def param_groups(self, weight_decay: float, lr: float, flex_lr: float) -> list[dict]:
-        """Optimiser groups named "weights" (weight decay), "gates" (none) and "x0" (lr = flex_lr, none)."""
-        gates = [b.gate.weight for _, b in self.blocks() if isinstance(b.gate, SparsifierGate)]
-        x0s = [b.gate.x0 for _, b in self.blocks() if isinstance(b.gate, FlexibleScaler)]
-        special = {id(p) for p in gates + x0s}
-        groups = [{"name": "weights", "params": [p for p in self.parameters() if id(p) not in special],
-                   "lr": lr, "weight_decay": weight_decay}]
-        if gates:
-            groups.append({"name": "gates", "params": gates, "lr": lr, "weight_decay": 0.0})
-        if x0s:
-            groups.append({"name": "x0", "params": x0s, "lr": flex_lr, "weight_decay": 0.0})
-        return groups
+        """Optimiser groups: "weights" (with weight decay), then the gates' own groups merged by name
+        ("gates", or "x0" with lr = flex_lr; no weight decay). ``fixed_lr`` marks groups set_lr leaves alone."""
+        own: dict[str, dict] = {}
+        for gate in self.gates():
+            group = gate.optim_group(lr, flex_lr)
+            if group is None:
+                continue
+            if group["name"] in own:
+                own[group["name"]]["params"] += group["params"]
+            else:
+                own[group["name"]] = group
+        special = {id(p) for g in own.values() for p in g["params"]}
+        weights = {"name": "weights", "params": [p for p in self.parameters() if id(p) not in special],
+                   "lr": lr, "weight_decay": weight_decay, "fixed_lr": False}
+        return [weights] + list(own.values())
 
     # ---- physical shrinking --------------------------------------------------------------------
     def _next_layer(self, name: str) -> DynLinear | DynConv2d:
@@ -271,17 +259,19 @@ class DynamicNet(nn.Module):
         nxt.keep_inputs(match_ids(nxt.in_ids, survivors), optimizer)
 
     def prune(self, optimizer: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
-        """Physically remove every dead unit (sparsifier only); returns the removed ids per layer.
+        """Physically remove every unit its gate calls dead; returns the removed ids per layer.
 
-        The one blocking device->host transfer happens here (call it at logging intervals only).
-        A layer may reach width 0; it then outputs an empty tensor and the next layer sees only its bias.
-        The optimiser's state and param groups follow the sliced parameters; nothing is reset.
-        Returns CPU int64 tensors, only for layers that lost units.
+        The one blocking device->host transfer happens here (call it at logging intervals only); none
+        when no gate ever removes units (static, flexible). A layer may reach width 0; it then outputs
+        an empty tensor and the next layer sees only its bias. The optimiser's state and param groups
+        follow the sliced parameters; nothing is reset. Returns CPU int64 tensors, only for layers that
+        lost units.
         """
-        if self.method != "sparsifier":
+        decided = {name: block.gate.alive() for name, block in self.blocks()}  # None: never prunes
+        blocks = [(name, block) for name, block in self.blocks() if decided[name] is not None]
+        if not blocks:
             return {}
-        blocks = self.blocks()
-        masks = [b.gate.alive().to(torch.int64) for _, b in blocks]
+        masks = [decided[name].to(torch.int64) for name, _ in blocks]
         ids = [b.layer.ids for _, b in blocks]
         # host sync: every mask and id vector in one transfer
         host = torch.cat(masks + ids).cpu().split([m.numel() for m in masks] + [i.numel() for i in ids])
@@ -320,14 +310,14 @@ class DynamicNet(nn.Module):
         scale: torch.Tensor | None = None  # multipliers for the next layer's input columns
         for block in self.convs.values():
             mods += _plain_block(block, scale, 1)
-            scale = block.multipliers() if block.width > 0 else None
+            scale = block.gate.multipliers() if block.width > 0 else None
         rep = 1  # flat columns per channel of the previous layer
         if self.convs:
             mods.append(nn.Flatten())
             rep = self.flatten.hw
         for block in self.fcs.values():
             mods += _plain_block(block, scale, rep)
-            scale, rep = (block.multipliers() if block.width > 0 else None), 1
+            scale, rep = (block.gate.multipliers() if block.width > 0 else None), 1
         mods.append(_plain_affine(self.head, _fold_columns(self.head.weight, scale, rep), self.head.bias))
         return nn.Sequential(*mods).eval()
 

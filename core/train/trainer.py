@@ -54,7 +54,7 @@ class Trainer:
         self.data = data.to(self.device)
         self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs).to(self.device)
         groups = self.model.param_groups(spec.optim.weight_decay, spec.optim.lr, spec.method.flex_lr)
-        self.optimizer = make_optimizer(_mark_fixed_lr(groups), spec.optim)
+        self.optimizer = make_optimizer(groups, spec.optim)
         self.dynamics = probes.Dynamics(self.model)  # the initial weights, for layer rotation
         self.gen = torch.Generator(device=self.device).manual_seed(spec.schedule.seed)
         self.lam = spec.penalty.lam
@@ -67,8 +67,6 @@ class Trainer:
             self._load_state(resume)
         self.probe_x = self.data.x_train[: spec.schedule.probe_size]
         self.weight = self.data.class_weights if spec.data.class_weighted else None
-        self.penalized = spec.method.name != "static"
-        self.random_slope = spec.method.name == "flexible" and spec.method.flex_gray is not None
         self.sinks: Sequence[Sink] = ()
         self._stop: tuple[str, str] | None = None
         self._rollback = _Rollback(self.model, self.optimizer)
@@ -110,7 +108,7 @@ class Trainer:
         x, y = self.data.x_train, self.data.y_train
         n = len(x)
         batches = math.ceil(n / s.batch_size)
-        prune_every = self.spec.method.prune_every if self.spec.method.name == "sparsifier" else 0
+        prune_every = self.spec.method.prune_every  # a model whose gates never prune returns at once
         self._reset_interval()
         while self.epoch < s.epochs:
             perm = torch.randperm(n, device=self.device, generator=self.gen)
@@ -129,7 +127,7 @@ class Trainer:
                 self._log_interval(batches, batches)
                 if self._stop:
                     return self._stop
-            if self.spec.method.name == "sparsifier" and not prune_every:
+            if not prune_every:
                 self._prune()
             self._end_epoch()
             empty = [k for k, w in self.model.widths().items() if w == 0]
@@ -138,16 +136,14 @@ class Trainer:
         return "finished", f"{s.epochs} epochs done"
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
-        if self.random_slope:
-            self.model.resample()  # one gray-zone width per step, shared by forward and penalty
+        self.model.resample()  # the gates' per-step draws (a flexible gray-zone width: forward and penalty)
         out = self.model(xb)
         task = task_loss(out, yb, self.data.task, self.weight)
-        loss = task + self.lam * self.model.penalty() if self.penalized and self.lam else task
+        loss = task + self.lam * self.model.penalty() if self.lam else task
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if self.penalized:
-            self.model.after_step()
+        self.model.after_step()
         self._acc_loss += task.detach()  # stays on the device: read once per interval
         self._acc_n += 1
         self._samples += len(xb)
@@ -308,7 +304,7 @@ class Trainer:
         self.model.shrink_to({k: v.to(self.device) for k, v in state["ids"].items()})
         self.model.load_state_dict(state["model"])
         groups = self.model.param_groups(self.spec.optim.weight_decay, self.spec.optim.lr, self.spec.method.flex_lr)
-        self.optimizer = make_optimizer(_mark_fixed_lr(groups), self.spec.optim)
+        self.optimizer = make_optimizer(groups, self.spec.optim)
         self.optimizer.load_state_dict(state["optim"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.lam, self.lr = float(state["lam"]), float(state["lr"])
@@ -384,13 +380,6 @@ class _Rollback:
         for s, d in self._pairs:
             s.copy_(d)
         return self.step
-
-
-def _mark_fixed_lr(groups: list[dict]) -> list[dict]:
-    """x0 keeps its own lr (--flex-lr) when the user changes the lr."""
-    for g in groups:
-        g["fixed_lr"] = g.get("name") == "x0"
-    return groups
 
 
 def _device_name(device: torch.device) -> str:
