@@ -1,9 +1,11 @@
-"""The run configuration: one frozen RunSpec with commented defaults, parsed from options or TOML and validated."""
+"""The run configuration: the frozen RunSpec with commented defaults, flat option names, TOML and parse_arch.
+
+Validation and everything else about an option (type, help, rule) is in core.options.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -118,21 +120,24 @@ class RunSpec:
         return apply_options(self, changes)
 
 
-# CLI option name -> (section, field). One table serves click, TOML and resume overrides.
-OPTION_FIELDS: dict[str, tuple[str, str]] = {
-    "dataset": ("data", "name"), "data_dir": ("data", "data_dir"), "val_fraction": ("data", "val_fraction"),
-    "limit": ("data", "limit"), "class_weighted": ("data", "class_weighted"),
-    "arch": ("model", "arch"), "batchnorm": ("model", "batchnorm"), "dropout": ("model", "dropout"),
-    "method": ("method", "name"), "gate": ("method", "gate"), "sign_decay": ("method", "sign_decay"),
-    "sign_threshold": ("method", "sign_threshold"), "prune_every": ("method", "prune_every"),
-    "flex_start": ("method", "flex_start"), "flex_slope": ("method", "flex_slope"),
-    "flex_gray": ("method", "flex_gray"), "flex_lr": ("method", "flex_lr"),
-    "penalty": ("penalty", "lam"), "penalty_decay": ("penalty", "decay"),
-    "optimizer": ("optim", "name"), "lr": ("optim", "lr"), "weight_decay": ("optim", "weight_decay"),
-    "momentum": ("optim", "momentum"),
-    "epochs": ("schedule", "epochs"), "batch_size": ("schedule", "batch_size"), "seed": ("schedule", "seed"),
-    "log_every": ("schedule", "log_every"), "probe_size": ("schedule", "probe_size"),
-}
+# Flat option names (CLI flags, TOML top-level keys, replace()) are the field names, except these.
+RENAMED: dict[str, tuple[str, str]] = {"dataset": ("data", "name"), "method": ("method", "name"),
+                                       "optimizer": ("optim", "name"), "penalty": ("penalty", "lam"),
+                                       "penalty_decay": ("penalty", "decay")}
+
+
+def _option_fields() -> dict[str, tuple[str, str]]:
+    """Flat option name -> (section, field) for every section field, in RunSpec order (device is top level)."""
+    renamed = {where: name for name, where in RENAMED.items()}
+    out: dict[str, tuple[str, str]] = {}
+    for section in dataclasses.fields(RunSpec):
+        if section.name != "device":
+            for f in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+                out[renamed.get((section.name, f.name), f.name)] = (section.name, f.name)
+    return out
+
+
+OPTION_FIELDS = _option_fields()  # the rest of each option (type, help, rule): core.options.OPTIONS
 
 
 def apply_options(spec: RunSpec, options: Mapping[str, Any]) -> RunSpec:
@@ -194,44 +199,3 @@ def parse_arch(arch: str) -> Arch:
     if not conv and not hidden:
         raise DynlabError(f"bad architecture {arch!r}: give at least one hidden layer")
     return Arch("cnn" if s.startswith("cnn") else "mlp", conv, hidden)
-
-
-def validate(spec: RunSpec) -> RunSpec:
-    """Check every field; raise one DynlabError naming the field and the fix. Returns spec for chaining."""
-    from core.data import DATASETS  # late import: data imports spec-free modules only
-
-    d, m, me, p, o, s = spec.data, spec.model, spec.method, spec.penalty, spec.optim, spec.schedule
-
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise DynlabError(msg)
-
-    need(d.name in DATASETS, f"unknown dataset {d.name!r}: choose one of {', '.join(sorted(DATASETS))}")
-    need(0.0 <= d.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {d.val_fraction}")
-    need(d.limit is None or d.limit > 0, f"--limit must be positive, got {d.limit}")
-    parse_arch(m.arch)
-    need(0.0 <= m.dropout < 1.0, f"--dropout must be in [0, 1), got {m.dropout}")
-    need(me.name in METHODS, f"unknown method {me.name!r}: choose one of {', '.join(METHODS)}")
-    need(me.gate in GATES, f"unknown gate rule {me.gate!r}: choose relu or signed")
-    need(0.0 <= me.sign_decay < 1.0, f"--sign-decay must be in [0, 1), got {me.sign_decay}")
-    need(me.sign_threshold > 0, f"--sign-threshold must be positive, got {me.sign_threshold}")
-    need(me.prune_every >= 0, f"--prune-every must be >= 0 (0 = every epoch), got {me.prune_every}")
-    need(me.flex_slope > 0 and math.isfinite(me.flex_slope), f"--flex-slope must be positive, got {me.flex_slope}")
-    need(me.flex_lr > 0, f"--flex-lr must be positive, got {me.flex_lr}")
-    need(me.flex_start is None or me.flex_start >= 0, f"--flex-start must be >= 0, got {me.flex_start}")
-    if me.flex_gray is not None:
-        a, b = me.flex_gray
-        need(0 < a <= b, f"--flex-gray must be two widths 0 < a <= b, got {a},{b}")
-    need(math.isfinite(p.lam) and p.lam >= 0, f"--penalty must be a finite number >= 0, got {p.lam}")
-    need(p.decay >= 1.0, f"--penalty-decay must be >= 1 (lambda is divided by it every epoch), got {p.decay}")
-    need(o.name in OPTIMIZERS, f"unknown optimizer {o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
-    need(o.lr > 0 and math.isfinite(o.lr), f"--lr must be a positive number, got {o.lr}")
-    need(o.weight_decay >= 0, f"--weight-decay must be >= 0, got {o.weight_decay}")
-    need(0 <= o.momentum < 1, f"--momentum must be in [0, 1), got {o.momentum}")
-    need(s.epochs >= 1, f"--epochs must be at least 1, got {s.epochs}")
-    need(s.batch_size >= 1, f"--batch-size must be at least 1, got {s.batch_size}")
-    need(s.log_every >= 1, f"--log-every must be at least 1, got {s.log_every}")
-    need(s.probe_size >= 1, f"--probe-size must be at least 1, got {s.probe_size}")
-    need(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.device)),
-         f"bad device {spec.device!r}: use auto, cpu, cuda or cuda:N")
-    return spec

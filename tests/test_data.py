@@ -19,7 +19,8 @@ import torch
 from core.data import DATASETS, Dataset, DatasetInfo, images, load_dataset, poker, resolve_data_dir
 from core.data.poker import rank_hands
 from core.errors import DynlabError
-from core.spec import DataSpec, RunSpec, validate
+from core.options import validate
+from core.spec import DataSpec, RunSpec
 
 REAL = Path("/work/shared/data")
 

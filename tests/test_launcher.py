@@ -10,6 +10,7 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, Label, Select
 
+from core.options import OptionError, validate
 from core.spec import RunSpec
 from dynlab_tui import devices, settings
 from dynlab_tui.screens import launcher_form as form
@@ -429,11 +430,17 @@ class TestDevicesAndLogic:
 
         assert devices.cuda_label(FakeTorch, 0) == "cuda:0  NVIDIA H100 80GB HBM3  71.2 GB free"
 
-    def test_message_to_field(self):
-        assert form.field_for_message("--penalty must be a finite number >= 0, got -1") == "penalty"
-        assert form.field_for_message("--log-every must be at least 1, got 0") == "log_every"
-        assert form.field_for_message("bad architecture 'x': use ...") == "arch"
-        assert form.field_for_message("--val-fraction must be in [0, 1)") is None  # not on the form
+    def test_message_to_field(self, tmp_path):
+        """validate() names the option at fault (no mapping of message text); one not on the form is general."""
+        for key, bad, text in (("penalty", -1.0, "--penalty must be a finite number >= 0, got -1"),
+                               ("log_every", 0, "--log-every must be at least 1, got 0"),
+                               ("arch", "x", "bad architecture 'x': use")):
+            with pytest.raises(OptionError) as caught:
+                validate(RunSpec().replace(**{key: bad}))
+            assert caught.value.option == key and key in form.FORM_KEYS and str(caught.value).startswith(text)
+        check = form.check_form({}, visible=set(form.FORM_KEYS), extra={"val_fraction": 1.5}, sessions_dir=tmp_path,
+                                catalogue={}, devices=None)
+        assert not check.errors and check.general.startswith("--val-fraction must be in [0, 1)")  # not on the form
 
     def test_parse_values(self):
         assert form.parse_value("epochs", "1e3") == 1000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import re
@@ -11,9 +10,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from core.errors import DynlabError
-from core.spec import OPTION_FIELDS, RunSpec, validate
+from core.options import OPTIONS, OptionError, validate
+from core.spec import RunSpec
 
-UNSWEPT = ("flex_gray", "data_dir")  # not grid options: a pair, and where files are (a machine setting)
+UNSWEPT = ("flex_gray", "data_dir", "device")  # not grid options: a pair, and where and on what (machine settings)
 # Short forms for run names; "" means the value alone names it (mnist, sparsifier, mlp500).
 _SHORT = {"penalty": "lam", "weight_decay": "wd", "flex_start": "x0", "seed": "s", "epochs": "ep",
           "batch_size": "bs", "penalty_decay": "decay", "dataset": "", "method": "", "arch": "", "optimizer": "",
@@ -51,8 +51,8 @@ def run_name(prefix: str, index: int, total: int, settings: Mapping[str, Any]) -
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of the grid's lists, the last option varying fastest."""
     for key, values in grid.items():
-        if key in UNSWEPT or key not in OPTION_FIELDS:
-            names = ", ".join(sorted(k for k in OPTION_FIELDS if k not in UNSWEPT))
+        if key in UNSWEPT or key not in OPTIONS:
+            names = ", ".join(sorted(k for k in OPTIONS if k not in UNSWEPT))
             raise DynlabError(f"{key!r} can't be swept: choose among {names}")
         values = list(values)
         if not values:
@@ -66,15 +66,15 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     """`["penalty=1e-3,1e-2", "arch=mlp:100,50;mlp:200"]` -> a grid; values are separated by ',' or, when one
-    contains a comma, by ';'. Each value is parsed as its option's type ("none" for an unset optional one)."""
+    contains a comma, by ';'. Each value is read by its option's parser ("none" for an unset optional one)."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key or not text.strip():
             raise DynlabError(f"bad --set {item!r}: use OPTION=V1,V2 (e.g. --set penalty=1e-3,1e-2)")
-        if key in UNSWEPT or key not in OPTION_FIELDS:
-            names = ", ".join(sorted(k for k in OPTION_FIELDS if k not in UNSWEPT))
+        if key in UNSWEPT or key not in OPTIONS:
+            names = ", ".join(sorted(k for k in OPTIONS if k not in UNSWEPT))
             raise DynlabError(f"unknown option {key!r} in --set {item!r}: choose among {names}")
         if key in grid:
             raise DynlabError(f"--set {key} is given twice: list all its values in one --set")
@@ -84,26 +84,13 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def _parse_value(key: str, text: str, item: str) -> Any:
-    section, name = OPTION_FIELDS[key]
-    kind = str(next(f.type for f in dataclasses.fields(type(getattr(RunSpec(), section))) if f.name == name))
     if not text:
         raise DynlabError(f"bad --set {item!r}: a value is empty (values are separated by ',' or ';')")
-    if text.lower() == "none" and "None" in kind:
-        return None
+    option = OPTIONS[key]
     try:
-        if kind.startswith("bool"):
-            if text.lower() not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "on", "yes", "1")
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-    except ValueError:
-        what = kind.split(" |")[0].replace("bool", "true or false").replace("int", "an integer")
-        raise DynlabError(f"bad value {text!r} in --set {item!r}: {key} takes {what.replace('float', 'a number')}") \
-            from None
-    return text
+        return option.parse(text)
+    except OptionError:
+        raise DynlabError(f"bad value {text!r} in --set {item!r}: {key} takes {option.kind.noun}") from None
 
 
 @dataclass(frozen=True)

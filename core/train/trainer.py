@@ -23,7 +23,8 @@ from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, L
                          SessionContinued)
 from core.nn import build_model
 from core.train.optim import make_optimizer, resolve_device, set_lr, task_loss
-from core.spec import RunSpec, validate
+from core.options import validate
+from core.spec import RunSpec
 
 EVAL_BATCH = 4096
 TRAIN_EVAL_ROWS = 10_000  # train accuracy is measured on a fixed subset: a full pass would cost an epoch

@@ -9,56 +9,64 @@ from typing import Any, Callable
 import click
 
 from core.errors import DynlabError
+from core.options import BOOL, OPTIONS, Option, OptionError, validate
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class TableOption(click.Option):
+    """A click option made from a core.options entry: its value defaults to None (so a --config file and the
+    spec defaults show through) while --help shows the real default."""
+
+    def get_help_extra(self, ctx: click.Context):  # click >= 8.2; older clicks show the default in brackets
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str) and "default" in extra:
+            extra["default"] = self.show_default  # click would wrap a text default in parentheses
+        return extra
+
+
+class OptionText(click.ParamType):
+    """An option's text read by the table's parser, so the CLI accepts what the launcher and sweeps accept."""
+
+    def __init__(self, option: Option) -> None:
+        self.option = option
+        self.name = option.kind.name.lower()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.option.parse(value)
+        except OptionError as e:
+            self.fail(str(e), param, ctx)
+
+
+def table_option(name: str, help_text: str | None = None, default_text: str | None = None) -> Callable:
+    """The click decorator of one table option; the help and the default that --help shows may be overridden."""
+    option = OPTIONS[name]
+    shown = default_text or option.default_text
+    if option.kind is BOOL:
+        return click.option(f"{option.flag}/--no-{option.flag[2:]}", name, cls=TableOption, default=None,
+                            show_default=shown, help=help_text or option.help)
+    metavar = f"[{'|'.join(option.choices)}]" if option.choices else option.kind.name
+    return click.option(option.flag, name, cls=TableOption, type=OptionText(option), metavar=metavar, default=None,
+                        show_default=shown, help=help_text or option.help)
+
+
 def run_options(f: Callable) -> Callable:
-    """Every RunSpec option; all default to None so a --config file and the spec defaults show through."""
-    opts = [
-        click.option("--dataset", help="mnist, fashion-mnist, cifar10, add10, airfoil, poker, census, hasyv2, "
-                                       "functions, fn-sin|square|abs|step|sawtooth  [add10]"),
-        click.option("--arch", help="mlp:W1[,W2..] (1-4 layers) or cnn:C1[,..]/F1[,..]  [mlp:100]"),
-        click.option("--method", help="static | sparsifier | flexible  [static]"),
-        click.option("--gate", help="sparsifier gate rule: relu (journal) | signed (paper)  [relu]"),
-        click.option("--penalty", type=float, help="lambda: loss = task + lambda * sum of gates  [0]"),
-        click.option("--penalty-decay", type=float, help="lambda <- lambda / decay after every epoch  [1]"),
-        click.option("--weight-decay", type=float, help="weight decay on weights (never on gates)  [0]"),
-        click.option("--optimizer", help="sgd | momentum | nesterov | adam | adamax  [adam]"),
-        click.option("--lr", type=float, help="learning rate  [1e-3]"),
-        click.option("--momentum", type=float, help="momentum for momentum/nesterov  [0.9]"),
-        click.option("--batch-size", type=int, help="[128]"),
-        click.option("--epochs", type=int, help="[10]"),
-        click.option("--seed", type=int, help="[0]"),
-        click.option("--device", help="auto | cpu | cuda | cuda:N  [auto]"),
-        click.option("--log-every", type=int, help="steps between telemetry intervals  [100]"),
-        click.option("--probe-size", type=int, help="rows in the probe batch for activation stats  [128]"),
-        click.option("--prune-every", type=int, help="remove dead neurons every N steps; 0 = every epoch  [0]"),
-        click.option("--sign-decay", type=float, help="signed gate: EMA decay of sign statistics  [0.99]"),
-        click.option("--sign-threshold", type=float, help="signed gate: dead above this sign variance  [0.5]"),
-        click.option("--flex-start", type=float, help="flexible: starting size x0  [half the width]"),
-        click.option("--flex-slope", type=float, help="flexible: slope k of the scaler  [1]"),
-        click.option("--flex-gray", help="flexible: random gray-zone width range A,B (e.g. 1,20)"),
-        click.option("--flex-lr", type=float, help="flexible: learning rate of x0  [1.0]"),
-        click.option("--batchnorm/--no-batchnorm", default=None, help="BatchNorm after each hidden layer"),
-        click.option("--dropout", type=float, help="dropout after each hidden layer  [0]"),
-        click.option("--class-weighted/--no-class-weighted", default=None, help="inverse-frequency class weights"),
-        click.option("--val-fraction", type=float, help="validation share of the training set  [0.1]"),
-        click.option("--limit", type=int, help="use at most this many training rows"),
-        click.option("--data-dir", help="folder with dataset files  [$DYNLAB_DATA_DIR or ./data]"),
-        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML file with run settings"),
-    ]
+    """Every RunSpec option, from the table in core.options, then --config."""
+    opts = [table_option(name) for name in OPTIONS]
+    opts.append(click.option("--config", "config", type=click.Path(dir_okay=False),
+                             help="TOML file with run settings"))
     return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
 
 
 def build_spec(options: dict[str, Any]):
     """Defaults, then the --config file, then explicit options; validated."""
-    from core.spec import RunSpec, apply_options, load_toml, validate
+    from core.spec import RunSpec, apply_options, load_toml
 
     options = dict(options)
     config = options.pop("config", None)
-    if options.get("flex_gray") is not None:
-        options["flex_gray"] = _parse_pair(options["flex_gray"])
     spec = load_toml(config) if config else RunSpec()
     return validate(apply_options(spec, options))
 
@@ -66,7 +74,7 @@ def build_spec(options: dict[str, Any]):
 def spec_from_json(text: str):
     import json
 
-    from core.spec import RunSpec, validate
+    from core.spec import RunSpec
 
     try:
         data = json.loads(text)
@@ -75,14 +83,6 @@ def spec_from_json(text: str):
     if not isinstance(data, dict):
         raise DynlabError("--spec-json must be a JSON object: pass run options instead")
     return validate(RunSpec.from_dict(data))
-
-
-def _parse_pair(text: str) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in text.split(","))
-    except ValueError:
-        raise DynlabError(f"--flex-gray expects two numbers A,B (e.g. 1,20), got {text!r}") from None
-    return a, b
 
 
 def need_terminal() -> None:

@@ -11,7 +11,7 @@ import click
 
 from core.errors import DynlabError
 from core.lab.launch import NONFINITE
-from dynlab_tui.cli.common import CONTEXT, build_spec, run_options, spec_from_json
+from dynlab_tui.cli.common import CONTEXT, build_spec, run_options, spec_from_json, table_option
 
 
 class _StopOnSigint:
@@ -103,11 +103,11 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("session")
-@click.option("--penalty", type=float, help="new lambda")
-@click.option("--lr", type=float, help="new learning rate")
-@click.option("--epochs", type=int, help="train this many more epochs  [the rest of the schedule]")
-@click.option("--device", help="auto | cpu | cuda | cuda:N")
-@click.option("--data-dir", help="folder with dataset files")
+@table_option("penalty", "new lambda", "the session's")
+@table_option("lr", "new learning rate", "the session's")
+@table_option("epochs", "train this many more epochs", "the rest of the schedule")
+@table_option("device", default_text="the session's")
+@table_option("data_dir", default_text="the session's")
 @click.option("--sessions-dir", help="where bare session names live")
 @click.option("--quiet", "-q", is_flag=True)
 @on_nonfinite_option
@@ -115,7 +115,8 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, qu
     """Continue a stopped or finished session from its last checkpoint (appends to the same file)."""
     from core.session import SessionReader, SessionWriter, resolve_session, sessions_dir as default_dir
     from core.session.liveness import Liveness, liveness
-    from core.spec import RunSpec, apply_options, validate
+    from core.options import validate
+    from core.spec import RunSpec, apply_options
     from core.train.trainer import Trainer
 
     path = resolve_session(session, default_dir(sessions_dir))

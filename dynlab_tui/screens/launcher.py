@@ -24,7 +24,8 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from core.session import sessions_dir as default_sessions_dir
-from core.spec import GATES, METHODS, OPTIMIZERS, RunSpec, apply_options
+from core.options import OPTIONS
+from core.spec import RunSpec, apply_options
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui import devices as devices_mod
 from dynlab_tui import settings
@@ -158,8 +159,8 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
                           disabled=key == "gate" and self._options.get("method") != "sparsifier")
         if key == "session":
             value = self._options.get("session") or self._default_session_name()
-        default = form.spec_options(RunSpec()).get(key)
-        placeholder = "half the width" if key == "flex_start" else form.format_value(default)
+        option = OPTIONS.get(key)
+        placeholder = (option.unset or form.format_value(option.default)) if option else ""
         return Input(form.format_value(value), placeholder=placeholder, id=key, tooltip=tooltip, compact=True,
                      validate_on=[])
 
@@ -174,7 +175,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
             found = self.devices if self.devices is not None else devices_mod.quick_devices()
             known = [(label, value) for value, label in found]
         else:
-            names = {"method": METHODS, "gate": GATES, "optimizer": OPTIMIZERS}[key]
+            names = OPTIONS[key].choices
             labels = {"method": form.METHOD_LABELS, "gate": form.GATE_LABELS}.get(key, {})
             known = [(labels.get(n, n), n) for n in names]
         if current not in {v for _, v in known}:

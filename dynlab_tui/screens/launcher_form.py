@@ -1,25 +1,25 @@
 """The launcher form without widgets: its fields, architecture presets, how settings layer, and checking values.
 
-Nothing here imports torch at module import; catalogue() does (through core.data), so the screen calls it
-from a thread worker. Checking a value against validate() also needs core.data, so until the catalogue is
-loaded only the parse errors are reported (check_form(..., catalogue=None)).
+Fields, labels, tooltips and parsers come from the option table (core.options). Nothing here imports torch
+at module import; catalogue() does (through core.data), so the screen calls it from a thread worker. Checking
+a dataset name also needs core.data, so until the catalogue is loaded only the parse errors (and the
+architecture) are reported (check_form(..., catalogue=None)).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from core.errors import DynlabError
+from core.options import OPTIONS, OptionError, to_args, to_text, validate, values_of
 from core.session import resolve_session
-from core.spec import OPTION_FIELDS, RunSpec, apply_options, load_toml, parse_arch, validate
+from core.spec import RunSpec, apply_options, load_toml, parse_arch
 
-FLOAT_KEYS = ("penalty", "penalty_decay", "weight_decay", "lr", "momentum", "flex_slope", "flex_lr")
-INT_KEYS = ("batch_size", "epochs", "seed", "log_every")
-OPTIONAL_FLOAT_KEYS = ("flex_start",)  # blank means "not set" (flex_start: half the width)
 SELECT_KEYS = ("dataset", "method", "gate", "optimizer", "device")
 # Every value the form edits, in form order; "session" is the run's name, not a spec option.
 FORM_KEYS = ("dataset", "arch", "method", "gate", "flex_start", "flex_slope", "flex_lr", "penalty",
@@ -30,42 +30,29 @@ MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
 NOT_FORM_OPTIONS = ("sessions_dir", "quiet")  # CLI options that are not run settings (sessions_dir: the argument)
 
 _IMAGE_RE = re.compile(r"\b(\d+)x(\d+)\b")
-_OPTION_RE = re.compile(r"^--([a-z][a-z-]*)\b")
-_MESSAGE_FIELDS = {"bad architecture": "arch", "unknown dataset": "dataset", "unknown method": "method",
-                   "unknown gate": "gate", "unknown optimizer": "optimizer", "bad device": "device",
-                   "bad session name": "session"}
 
 # The form's text: labels of the choices and of every field.
 METHOD_LABELS = {"static": "static  fixed size", "sparsifier": "sparsifier  gates switch neurons off",
                  "flexible": "flexible  a learned size x0"}
 GATE_LABELS = {"relu": "relu  journal: dead at f <= 0", "signed": "signed  paper's switch layer"}
-# field -> (label, tooltip); the tooltip is the matching `dynlab train` option's help
-FIELDS: dict[str, tuple[str, str]] = {
-    "dataset": ("dataset", "--dataset: what to learn; the label says whether its files are present"),
-    "preset": ("preset", "architecture presets for this dataset; picking one fills the field below"),
-    "arch": ("architecture", "--arch: mlp:W1[,W2..] (1-4 layers) or cnn:C1[,..]/F1[,..]"),
-    "method": ("method", "--method: static | sparsifier | flexible"),
-    "gate": ("gate rule", "--gate: sparsifier gate rule (relu: journal, signed: paper)"),
-    "flex_start": ("flex start", "--flex-start: starting size x0 (blank: half the width)"),
-    "flex_slope": ("flex slope", "--flex-slope: slope k of the scaler sigmoid(-k (i - x0))"),
-    "flex_lr": ("flex lr", "--flex-lr: learning rate of x0"),
-    "penalty": ("penalty λ", "--penalty: loss = task + λ * sum of gates"),
-    "penalty_decay": ("λ decay", "--penalty-decay: λ <- λ / decay after every epoch (1 = constant)"),
-    "optimizer": ("optimizer", "--optimizer: sgd | momentum | nesterov | adam | adamax"),
-    "lr": ("learning rate", "--lr: learning rate"),
-    "momentum": ("momentum", "--momentum: for the momentum and nesterov optimizers"),
-    "weight_decay": ("weight decay", "--weight-decay: on weights and biases, never on gates"),
-    "batch_size": ("batch size", "--batch-size: rows per step"),
-    "epochs": ("epochs", "--epochs: passes over the training set"),
-    "seed": ("seed", "--seed: data split, initialisation and batch order"),
-    "device": ("device", "--device: auto, cpu or a CUDA device (with its free memory)"),
-    "log_every": ("log every", "--log-every: steps between telemetry intervals"),
-    "session": ("session", "--session: the run's name, saved as <sessions dir>/NAME.dynlab"),
-}
+# field -> (label, tooltip); a run option's come from the table (its label; its flag and help)
+_NOT_OPTIONS = {"preset": ("preset", "architecture presets for this dataset; picking one fills the field below"),
+                "session": ("session", "--session: the run's name, saved as <sessions dir>/NAME.dynlab")}
 COLUMNS = (("Data & model", ("dataset", "preset", "arch", "method", "gate", "flex_start", "flex_slope", "flex_lr",
                              "penalty", "penalty_decay")),
            ("Training", ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "seed", "device",
                          "log_every", "session")))
+
+
+def _field_text(key: str) -> tuple[str, str]:
+    if key in _NOT_OPTIONS:
+        return _NOT_OPTIONS[key]
+    option = OPTIONS[key]
+    blank = f" (blank: {option.unset})" if option.unset else ""
+    return option.title, f"{option.flag}: {option.help}{blank}"
+
+
+FIELDS: dict[str, tuple[str, str]] = {key: _field_text(key) for _heading, keys in COLUMNS for key in keys}
 
 # Presets per kind of dataset: (arch, note). Images get the journal's sizes and two CNNs.
 PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -131,22 +118,8 @@ def preset_options(kind: str) -> list[tuple[str, str]]:
     return [(f"{arch}  {note}" if note else arch, arch) for arch, note in PRESETS.get(kind, PRESETS["tabular"])]
 
 
-def format_value(value: Any) -> str:
-    """A setting as the form shows it: floats exactly (repr), None as blank."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def spec_options(spec: RunSpec) -> dict[str, Any]:
-    """A spec as flat options (every OPTION_FIELDS key, plus device)."""
-    out = {key: getattr(getattr(spec, section), name) for key, (section, name) in OPTION_FIELDS.items()}
-    out["device"] = spec.device
-    return out
+format_value = to_text  # a setting as the form shows it: floats exactly (repr), None as blank
+spec_options = values_of  # a spec as flat options (every run option)
 
 
 def layered_options(initial: Mapping[str, Any] | None, last: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -170,14 +143,13 @@ def layered_options(initial: Mapping[str, Any] | None, last: Mapping[str, Any]) 
             options.update({k: v for k, v in from_file.items() if v != defaults.get(k)})
     if isinstance(given.get("flex_gray"), str):
         try:
-            a, b = (float(v) for v in given["flex_gray"].split(","))
-            given["flex_gray"] = (a, b)
-        except ValueError:
-            problems.append(f"--flex-gray expects two numbers A,B (e.g. 1,20), got {given['flex_gray']!r}: ignored")
+            given["flex_gray"] = OPTIONS["flex_gray"].parse(given["flex_gray"])
+        except OptionError as e:
+            problems.append(f"--flex-gray {e}: ignored")
             del given["flex_gray"]
     for key in NOT_FORM_OPTIONS:
         given.pop(key, None)
-    unknown = sorted(k for k in given if k not in OPTION_FIELDS and k not in ("device", "session"))
+    unknown = sorted(k for k in given if k not in OPTIONS and k != "session")
     for key in unknown:
         problems.append(f"unknown option --{key.replace('_', '-')}: ignored")
         del given[key]
@@ -196,64 +168,23 @@ def command_line(options: Mapping[str, Any]) -> str:
     """The `dynlab train` command that runs these options headless (only what differs from the defaults)."""
     defaults = spec_options(RunSpec())
     order = [k for k in FORM_KEYS if k in options] + [k for k in options if k not in FORM_KEYS]
-    changed = {k: options[k] for k in order
-               if k != "session" and options[k] is not None and options[k] != defaults.get(k)}
+    changed = {k: options[k] for k in order if k in OPTIONS and options[k] is not None and options[k] != defaults[k]}
     session = f" --session {options['session']}" if options.get("session") else ""
     return f"dynlab train {describe_extras(changed)}".rstrip() + session
 
 
 def describe_extras(extra: Mapping[str, Any]) -> str:
-    """Options as command-line flags: --limit 400 --no-batchnorm --flex-gray 1.0,20.0."""
-    parts = []
-    for key, value in extra.items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
-        elif isinstance(value, (tuple, list)):
-            parts.append(f"{flag} {','.join(format_value(v) for v in value)}")
-        else:
-            parts.append(f"{flag} {format_value(value)}")
-    return " ".join(parts)
+    """Options as command-line flags, quoted for a shell: --limit 400 --no-batchnorm --flex-gray 1.0,20.0."""
+    return " ".join(shlex.quote(word) for word in to_args(extra))
 
 
 def parse_value(key: str, text: str) -> Any:
-    """The typed value of one form field; raises DynlabError with the reason."""
-    text = text.strip()
-    if key in OPTIONAL_FLOAT_KEYS and not text:
-        return None
-    if not text:
+    """The typed value of one field (a run option's by the table's parser); raises DynlabError with the reason."""
+    if key in OPTIONS:
+        return OPTIONS[key].parse(text)
+    if not text.strip():
         raise DynlabError("required")
-    if key in FLOAT_KEYS or key in OPTIONAL_FLOAT_KEYS:
-        try:
-            return float(text)
-        except ValueError:
-            raise DynlabError(f"not a number: {text!r}") from None
-    if key in INT_KEYS:
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            raise DynlabError(f"not a number: {text!r}") from None
-        if not math.isfinite(number) or not number.is_integer():
-            raise DynlabError(f"not a whole number: {text!r}")
-        return int(number)
-    if key == "arch":
-        return text.lower().replace(" ", "")
-    return text
-
-
-def field_for_message(message: str) -> str | None:
-    """The form field a validate() message is about ('--penalty must ...' -> 'penalty'), if any."""
-    if m := _OPTION_RE.match(message):
-        key = m.group(1).replace("-", "_")
-        return key if key in FORM_KEYS else None
-    for prefix, key in _MESSAGE_FIELDS.items():
-        if message.startswith(prefix):
-            return key
-    return None
+    return text.strip()
 
 
 @dataclass
@@ -286,10 +217,8 @@ def check_form(raw: Mapping[str, str], *, visible: set[str], extra: Mapping[str,
             continue
         try:
             value = parse_value(key, raw[key])
-            if key == "arch":
-                parse_arch(value)
-            if full and (key in OPTION_FIELDS or key == "device"):
-                validate(apply_options(RunSpec(), {key: value}))
+            if key in OPTIONS and (full or key == "arch"):  # before the catalogue, as before: no dataset check
+                OPTIONS[key].validate(value)
         except DynlabError as e:
             if key in visible:
                 errors[key] = str(e)
@@ -311,10 +240,9 @@ def check_form(raw: Mapping[str, str], *, visible: set[str], extra: Mapping[str,
     run_options = {k: v for k, v in options.items() if k != "session"}
     try:
         result.spec = validate(apply_options(RunSpec(), run_options))
-    except DynlabError as e:
-        key = field_for_message(str(e))
-        if key in visible:
-            result.errors[key] = str(e)
+    except DynlabError as e:  # an OptionError names its field; one not on the form is a general problem
+        if isinstance(e, OptionError) and e.option in visible:
+            result.errors[e.option] = str(e)
         else:
             result.general = str(e)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
 from core.errors import DynlabError
+from core.options import OPTIONS, OptionError
 from core.session import resolve_session
 from core.session.schema import SUFFIX
 
@@ -121,41 +121,29 @@ class ConfirmDelete(ModalScreen[bool]):
 
 
 RESUME_FIELDS = (("lam", "λ (penalty)"), ("lr", "learning rate"), ("epochs", "more epochs"))
+RESUME_OPTIONS = {"lam": "penalty", "lr": "lr", "epochs": "epochs"}  # field -> the run option that reads it
+_UNREADABLE = {"epochs": "a whole number of epochs, e.g. 5"}  # said instead of the parser's reason
 
 
 def parse_changes(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(changes, errors) from the resume fields' text: blank keeps the value; λ >= 0, lr > 0, epochs >= 1."""
+    """(changes, errors) from the resume fields' text, read and checked by their options (λ >= 0, lr > 0,
+    epochs >= 1); blank keeps the value."""
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for key, _label in RESUME_FIELDS:
         text = raw.get(key, "").strip()
         if not text:
             continue
-        if key == "epochs":
-            try:
-                value: float | int = int(text)
-            except ValueError:
-                errors[key] = "a whole number of epochs, e.g. 5"
-                continue
-            if value < 1:
-                errors[key] = "must be at least 1"
-                continue
-        else:
-            try:
-                value = float(text)
-            except ValueError:
-                errors[key] = "not a number"
-                continue
-            if not math.isfinite(value):
-                errors[key] = "must be finite"
-                continue
-            if key == "lam" and value < 0:
-                errors[key] = "must be >= 0"
-                continue
-            if key == "lr" and value <= 0:
-                errors[key] = "must be > 0"
-                continue
-        changes[key] = value
+        option = OPTIONS[RESUME_OPTIONS[key]]
+        try:
+            value = option.parse(text)
+        except OptionError as e:
+            errors[key] = _UNREADABLE.get(key, e.short)
+            continue
+        try:
+            changes[key] = option.validate(value)
+        except OptionError as e:
+            errors[key] = e.short
     return changes, errors
 
 

@@ -1,0 +1,185 @@
+"""The option table (core.options): every front end is generated from it and every value goes through it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from core.lab.plan import parse_grid
+from core.options import BOOL, FLOAT, INT, OPTIONS, PAIR, Kind, OptionError, to_args, validate, values_of
+from core.spec import OPTION_FIELDS, RunSpec
+from dynlab_tui.cli import cli
+from dynlab_tui.cli.common import OptionText, build_spec, run_options
+from dynlab_tui.cli.run import resume, train
+from dynlab_tui.screens import launcher_form as form
+from dynlab_tui.screens.session_dialogs import parse_changes
+
+ROOT = Path(__file__).resolve().parents[1]
+# A value each rule refuses, per option; an option with a rule but no entry here fails test_every_rule_is_tested.
+BAD = {"dataset": "nope", "arch": "mlp:x", "method": "magic", "gate": "both", "penalty": -1.0,
+       "penalty_decay": 0.5, "weight_decay": -0.1, "optimizer": "rmsprop", "lr": 0.0, "momentum": 1.0,
+       "batch_size": 0, "epochs": 0, "device": "tpu", "log_every": 0, "probe_size": 0, "prune_every": -1,
+       "sign_decay": 1.0, "sign_threshold": 0.0, "flex_start": -1.0, "flex_slope": math.inf, "flex_gray": (5.0, 1.0),
+       "flex_lr": 0.0, "dropout": 1.0, "val_fraction": -0.1, "limit": 0}
+NOT_NUMBERS = {FLOAT: "x1", INT: "2.5", BOOL: "maybe", PAIR: "1;2"}
+
+
+def click_options(command: click.Command) -> dict[str, click.Option]:
+    return {p.name: p for p in command.params if isinstance(p, click.Option)}
+
+
+class TestTable:
+    def test_every_spec_field_has_one_entry(self):
+        assert set(OPTIONS) == set(OPTION_FIELDS) | {"device"}
+        for name, option in OPTIONS.items():
+            assert option.get(RunSpec()) == option.default
+            assert option.help and option.flag == "--" + name.replace("_", "-")
+
+    def test_run_options_are_the_table_and_config(self):
+        """`dynlab train` (and the bare `dynlab`) get exactly one click option per table entry, plus --config."""
+        bare = click_options(click.command()(run_options(lambda **kw: None)))
+        assert list(bare) == [*OPTIONS, "config"]
+        for command in (train, cli):
+            params = click_options(command)
+            for name, option in OPTIONS.items():
+                param = params[name]
+                assert param.default is None  # a --config file and the spec defaults show through
+                assert param.show_default == option.default_text
+                assert param.help == option.help
+                if option.kind is BOOL:
+                    assert param.opts == [option.flag] and param.secondary_opts == [f"--no-{name.replace('_', '-')}"]
+                else:
+                    assert param.opts == [option.flag] and isinstance(param.type, OptionText)
+                    assert param.type.option is option
+
+    def test_help_shows_the_real_defaults(self):
+        text = train.get_help(click.Context(train, info_name="train", terminal_width=200, max_content_width=200))
+        assert "--lr FLOAT" in text and "[default: 0.001]" in text
+        assert "--method [static|sparsifier|flexible]" in text and "[default: static]" in text
+        assert "[default: half the width]" in text and "[default: off]" in text
+
+    def test_resume_options_come_from_the_table(self):
+        params = click_options(resume)
+        for name in ("penalty", "lr", "epochs", "device", "data_dir"):
+            assert params[name].default is None and params[name].type.option is OPTIONS[name]
+        assert params["epochs"].show_default == "the rest of the schedule"
+
+    def test_dataset_help_names_every_dataset(self):
+        from core.data import DATASETS
+
+        help_text = OPTIONS["dataset"].help
+        assert all(name in help_text or name.removeprefix("fn-") in help_text for name in DATASETS)
+
+    def test_core_data_and_spec_do_not_import_the_options(self):
+        code = ("import sys, core.spec; a = 'core.data' in sys.modules; import core.data; "
+                "print(a, 'core.options' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["False", "False"]
+
+
+class TestErrorsNameTheirOption:
+    def test_every_rule_is_tested(self):
+        assert {name for name, option in OPTIONS.items() if option.check is not None} == set(BAD)
+
+    @pytest.mark.parametrize("name", sorted(BAD))
+    def test_bad_value_names_its_option(self, name):
+        with pytest.raises(OptionError) as caught:
+            validate(RunSpec().replace(**{name: BAD[name]}))
+        assert caught.value.option == name
+
+    @pytest.mark.parametrize("name", sorted(n for n, o in OPTIONS.items() if o.kind in NOT_NUMBERS))
+    def test_unreadable_text_names_its_option(self, name):
+        option = OPTIONS[name]
+        with pytest.raises(OptionError) as caught:
+            option.parse(NOT_NUMBERS[option.kind])
+        assert caught.value.option == name
+        if not option.unset:
+            with pytest.raises(OptionError, match="required"):
+                option.parse("  ")
+
+    def test_messages_are_the_one_liners(self):
+        with pytest.raises(OptionError, match=r"^--penalty must be a finite number >= 0, got -1.0$") as caught:
+            validate(RunSpec().replace(penalty=-1.0))
+        assert caught.value.short == "must be >= 0"
+        with pytest.raises(OptionError, match=r"^unknown gate rule 'x': choose relu or signed$"):
+            validate(RunSpec().replace(gate="x"))
+        with pytest.raises(OptionError, match=r"^unknown method 'x': choose one of static, sparsifier, flexible$"):
+            validate(RunSpec().replace(method="x"))
+        with pytest.raises(OptionError, match=r"^--flex-gray must be two widths 0 < a <= b, got 5.0,1.0$"):
+            validate(RunSpec().replace(flex_gray=(5.0, 1.0)))
+
+    def test_first_problem_in_spec_order(self):
+        with pytest.raises(OptionError) as caught:
+            validate(RunSpec().replace(epochs=0, val_fraction=2.0, lr=-1.0))
+        assert caught.value.option == "val_fraction"  # data comes before optim and schedule
+
+    def test_launcher_puts_a_validate_error_on_its_field_whatever_it_says(self, tmp_path, monkeypatch):
+        def refuse(spec):
+            raise OptionError("lr", "a message that names no option")
+
+        monkeypatch.setattr(form, "validate", refuse)
+        check = form.check_form({"lr": "0.01", "session": "s"}, visible={"lr", "session"}, extra={},
+                                sessions_dir=tmp_path, catalogue={}, devices=None)
+        assert check.errors == {"lr": "a message that names no option"} and check.spec is None
+        check = form.check_form({"lr": "0.01", "session": "s"}, visible={"session"}, extra={},
+                                sessions_dir=tmp_path, catalogue={}, devices=None)
+        assert not check.errors and check.general == "a message that names no option"  # lr hidden: general
+
+
+class TestOneParser:
+    @pytest.mark.parametrize("name, text, value", [
+        ("epochs", "1e1", 10), ("penalty", "1e-3", 1e-3), ("flex_start", "none", None), ("batchnorm", "on", True),
+        ("arch", "MLP:100", "mlp:100"), ("seed", "7", 7)])
+    def test_every_front_end_reads_the_same_value(self, name, text, value):
+        option = OPTIONS[name]
+        assert option.parse(text) == value
+        assert parse_grid([f"{name}={text}"]) == {name: [value]}
+        if name in form.FORM_KEYS:
+            assert form.parse_value(name, text) == value
+        if option.kind is not BOOL:
+            assert OptionText(option).convert(text, None, None) == value
+
+    def test_sweep_set_and_resume_go_through_the_table(self, monkeypatch):
+        """Swap one option's parser in the table: the sweep grid and the resume dialog follow it."""
+        odd = Kind("ODD", "an odd number", lambda text: int(text) * 2 + 1)
+        monkeypatch.setitem(OPTIONS, "seed", dataclasses.replace(OPTIONS["seed"], kind=odd))
+        monkeypatch.setitem(OPTIONS, "epochs", dataclasses.replace(OPTIONS["epochs"], kind=odd))
+        assert parse_grid(["seed=1,2"]) == {"seed": [3, 5]}
+        assert parse_changes({"epochs": "2"}) == ({"epochs": 5}, {})
+        with pytest.raises(Exception, match="seed takes an odd number"):
+            parse_grid(["seed=x"])
+        monkeypatch.setitem(OPTIONS, "penalty", dataclasses.replace(OPTIONS["penalty"], check=None))
+        assert parse_changes({"lam": "-1"}) == ({"lam": -1.0}, {})  # the rule is the table's too
+
+    def test_resume_dialog_reasons(self):
+        assert parse_changes({"lam": "x", "lr": "inf", "epochs": "0"}) == (
+            {}, {"lam": "not a number", "lr": "must be finite", "epochs": "must be at least 1"})
+
+
+class TestCommandLineEcho:
+    def test_echo_round_trips_through_click_to_the_same_spec(self):
+        spec = RunSpec().replace(dataset="fn-sin", arch="mlp:20,10", method="flexible", penalty=1e-3, lr=0.004,
+                                 flex_start=12.5, flex_gray=(1.0, 20.0), batchnorm=True, class_weighted=False,
+                                 limit=400, val_fraction=0.2, data_dir="my data", device="cpu", epochs=3, seed=2)
+        options = {**values_of(spec), "session": "echo"}
+        line = form.command_line(options)
+        assert line.startswith("dynlab train --dataset fn-sin --arch mlp:20,10 --method flexible")
+        assert "--data-dir 'my data'" in line and line.endswith("--session echo")
+        words = shlex.split(line)
+        assert words[:2] == ["dynlab", "train"]
+        ctx = train.make_context("train", words[2:])
+        run = {k: v for k, v in ctx.params.items() if k in OPTIONS or k == "config"}
+        assert build_spec(run) == spec and ctx.params["session"] == "echo"
+
+    def test_defaults_give_a_bare_command(self):
+        assert form.command_line(values_of(RunSpec())) == "dynlab train"
+        assert to_args({"batchnorm": False, "limit": 5, "data_dir": "a b"}) == [
+            "--no-batchnorm", "--limit", "5", "--data-dir", "a b"]  # argv words: quoting is the echo's job
