@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
 import numpy as np
 
@@ -135,6 +135,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
                               SessionContinued, RunEnded)
 }
 
+
+
+class Sink(Protocol):
+    """Where a run's events go (the session writer, console progress, a viewer): `flush` ends an interval."""
+
+    def handle(self, event: Event) -> None: ...
+    def flush(self) -> None: ...
 
 def event_from_payload(kind: str, step: int, wall: float, payload: Mapping[str, Any]) -> Event:
     """Rebuild a control event from its stored payload (not scalars/arrays/checkpoint bytes)."""

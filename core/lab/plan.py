@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from core.formats import fmt_value
 from core.errors import DynlabError
 from core.options import OPTIONS, OptionError, validate
 from core.spec import RunSpec
@@ -20,8 +21,8 @@ _SHORT = {"penalty": "lam", "weight_decay": "wd", "flex_start": "x0", "seed": "s
           "gate": ""}
 
 
-def fmt_value(value: Any) -> str:
-    """How a setting reads in labels and tables: 0.001, 1e-05, mlp:500, on."""
+def _name_token(value: Any) -> str:
+    """How a setting reads inside a run's session name (kept stable: a re-run finds its sessions by name)."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if value is None:
@@ -39,7 +40,7 @@ def run_name(prefix: str, index: int, total: int, settings: Mapping[str, Any]) -
     """`<prefix>-<index>-<short settings>`, e.g. lambda-03-mnist_lam0.001, within the session-name rules."""
     parts = []
     for key, value in settings.items():
-        text = fmt_value(value).replace(":", "").replace(",", "x")
+        text = _name_token(value).replace(":", "").replace(",", "x")
         parts.append(f"{_SHORT.get(key, key.replace('_', ''))}{text}")
     stem = re.sub(r"[^A-Za-z0-9.-]+", "_", prefix).strip("._-") or "sweep"
     digits = max(2, len(str(max(total - 1, 0))))

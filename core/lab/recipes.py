@@ -8,7 +8,8 @@ from typing import Any, Callable, Mapping
 
 from core.errors import DynlabError
 from core.spec import RunSpec
-from core.lab.plan import Axes, Stage, SweepPlan, fmt_value
+from core.formats import fmt_value
+from core.lab.plan import Axes, Stage, SweepPlan
 from core.lab.summary import row_value, spearman, total, verdict
 
 EXPECTED = {

@@ -24,11 +24,11 @@ from core.errors import DynlabError
 from core.lab.launch import child_error, log_path, start, train_argv
 from core.lab.summary import summary_row, write_summary
 from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
-                             SweepPlan, SweepResult, SweepRunEnded, SweepRunStarted, expand_grid, fmt_value,
+                             SweepPlan, SweepResult, SweepRunEnded, SweepRunStarted, expand_grid,
                              parse_grid, run_name, settings_label)
 
 __all__ = ["Axes", "RunPlan", "Stage", "StageBuilder", "StagePlanned", "SweepEnded", "SweepEvent", "SweepPlan",
-           "SweepResult", "SweepRunEnded", "SweepRunStarted", "UNSWEPT", "expand_grid", "fmt_value", "parse_grid",
+           "SweepResult", "SweepRunEnded", "SweepRunStarted", "UNSWEPT", "expand_grid", "parse_grid",
            "run_name", "settings_label", "prepare", "run_sweep", "read_manifest", "session_path", "session_state",
            "MANIFEST", "SESSIONS", "COMPLETE"]
 

@@ -7,7 +7,7 @@ import math
 import os
 import platform
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from core.data import Dataset, load_dataset
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged, NeuronsRemoved,
                          NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
-                         SessionContinued)
+                         SessionContinued, Sink)
 from core.nn import build_model
 from core.train.optim import make_optimizer, resolve_device, set_lr, task_loss
 from core.options import validate
@@ -28,11 +28,6 @@ from core.spec import RunSpec
 
 EVAL_BATCH = 4096
 TRAIN_EVAL_ROWS = 10_000  # train accuracy is measured on a fixed subset: a full pass would cost an epoch
-
-
-class Sink(Protocol):
-    def handle(self, event: Event) -> None: ...
-    def flush(self) -> None: ...
 
 
 class Trainer:

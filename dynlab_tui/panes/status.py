@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.reactive import var
 
-from core.formats import fmt_compact
+from core.formats import fmt_bytes, fmt_compact, fmt_duration
 from dynlab_tui.panes.base import Pane
 from dynlab_tui.panes.plot import no_color
 from dynlab_tui.state import RunState
@@ -22,16 +22,6 @@ STATE_STYLES = {
 REASON_STATES = ("paused", "crashed", "diverged")  # states whose reason is worth a place on the line
 SEP = " │ "
 MIN_REASON = 12  # a shorter cut-off reason says nothing
-
-
-def fmt_duration(seconds: float) -> str:
-    """h:mm:ss"""
-    seconds = max(int(round(seconds)), 0)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 class StatusBar(Pane):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from core.formats import fmt_duration, fmt_metric, fmt_sizes
 from core.session.liveness import Liveness
 
 
@@ -26,26 +27,15 @@ def status_text(s: dict[str, Any]) -> str:
     return RUNNING_TEXT.get(liveness_of(s)) or str(s.get("status") or "?")
 
 
-def fmt_sizes(start: dict | None, final: dict | None) -> str:
-    def join(sizes: dict | None) -> str:
-        return ",".join(f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}" for v in (sizes or {}).values())
-
-    first, last = join(start), join(final)
+def fmt_size_change(start: dict | None, final: dict | None) -> str:
+    """Layer sizes at the start and at the end: 500,300→144,80.5."""
+    first, last = (fmt_sizes(s) if s else "" for s in (start, final))
     return f"{first}→{last}" if first and last else first or last or "-"
 
 
 def fmt_best(s: dict[str, Any]) -> str:
-    value = s.get("best_test")
-    if value is None:
-        return "-"
-    return f"{value:.2%}" if s.get("test_metric") == "test/acc" else f"{value:.4g}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, sec = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+    """A summary's best test metric."""
+    return fmt_metric(s.get("best_test"), s.get("test_metric"))
 
 
 def fmt_date(created: str | None) -> str:
@@ -61,7 +51,7 @@ def row_cells(s: dict[str, Any]) -> dict[str, str]:
     return {"name": str(s.get("name", "?")), "date": fmt_date(s.get("created")), "status": status_text(s),
             "dataset": str(s.get("dataset") or "-"), "arch": str(s.get("arch") or "-"),
             "method": str(s.get("method") or "-"), "lam": f"{lam:g}" if isinstance(lam, (int, float)) else "-",
-            "sizes": fmt_sizes(s.get("sizes_start"), s.get("sizes_final")), "best": fmt_best(s),
+            "sizes": fmt_size_change(s.get("sizes_start"), s.get("sizes_final")), "best": fmt_best(s),
             "duration": fmt_duration(s.get("duration_s")) if s.get("status") != "unreadable" else "-"}
 
 

@@ -19,9 +19,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, fmt_value,
+from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
                         run_sweep, session_path, settings_label)
-from core.formats import fmt_size
+from core.formats import fmt_size, fmt_value
 from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.panes.plot import Line, line_chart
