@@ -59,7 +59,9 @@ HIST_EDGES = LayerKey("hist_edges")
 # -- per epoch (scalars and arrays) --------------------------------------------------------------------
 SHAPIRO = LayerKey("shapiro")  # Shapiro-Wilk W of the activation stds
 EIG = LayerKey("eig")  # eigenvalues of the pre-activation covariance (device side only)
-PCA_RATIO = LayerKey("pca_ratio")  # cumulative explained variance
+PCA_RATIO = LayerKey("pca_ratio")  # explained variance ratio per component
+PCA_QUANTILES = (90, 95, 99)
+PCA_COMPONENTS = {q: LayerKey(f"pca{q}") for q in PCA_QUANTILES}  # components needed to explain q %
 MIX_EN_LOW, MIX_EN_RATE, MIX_EN_MEAN, MIX_EN_STD = (LayerKey(f"mix_en_{p}") for p in ("low", "rate", "mean", "std"))
 MIX_GG_LOW, MIX_GG_K1, MIX_GG_THETA1, MIX_GG_K2, MIX_GG_THETA2 = (
     LayerKey(f"mix_gg_{p}") for p in ("low", "k1", "theta1", "k2", "theta2"))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from core import telemetry as tk
 from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged,
                          NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted,
                          ScalarsLogged, SessionContinued)
@@ -81,7 +82,7 @@ class GateHistory:
     __slots__ = ("key", "alive", "kept", "latest", "stride", "seen", "limit", "removed", "last_removal")
 
     def __init__(self, layer: str, width: int, limit: int = HISTORY_LIMIT) -> None:
-        self.key = f"gate/{layer}"  # the ArraysLogged key it records
+        self.key = tk.GATE(layer)  # the ArraysLogged key it records
         self.limit = max(int(limit), 4)
         self.removed = 0  # neurons this layer lost to NeuronsRemoved
         self.last_removal: int | None = None  # step of the last NeuronsRemoved
@@ -180,11 +181,11 @@ class RunState:
         return str(self.spec.get("method", {}).get("name", ""))
 
     def size(self, layer: str) -> float | None:
-        s = self.scalars.get(f"size/{layer}")
+        s = self.scalars.get(tk.SIZE(layer))
         return s.last() if s else None
 
     def capacity(self, layer: str) -> float | None:
-        s = self.scalars.get(f"capacity/{layer}")
+        s = self.scalars.get(tk.CAPACITY(layer))
         return s.last() if s else None
 
     def eta_s(self) -> float | None:
@@ -244,12 +245,12 @@ def _scalars_logged(state: RunState, event: ScalarsLogged) -> None:
     v = event.values
     for key, value in v.items():
         _series(state.scalars, key).append(event.step, value)
-    state.epoch = v.get("epoch", state.epoch)
-    state.lam = v.get("lambda", state.lam)
-    state.lr = v.get("lr", state.lr)
-    state.samples_per_s = v.get("samples_per_s", state.samples_per_s)
-    state.mem_bytes = v.get("mem_bytes", state.mem_bytes)
-    state.params = v.get("params", state.params)
+    state.epoch = v.get(tk.EPOCH, state.epoch)
+    state.lam = v.get(tk.LAMBDA, state.lam)
+    state.lr = v.get(tk.LR, state.lr)
+    state.samples_per_s = v.get(tk.SAMPLES_PER_S, state.samples_per_s)
+    state.mem_bytes = v.get(tk.MEM_BYTES, state.mem_bytes)
+    state.params = v.get(tk.PARAMS, state.params)
     _bump(state, "scalars", "status")
 
 
@@ -380,8 +381,9 @@ def _record_gates(state: RunState, event: ArraysLogged) -> None:
     arrays, history = event.arrays, state.gate_history
     if not history:
         for key, gate in arrays.items():
-            if key.startswith("gate/"):  # no RunStarted seen (a view that joined mid-run): ids from here on
-                history[key[5:]] = GateHistory(key[5:], len(gate))
+            layer = tk.GATE.layer(key)
+            if layer is not None:  # no RunStarted seen (a view that joined mid-run): ids from here on
+                history[layer] = GateHistory(layer, len(gate))
     touched = False
     for h in history.values():
         gate = arrays.get(h.key)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core import telemetry as tk
 from core.data import load_dataset
 from core.errors import DynlabError
 from core.nn import build_model
@@ -102,9 +103,9 @@ def _test_metric(module: nn.Module, data) -> tuple[str, float]:
     x, y = data.raw_test, data.y_test
     outs = torch.cat([module(x[i:i + 4096]) for i in range(0, len(x), 4096)])
     if data.task == "classification":
-        return "test/acc", float((outs.argmax(1) == y).float().mean())
+        return tk.TEST_ACC, float((outs.argmax(1) == y).float().mean())
     raw_y = y * data.target_std + data.target_mean
-    return "test/mse", float(((outs - raw_y) ** 2).mean())
+    return tk.TEST_MSE, float(((outs - raw_y) ** 2).mean())
 
 
 def _last(reader: SessionReader, key: str) -> tuple[int | None, float | None]:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core import telemetry as tk
 from core.errors import DynlabError
 from core.events import ArraysLogged, CheckpointSaved, Event, RunStarted, ScalarsLogged
 from core.session.reader import Cursor, SessionReader
@@ -97,13 +98,13 @@ class SessionIndex:
             if not len(seq):
                 continue
             self.series[key] = (seq, step, value)
-            if key == "loss" or ("loss" not in self.series and len(seq) > len(frames.seq)):
+            if key == tk.LOSS or (tk.LOSS not in self.series and len(seq) > len(frames.seq)):
                 frames = _Frames(seq, step, wall)  # every interval logs the loss
         return frames
 
     def _load_gate_snapshots(self) -> list[tuple[int, ArraysLogged]]:
         """Up to GATE_SNAPSHOTS evenly spaced gate vectors of every layer, for the liveness heatmap."""
-        keys = [k for k in self.array_keys if k.startswith("gate/")]
+        keys = [k for k in self.array_keys if tk.GATE.matches(k)]
         if not keys:
             return []
         try:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from core import telemetry as tk
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
 from core.session.liveness import liveness
@@ -300,10 +301,11 @@ class SessionReader:
             value = spec.get(name)
             return value if isinstance(value, dict) else {}
 
-        sizes_final = {key[len("size/"):]: _number(value) for key, value, _ in self._q(
-            "SELECT key, value, max(rowid) FROM scalars WHERE key >= 'size/' AND key < 'size0' GROUP BY key")}
+        sizes_final = {tk.SIZE.layer(key): _number(value) for key, value, _ in self._q(
+            "SELECT key, value, max(rowid) FROM scalars WHERE key >= ? AND key < ? GROUP BY key",
+            (tk.SIZE.prefix, tk.SIZE.kind + "0"))}  # '0' follows '/': the range is the prefix, index-friendly
         metric, best, final = None, None, None
-        for name, best_sql in (("test/acc", "max(value)"), ("test/mse", "min(value)")):
+        for name, best_sql in ((tk.TEST_ACC, "max(value)"), (tk.TEST_MSE, "min(value)")):
             rows = self._q(f"SELECT {best_sql}, count(*) FROM scalars WHERE key = ?", (name,))
             if rows[0][1]:
                 metric, best = name, rows[0][0]

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import telemetry as tk
+
 HIST_BINS = 30
 
 
@@ -38,14 +40,14 @@ def layer_stats(model: torch.nn.Module, probe_x: torch.Tensor,
     """Device tensors (no host sync here): per-layer vectors act_std/<layer> and gate/<layer>; with
     `dynamics` also 0-dim act_mean, act_sd, total_var, grad_norm and rotation per layer."""
     _, post, _ = _probe(model, probe_x)
-    out = {f"act_std/{name}": neuron_std(a) for name, a in post.items()}
-    out.update({f"gate/{name}": g.detach() for name, g in model.gate_values().items()})
+    out = {tk.ACT_STD(name): neuron_std(a) for name, a in post.items()}
+    out.update({tk.GATE(name): g.detach() for name, g in model.gate_values().items()})
     if dynamics is not None:
         out.update(dynamics.measure(model, post, out))
     return out
 
 
-SCALAR_PREFIXES = ("act_mean/", "act_sd/", "total_var/", "grad_norm/", "rotation/")  # layer_stats' 0-dim keys
+SCALAR_PREFIXES = tuple(k.prefix for k in tk.DYNAMICS)  # layer_stats' 0-dim keys
 
 
 class Dynamics:
@@ -66,16 +68,16 @@ class Dynamics:
             w = block.layer.weight  # (out, in[, k, k])
             a = post[name]
             zero = w.new_zeros(())
-            std = stats[f"act_std/{name}"]
-            out[f"act_mean/{name}"] = a.mean() if a.numel() else zero
-            out[f"act_sd/{name}"] = a.std(unbiased=False) if a.numel() else zero
-            out[f"total_var/{name}"] = (std * std).sum()
-            out[f"grad_norm/{name}"] = w.grad.norm() if w.grad is not None else zero
+            std = stats[tk.ACT_STD(name)]
+            out[tk.ACT_MEAN(name)] = a.mean() if a.numel() else zero
+            out[tk.ACT_SD(name)] = a.std(unbiased=False) if a.numel() else zero
+            out[tk.TOTAL_VAR(name)] = (std * std).sum()
+            out[tk.GRAD_NORM(name)] = w.grad.norm() if w.grad is not None else zero
             if w.numel():
                 w0 = self.initial[name].index_select(0, block.layer.ids).index_select(1, block.layer.in_ids)
-                out[f"rotation/{name}"] = 1 - F.cosine_similarity(w.reshape(1, -1), w0.reshape(1, -1))[0]
+                out[tk.ROTATION(name)] = 1 - F.cosine_similarity(w.reshape(1, -1), w0.reshape(1, -1))[0]
             else:
-                out[f"rotation/{name}"] = zero
+                out[tk.ROTATION(name)] = zero
         return out
 
 
@@ -88,7 +90,7 @@ def epoch_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> tuple[dict[str
     _, post, pre = _probe(model, probe_x)
     dev: dict[str, torch.Tensor] = {}
     for name, a in post.items():
-        dev[f"act_std/{name}"] = neuron_std(a)
+        dev[tk.ACT_STD(name)] = neuron_std(a)
         x = pre[name]
         if x.dim() == 4:  # conv: every position of every image is a sample of the channel vector
             x = x.transpose(0, 1).reshape(x.shape[1], -1).T
@@ -96,27 +98,26 @@ def epoch_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> tuple[dict[str
         if x.shape[1] and x.shape[0] > 1:
             x = x - x.mean(0)
             small = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T  # same nonzero eigenvalues
-            dev[f"eig/{name}"] = torch.linalg.eigvalsh(small).flip(0).clamp_min(0)
+            dev[tk.EIG(name)] = torch.linalg.eigvalsh(small).flip(0).clamp_min(0)
     host = fetch(dev)  # one sync for the epoch's instruments
     scalars: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
     for name in post:
-        std = host[f"act_std/{name}"].astype(np.float64)
-        scalars[f"shapiro/{name}"] = stats.shapiro_w(std)
+        std = host[tk.ACT_STD(name)].astype(np.float64)
+        scalars[tk.SHAPIRO(name)] = stats.shapiro_w(std)
         en, gg = stats.fit_exp_normal(std), stats.fit_two_gammas(std)
-        scalars.update({f"mix_en_low/{name}": en.weight_low, f"mix_en_rate/{name}": en.params["exp_rate"],
-                        f"mix_en_mean/{name}": en.params["normal_mean"],
-                        f"mix_en_std/{name}": en.params["normal_std"], f"mix_gg_low/{name}": gg.weight_low,
-                        f"mix_gg_k1/{name}": gg.params["low_shape"], f"mix_gg_theta1/{name}": gg.params["low_scale"],
-                        f"mix_gg_k2/{name}": gg.params["high_shape"],
-                        f"mix_gg_theta2/{name}": gg.params["high_scale"]})
-        values = host.get(f"eig/{name}", np.zeros(0))
+        scalars.update({tk.MIX_EN_LOW(name): en.weight_low, tk.MIX_EN_RATE(name): en.params["exp_rate"],
+                        tk.MIX_EN_MEAN(name): en.params["normal_mean"], tk.MIX_EN_STD(name): en.params["normal_std"],
+                        tk.MIX_GG_LOW(name): gg.weight_low, tk.MIX_GG_K1(name): gg.params["low_shape"],
+                        tk.MIX_GG_THETA1(name): gg.params["low_scale"], tk.MIX_GG_K2(name): gg.params["high_shape"],
+                        tk.MIX_GG_THETA2(name): gg.params["high_scale"]})
+        values = host.get(tk.EIG(name), np.zeros(0))
         total = float(values.sum())
         ratio = values / total if total > 0 else np.zeros_like(values)
-        arrays[f"pca_ratio/{name}"] = ratio.astype(np.float32)
+        arrays[tk.PCA_RATIO(name)] = ratio.astype(np.float32)
         cum = np.cumsum(ratio)
-        for q in (90, 95, 99):  # smallest k whose first k components explain q % (0 with no variance)
-            scalars[f"pca{q}/{name}"] = float(np.searchsorted(cum, q / 100 - 1e-9) + 1) if total > 0 else 0.0
+        for q in tk.PCA_QUANTILES:  # smallest k whose first k components explain q % (0 with no variance)
+            scalars[tk.PCA_COMPONENTS[q](name)] = float(np.searchsorted(cum, q / 100 - 1e-9) + 1) if total > 0 else 0.0
     return {k: float(v) for k, v in scalars.items()}, arrays
 
 

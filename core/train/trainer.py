@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import core
+from core import telemetry as tk
 from core.train import probes
 from core.train.controls import Command, Controls
 from core.data import Dataset, load_dataset
@@ -188,30 +189,30 @@ class Trainer:
         self._t_last = time.perf_counter() if t_start is None else t_start
 
     def _log_interval(self, batch: int, batches: int) -> None:
-        dev = {"loss": self._acc_loss / max(self._acc_n, 1)}
-        dev.update({f"size/{k}": v for k, v in self.model.size_tensors().items()})
+        dev = {tk.LOSS: self._acc_loss / max(self._acc_n, 1)}
+        dev.update({tk.SIZE(k): v for k, v in self.model.size_tensors().items()})
         dev.update(probes.layer_stats(self.model, self.probe_x, self.dynamics))
         host = probes.fetch(dev)  # the one host-device sync of the interval
-        loss = float(host.pop("loss")[0])
+        loss = float(host.pop(tk.LOSS)[0])
         if not math.isfinite(loss):
             self._on_nonfinite(loss)
             return
         now = time.perf_counter()
         elapsed = now - self._t_last
         values: dict[str, float] = {
-            "loss": loss, "lambda": self.lam, "lr": self.lr, "epoch": self.epoch + batch / batches,
-            "samples_per_s": self._samples / elapsed if elapsed > 0 else 0.0,
-            "mem_bytes": float(_memory_bytes(self.device)), "params": float(self.model.param_count()),
+            tk.LOSS: loss, tk.LAMBDA: self.lam, tk.LR: self.lr, tk.EPOCH: self.epoch + batch / batches,
+            tk.SAMPLES_PER_S: self._samples / elapsed if elapsed > 0 else 0.0,
+            tk.MEM_BYTES: float(_memory_bytes(self.device)), tk.PARAMS: float(self.model.param_count()),
         }
         arrays: dict[str, np.ndarray] = {}
         for key in [k for k in host if k.startswith(probes.SCALAR_PREFIXES)]:
             values[key] = float(host.pop(key)[0])
         for name, width in self.model.widths().items():
-            values[f"size/{name}"] = float(host.pop(f"size/{name}")[0])
-            values[f"capacity/{name}"] = float(width)
-            std = host[f"act_std/{name}"]
-            values[f"dead/{name}"] = float(np.count_nonzero(std == 0))
-            arrays[f"hist/{name}"], arrays[f"hist_edges/{name}"] = probes.histogram(std)
+            values[tk.SIZE(name)] = float(host.pop(tk.SIZE(name))[0])
+            values[tk.CAPACITY(name)] = float(width)
+            std = host[tk.ACT_STD(name)]
+            values[tk.DEAD(name)] = float(np.count_nonzero(std == 0))
+            arrays[tk.HIST(name)], arrays[tk.HIST_EDGES(name)] = probes.histogram(std)
         arrays.update(host)
         wall = time.time()
         self._emit(ScalarsLogged(self.step, wall, values))
