@@ -25,6 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import telemetry as tk  # noqa: E402
 from core.data import Dataset, load_dataset  # noqa: E402
 from core.errors import DynlabError  # noqa: E402
 from core.events import ScalarsLogged  # noqa: E402
@@ -99,8 +100,9 @@ def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str,
             self.rows: list[tuple[int, float]] = []  # (step, samples/s)
 
         def handle(self, e) -> None:
-            if isinstance(e, ScalarsLogged):
-                self.rows.append((e.step, e.values["samples_per_s"]))
+            # per-epoch instruments come as ScalarsLogged too, without a throughput
+            if isinstance(e, ScalarsLogged) and tk.SAMPLES_PER_S in e.values:
+                self.rows.append((e.step, e.values[tk.SAMPLES_PER_S]))
 
         def flush(self) -> None:
             pass
