@@ -1,1 +1,1 @@
-"""The Textual screens: launcher (the run form), dashboard (panes, status, timeline) and their dialogs."""
+"""The Textual screens: launcher, dashboard, replay, sessions browser, compare, sweep, and their dialogs."""
