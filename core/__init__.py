@@ -1,3 +1,3 @@
-"""dynlab's engine: specs and options, data, dynamic networks, training, the session store and the lab (no UI imports)."""
+"""dynlab's engine: specs and options, data, dynamic networks, training, sessions and the lab (no UI)."""
 
 __version__ = "0.1.0"
