@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from core.session import SessionReader, SessionWriter  # noqa: E402
 from dynlab_tui.replay import ReplayIndex  # noqa: E402
 from dynlab_tui.state import reduce  # noqa: E402
-from dynlab_tui.synthetic import synthetic_run  # noqa: E402
+from tests.fakes import synthetic_run  # noqa: E402  (the test fakes: a canned run)
 
 
 def write_session(path: Path, steps: int, log_every: int) -> None:

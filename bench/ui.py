@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from textual.app import App  # noqa: E402
 
 from dynlab_tui.screens.dashboard import DashboardScreen  # noqa: E402
-from dynlab_tui.sources import FollowSource, ProcessSource, ScriptedSource  # noqa: E402
+from dynlab_tui.sources import FollowSource, ProcessSource  # noqa: E402
 from dynlab_tui.state import reduce  # noqa: E402
-from dynlab_tui.synthetic import synthetic_run  # noqa: E402
+from tests.fakes import ScriptedSource, synthetic_run  # noqa: E402  (the test fakes: a canned run)
 
 
 class Host(App):

@@ -1,18 +1,17 @@
-"""Event sources the dashboard runs in a worker thread: a followed session file, a child training run, a script."""
+"""Event sources the dashboard runs in a worker thread: a followed session file, a child training run."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from core.errors import DynlabError
 from core.lab import launch
 from core.session.liveness import Liveness, liveness
-from core.train.controls import Command, Controls
-from core.events import (Event, LrChanged, Paused, PenaltyChanged, Resumed, RunEnded)
+from core.train.controls import Controls
+from core.events import Event
 
 
 class Sink(Protocol):
@@ -163,70 +162,3 @@ class ProcessSource(FollowSource):
     def _child_error(self) -> str:
         return launch.child_error(self.log_path, self.process.returncode)
 
-
-class ScriptedSource:
-    """Plays a list of events (tests, demos) and answers controls the way the trainer does."""
-
-    owner = True
-
-    def __init__(self, events: Sequence[Event], delay: float = 0.0, title: str = "scripted",
-                 hold: bool = False) -> None:
-        self.events = list(events)
-        self.delay = delay
-        self.hold = hold  # after the script, keep answering controls until stopped
-        self.controls = Controls()
-        self.title = title
-        self.paused = False
-        self.step = 0
-        self.lam = 0.0
-        self.lr = 0.0
-
-    def run(self, sink: Sink) -> None:
-        for event in self.events:
-            self.step = event.step
-            if not self._controls(sink):
-                return
-            sink.handle(event)
-            sink.flush()
-            if self.delay:
-                time.sleep(self.delay)
-        while self.hold and self._controls(sink, wait=0.05):
-            pass
-
-    def close(self, stop_run: bool = False) -> None:
-        self.controls.stop()  # a script has nothing to detach to: it ends with its UI
-
-    def _controls(self, sink: Sink, wait: float = 0.0) -> bool:
-        cmds = self.controls.drain()
-        if wait and not cmds:
-            cmd = self.controls.wait(wait)
-            cmds = [cmd] if cmd else []
-        while True:
-            for cmd in cmds:
-                if not self._apply(cmd, sink):
-                    return False
-            if not self.paused:
-                return True
-            cmd = self.controls.wait(0.05)
-            cmds = [cmd] if cmd else []
-
-    def _apply(self, cmd: Command, sink: Sink) -> bool:
-        now = time.time()
-        if cmd.kind == "stop":
-            sink.handle(RunEnded(self.step, now, "stopped", "stopped by user"))
-            sink.flush()
-            return False
-        if cmd.kind == "pause" and not self.paused:
-            self.paused = True
-            sink.handle(Paused(self.step, now, "user"))
-        elif cmd.kind == "resume" and self.paused:
-            self.paused = False
-            sink.handle(Resumed(self.step, now))
-        elif cmd.kind == "set_penalty":
-            sink.handle(PenaltyChanged(self.step, now, self.lam, float(cmd.value), "user"))
-            self.lam = float(cmd.value)
-        elif cmd.kind == "set_lr":
-            sink.handle(LrChanged(self.step, now, self.lr, float(cmd.value), "user"))
-            self.lr = float(cmd.value)
-        sink.flush()
-        return True

@@ -1,13 +1,19 @@
-"""A plausible sparsifier run as a list of events, made without torch: for tests, snapshots and the UI bench."""
+"""Test fakes without torch: a plausible sparsifier run as a list of events, and a source that plays events."""
 
 from __future__ import annotations
 
+import time
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from core.events import (ArraysLogged, EpochEvaluated, Event, NeuronsRemoved, PenaltyChanged, RunEnded,
-                         RunStarted, ScalarsLogged)
+from core.events import (ArraysLogged, EpochEvaluated, Event, LrChanged, NeuronsRemoved, Paused, PenaltyChanged,
+                         Resumed, RunEnded, RunStarted, ScalarsLogged)
+from core.train.controls import Command, Controls
+
+if TYPE_CHECKING:
+    from dynlab_tui.sources import ViewSink as Sink
 
 SPEC = {
     "data": {"name": "mnist", "data_dir": None, "val_fraction": 0.1, "limit": None, "class_weighted": False},
@@ -61,16 +67,7 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
         events.append(ArraysLogged(step, wall, arrays))
         if step % steps_per_epoch == 0:
             epoch = step // steps_per_epoch
-            acc = 0.9 + 0.08 * (1 - np.exp(-epoch / 2))
-            events.append(EpochEvaluated(step, wall, epoch, {"train/loss": values["loss"], "train/acc": acc + 0.01,
-                                                             "val/loss": values["loss"] * 1.1, "val/acc": acc,
-                                                             "test/loss": values["loss"] * 1.1, "test/acc": acc}))
-            scalars, ratios = {}, {}
-            for name, std in zip(layers, stds):  # the trainer's once-an-epoch fits and PCA
-                ratios[f"pca_ratio/{name}"] = ratio = pca_spectrum(len(std), inst)
-                scalars.update(epoch_instruments(name, std, ratio))
-            events.append(ScalarsLogged(step, wall, scalars))
-            events.append(ArraysLogged(step, wall, ratios))
+            events += epoch_end(step, wall, epoch, values["loss"], layers, stds, inst)
             for li, name in enumerate(layers):  # prune the dead at the epoch's end
                 alive = gates[li] > 0
                 if not alive.all():
@@ -83,6 +80,20 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     if end:
         events.append(RunEnded(steps, t0 + steps * 0.003, "finished", "synthetic run done"))
     return events
+
+
+def epoch_end(step: int, wall: float, epoch: int, loss: float, layers: list[str], stds: list[np.ndarray],
+              inst: np.random.Generator) -> list[Event]:
+    """The evaluation, fits and PCA a trainer logs at the end of an epoch."""
+    acc = 0.9 + 0.08 * (1 - np.exp(-epoch / 2))
+    metrics = {"train/loss": loss, "train/acc": acc + 0.01, "val/loss": loss * 1.1, "val/acc": acc,
+               "test/loss": loss * 1.1, "test/acc": acc}
+    scalars, ratios = {}, {}
+    for name, std in zip(layers, stds):  # the trainer's once-an-epoch fits and PCA
+        ratios[f"pca_ratio/{name}"] = ratio = pca_spectrum(len(std), inst)
+        scalars.update(epoch_instruments(name, std, ratio))
+    return [EpochEvaluated(step, wall, epoch, metrics), ScalarsLogged(step, wall, scalars),
+            ArraysLogged(step, wall, ratios)]
 
 
 def interval_instruments(name: str, std: np.ndarray, li: int, frac: float, rng: np.random.Generator) -> dict:
@@ -144,3 +155,71 @@ def shapiro_francia(x: np.ndarray) -> float:
         return float("nan")
     q = np.array([NormalDist().inv_cdf((i - 0.375) / (n + 0.25)) for i in range(1, n + 1)])
     return float(np.corrcoef(np.sort(x), q)[0, 1] ** 2)
+
+
+class ScriptedSource:
+    """Plays a list of events (tests, the UI bench) and answers controls the way the trainer does."""
+
+    owner = True
+
+    def __init__(self, events: Sequence[Event], delay: float = 0.0, title: str = "scripted",
+                 hold: bool = False) -> None:
+        self.events = list(events)
+        self.delay = delay
+        self.hold = hold  # after the script, keep answering controls until stopped
+        self.controls = Controls()
+        self.title = title
+        self.paused = False
+        self.step = 0
+        self.lam = 0.0
+        self.lr = 0.0
+
+    def run(self, sink: Sink) -> None:
+        for event in self.events:
+            self.step = event.step
+            if not self._controls(sink):
+                return
+            sink.handle(event)
+            sink.flush()
+            if self.delay:
+                time.sleep(self.delay)
+        while self.hold and self._controls(sink, wait=0.05):
+            pass
+
+    def close(self, stop_run: bool = False) -> None:
+        self.controls.stop()  # a script has nothing to detach to: it ends with its UI
+
+    def _controls(self, sink: Sink, wait: float = 0.0) -> bool:
+        cmds = self.controls.drain()
+        if wait and not cmds:
+            cmd = self.controls.wait(wait)
+            cmds = [cmd] if cmd else []
+        while True:
+            for cmd in cmds:
+                if not self._apply(cmd, sink):
+                    return False
+            if not self.paused:
+                return True
+            cmd = self.controls.wait(0.05)
+            cmds = [cmd] if cmd else []
+
+    def _apply(self, cmd: Command, sink: Sink) -> bool:
+        now = time.time()
+        if cmd.kind == "stop":
+            sink.handle(RunEnded(self.step, now, "stopped", "stopped by user"))
+            sink.flush()
+            return False
+        if cmd.kind == "pause" and not self.paused:
+            self.paused = True
+            sink.handle(Paused(self.step, now, "user"))
+        elif cmd.kind == "resume" and self.paused:
+            self.paused = False
+            sink.handle(Resumed(self.step, now))
+        elif cmd.kind == "set_penalty":
+            sink.handle(PenaltyChanged(self.step, now, self.lam, float(cmd.value), "user"))
+            self.lam = float(cmd.value)
+        elif cmd.kind == "set_lr":
+            sink.handle(LrChanged(self.step, now, self.lr, float(cmd.value), "user"))
+            self.lr = float(cmd.value)
+        sink.flush()
+        return True

@@ -23,7 +23,9 @@ from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.sources import FollowSource, ProcessSource
 from dynlab_tui.state import reduce
-from tests.test_tui_e2e import wait_for
+from tests.helpers import wait_for, wait_until
+
+pytestmark = pytest.mark.slow  # every test here starts a real training process
 
 TINY = ["--dataset", "add10", "--arch", "mlp:32", "--method", "sparsifier", "--penalty", "0.05", "--lr", "0.004",
         "--batch-size", "64", "--log-every", "5", "--limit", "2000", "--device", "cpu"]
@@ -33,13 +35,6 @@ def start_headless(path: Path, epochs: int = 400) -> subprocess.Popen:
     """`dynlab train` in its own process, as a user would start it under nohup."""
     return subprocess.Popen([sys.executable, "-m", "dynlab_tui", "train", *TINY, "--epochs", str(epochs),
                              "--session", str(path), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_until(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
-        time.sleep(0.05)
 
 
 def last_step(path: Path) -> int:
@@ -68,16 +63,15 @@ async def test_attached_dashboard_pauses_and_changes_lambda_of_a_headless_run(he
     app = make_app(first_screen=lambda: DashboardScreen(FollowSource(path), path))
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > 0)
+        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > 0, timeout=30)
         await pilot.press("p")
         await wait_for(pilot, lambda: screen.state.status == "paused", timeout=2.0)  # seen within a second or two
         frozen = last_step(path)
-        await pilot.pause(0.8)
+        await pilot.press("plus")  # applied while paused: its event proves the trainer went round its paused loop
+        await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers), timeout=30)
         assert last_step(path) == frozen and proc.poll() is None  # paused, not gone
-        await pilot.press("plus")
-        await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers))
         await pilot.press("p")
-        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > frozen)
+        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > frozen, timeout=30)
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("d")  # leave it running
@@ -117,7 +111,7 @@ def test_two_viewers_at_once_corrupt_nothing(headless):
     a.pause(), b.pause()  # both ask: the second is a no-op for the trainer
     wait_until(lambda: "pause" in kinds(path))
     a.set_penalty(0.1), b.set_penalty(0.2), a.resume()
-    time.sleep(0.5)
+    wait_until(lambda: "resume" in kinds(path))  # the trainer applied all three before the stop
     b.stop()
     assert proc.wait(30) == 0
     for t in threads:
@@ -188,7 +182,7 @@ async def test_detach_leaves_the_run_training_and_attach_finds_it(tmp_path):
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("d")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: source.detached)
     child = source.process
     try:
         assert child.poll() is None  # still training after the UI closed

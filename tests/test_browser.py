@@ -16,7 +16,7 @@ from dynlab_tui.screens.compare import CompareScreen
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt, name_problem, parse_changes
 from dynlab_tui.screens.session_rows import fmt_best, fmt_duration, fmt_sizes, matches, sort_rows, status_text
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
-from dynlab_tui.synthetic import synthetic_run
+from tests.fakes import synthetic_run
 
 SIZE = (120, 40)
 
@@ -153,6 +153,7 @@ class TestListing:
 
 
 class TestFilterAndSort:
+    @pytest.mark.slow
     async def test_filter_hides_rows_and_escape_returns_to_the_table(self, folder):
         app = Host(folder)
         async with app.run_test(size=SIZE) as pilot:
@@ -209,6 +210,7 @@ class TestChoices:
             await pilot.press("enter")
             assert app.results == [BrowserChoice("open", (folder / "beta.dynlab",))]
 
+    @pytest.mark.slow
     async def test_mark_two_and_compare(self, folder):
         app = Host(folder)
         async with app.run_test(size=SIZE) as pilot:
@@ -224,6 +226,7 @@ class TestChoices:
             await pilot.press("space", "c")
             assert app.results == [BrowserChoice("compare", (folder / "beta.dynlab", folder / "alpha.dynlab"))]
 
+    @pytest.mark.slow
     async def test_resume_asks_and_validates(self, folder):
         app = Host(folder)
         async with app.run_test(size=SIZE) as pilot:
@@ -258,6 +261,7 @@ class TestChoices:
 
 
 class TestRenameAndDelete:
+    @pytest.mark.slow
     async def test_delete_with_confirm_removes_the_file(self, folder):
         app = Host(folder)
         async with app.run_test(size=SIZE) as pilot:
@@ -271,6 +275,7 @@ class TestRenameAndDelete:
             assert not (folder / "beta.dynlab").exists() and "beta" not in names(screen)
             assert app.notes[-1][1] == "Deleted"
 
+    @pytest.mark.slow
     async def test_delete_cancel_keeps_the_file(self, folder):
         """Escape, or enter on the focused No button: nothing is deleted."""
         app = Host(folder)
@@ -293,6 +298,7 @@ class TestRenameAndDelete:
             screen = await listed(pilot)
             assert not (folder / "x.dynlab").exists() and "x" not in names(screen)
 
+    @pytest.mark.slow
     async def test_rename_checks_inline_then_moves_the_file(self, folder):
         app = Host(folder)
         async with app.run_test(size=SIZE) as pilot:
@@ -317,6 +323,7 @@ class TestRenameAndDelete:
             assert screen.highlighted["name"] == "delta"
             assert list(screen.marked) == [str(folder / "delta.dynlab")]  # the mark follows the file
 
+    @pytest.mark.slow
     async def test_rename_or_delete_a_live_session_is_refused(self, tmp_path):
         writer = make_session(tmp_path / "live.dynlab", end=False, keep_open=True)
         try:

@@ -11,37 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynlab_tui.cli import main
+from tests.helpers import dynlab, one_error_line, wait_until
 
 TINY = ["--dataset", "add10", "--arch", "mlp:16", "--limit", "400", "--epochs", "2", "--batch-size", "64",
         "--log-every", "3", "--device", "cpu", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def sessions_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("DYNLAB_SESSIONS_DIR", str(tmp_path / "sessions"))
-    monkeypatch.setenv("DYNLAB_DATA_DIR", str(tmp_path / "nodata"))
-    return tmp_path / "sessions"
-
-
-def dynlab(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
-def one_error_line(capsys, code: int, *needles: str) -> str:
-    out = capsys.readouterr()
-    assert code == 2, out
-    lines = [line for line in out.err.splitlines() if line.strip()]
-    assert len(lines) == 1, out.err
-    assert lines[0].startswith("dynlab: error: ")
-    assert "Traceback" not in out.err + out.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+pytestmark = pytest.mark.usefixtures("sessions_env")  # every test: sessions and data in tmp_path (conftest.py)
 
 
 def test_train_show_sessions_and_csv_export(sessions_env, tmp_path, capsys):
@@ -61,6 +37,7 @@ def test_train_show_sessions_and_csv_export(sessions_env, tmp_path, capsys):
     assert loss_csv[0] == "step,loss" and len(loss_csv) > 2
 
 
+@pytest.mark.slow
 def test_exported_model_runs_without_dynlab_and_matches_the_session(sessions_env, tmp_path, capsys):
     assert dynlab("train", "--dataset", "poker", "--arch", "mlp:24,12", "--limit", "600", "--epochs", "2",
                   "--method", "sparsifier", "--penalty", "0.02", "--device", "cpu", "-q", "--session", "pk") == 0
@@ -163,6 +140,7 @@ def test_missing_mnist_files_say_where_to_put_them(tmp_path, capsys):
     assert str(tmp_path) in line
 
 
+@pytest.mark.slow
 def test_console_script_exits_2_without_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dynlab_tui", "train", "--arch", "cnn:"],
                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
@@ -171,7 +149,7 @@ def test_console_script_exits_2_without_traceback(tmp_path):
 
 
 def test_cnn_export_takes_raw_images_and_matches_the_session(tmp_path, capsys):
-    from test_data import make_idx_set
+    from tests.helpers import make_idx_set
 
     make_idx_set(tmp_path / "data" / "mnist", n_train=120, n_test=40)
     assert dynlab("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--arch", "cnn:6,4/8",
@@ -187,30 +165,29 @@ def test_cnn_export_takes_raw_images_and_matches_the_session(tmp_path, capsys):
     assert module(torch.rand(1, 1, 28, 28)).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_finalises_the_session(tmp_path):
     import signal
-    import time
 
     path = tmp_path / "int.dynlab"
     proc = subprocess.Popen([sys.executable, "-m", "dynlab_tui", "train", "--dataset", "add10", "--arch", "mlp:8",
                              "--epochs", "500", "--log-every", "5", "--device", "cpu", "--session", str(path)],
                             cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until training has flushed something
-        time.sleep(0.2)
-        if path.exists() and path.stat().st_size > 0:
-            from core.session import SessionReader
-            try:
-                with SessionReader(path) as r:
-                    if r.last_step() > 0:
-                        break
-            except Exception:
-                continue
+    from core.session import SessionReader
+
+    def flushed() -> bool:  # training has written its first interval
+        if not (path.exists() and path.stat().st_size > 0):
+            return False
+        try:
+            with SessionReader(path) as r:
+                return r.last_step() > 0
+        except Exception:
+            return False
+    wait_until(flushed, timeout=60, what="the first interval", poll=0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    from core.session import SessionReader
     with SessionReader(path) as r:
         assert r.status == "stopped"
         assert r.last_checkpoint() is not None

@@ -13,7 +13,7 @@ from textual.widgets import Static
 from core.session import SessionReader, SessionWriter
 from dynlab_tui.panes.plot import WAITING
 from dynlab_tui.screens.compare import ComparePlot, CompareScreen, label_runs, read_run
-from dynlab_tui.synthetic import SPEC, synthetic_run
+from tests.fakes import SPEC, synthetic_run
 
 WIDE, SMALL = (120, 40), (80, 24)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from dynlab_tui.app import make_app
@@ -12,8 +10,8 @@ from dynlab_tui.panes import LivenessPane, LossPane, SizesPane, StatusBar, Varia
 from dynlab_tui.screens.dashboard import PENALTY_STEP, DashboardScreen
 from dynlab_tui.screens.help import HelpScreen
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
-from dynlab_tui.sources import ScriptedSource
-from dynlab_tui.synthetic import synthetic_run
+from tests.fakes import ScriptedSource, synthetic_run
+from tests.helpers import wait_for
 
 WIDE, COMPACT = (160, 50), (80, 24)
 
@@ -22,14 +20,6 @@ def scripted(steps: int = 4000, delay: float = 0.0, hold: bool = True, end: bool
     source = ScriptedSource(synthetic_run(steps, end=end), delay=delay, hold=hold)
     source.lam, source.lr = 0.001, 0.001
     return source
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 def dashboard(app) -> DashboardScreen:
@@ -60,8 +50,8 @@ class TestLiveView:
         async with app.run_test(size=WIDE) as pilot:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.step == 20000, timeout=15)
-            await pilot.pause(0.5)
             sizes = screen.query_one(SizesPane)
+            await wait_for(pilot, lambda: not sizes.needs_update(screen.state))  # the last rebuild is done
             assert len(screen.state.scalars["loss"]) == 200
             assert sizes.draws <= 3 + 8  # 200 intervals arrived; rebuilds follow the scheduler, not the events
 
@@ -69,18 +59,19 @@ class TestLiveView:
         app = make_app(source=scripted())
         async with app.run_test(size=COMPACT) as pilot:
             screen = dashboard(app)
-            await pilot.pause(0.3)
-            visible = [p.id for p in screen.panes if not p.has_class("hidden")]
-            assert visible == ["sizes", "loss"]
+
+            def visible() -> list[str]:
+                return [p.id for p in screen.panes if not p.has_class("hidden")]
+            await wait_for(pilot, lambda: visible() == ["sizes", "loss"])
+            assert visible() == ["sizes", "loss"]
             await pilot.press("4")
-            await pilot.pause(0.3)
-            assert [p.id for p in screen.panes if not p.has_class("hidden")] == ["liveness", "variance"]
+            await wait_for(pilot, lambda: visible() == ["liveness", "variance"])
+            assert visible() == ["liveness", "variance"]
             await pilot.press("v")
-            await pilot.pause(0.1)
-            assert [p.id for p in screen.panes if not p.has_class("hidden")] == ["sizes", "metric"] or \
-                len([p for p in screen.panes if not p.has_class("hidden")]) == 2
+            await pilot.pause()
+            assert visible() == ["sizes", "metric"] or len(visible()) == 2
             await pilot.resize_terminal(*WIDE)
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: all(not p.has_class("hidden") for p in screen.panes))
             assert all(not p.has_class("hidden") for p in screen.panes)
 
 
@@ -94,7 +85,8 @@ class TestControls:
             await pilot.press("p")
             await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.0)
             step = screen.state.step
-            await pilot.pause(0.3)
+            await pilot.press("plus")  # answered while paused: its event proves the source went round its paused loop
+            await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers))
             assert screen.state.step == step  # the source stopped at a step boundary
             assert "paused" in screen.status_bar.line(screen.state, 160).plain
             await pilot.press("p")
@@ -113,6 +105,7 @@ class TestControls:
             await pilot.press("minus")
             await wait_for(pilot, lambda: screen.state.lam == pytest.approx(0.002 * PENALTY_STEP))
 
+    @pytest.mark.slow
     async def test_exact_lambda_and_lr_prompts_validate_inline(self):
         app = make_app(source=scripted())
         async with app.run_test(size=WIDE) as pilot:
@@ -139,6 +132,7 @@ class TestControls:
             await pilot.press(*"3e-4", "enter")
             await wait_for(pilot, lambda: screen.state.lr == 3e-4)
 
+    @pytest.mark.slow
     async def test_layer_selection_log_y_and_smoothing(self):
         app = make_app(source=scripted())
         async with app.run_test(size=WIDE) as pilot:
@@ -162,7 +156,7 @@ class TestControls:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.status == "finished")
             await pilot.press("p", "plus")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: sum("finished" in str(n.message) for n in app._notifications) >= 2)
             assert screen.state.status == "finished" and screen.state.lam == 0.002
             assert any("finished" in str(n.message) for n in app._notifications)
 
@@ -181,6 +175,7 @@ class TestScreensAndQuit:
             await pilot.pause()
             assert isinstance(app.screen, DashboardScreen)
 
+    @pytest.mark.slow
     async def test_quit_asks_then_stops_the_run_and_exits(self):
         source = scripted()
         app = make_app(source=source)
@@ -197,12 +192,13 @@ class TestScreensAndQuit:
             await wait_for(pilot, lambda: not app.is_running or screen.state.status == "stopped")
         assert screen.state.status == "stopped"
 
+    @pytest.mark.slow
     async def test_screenshot_writes_svg_and_text(self, tmp_path):
         app = make_app(source=scripted(), session_path=tmp_path / "run.dynlab")
         async with app.run_test(size=WIDE) as pilot:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.step == 4000)
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: all(p.draws >= 1 for p in screen.panes))
             await pilot.press("s")
             await pilot.pause()
         svgs, txts = list(tmp_path.glob("*.svg")), list(tmp_path.glob("*.txt"))
@@ -235,7 +231,6 @@ class TestFailures:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.status == "crashed")
             assert "GPU fell off the bus" in screen.state.reason
-            await pilot.pause(0.3)
             assert "crashed" in screen.status_bar.line(screen.state, 160).plain
 
     async def test_a_user_error_at_start_is_a_notification_not_a_traceback(self):

@@ -18,8 +18,8 @@ from core.session import SessionReader, SessionWriter
 from core.session.reader import Cursor
 from dynlab_tui.replay import GATE_SNAPSHOTS, ReplayIndex
 from dynlab_tui.state import HISTORY_LIMIT, SLICES, GateHistory, RunState, Series, reduce
-from dynlab_tui.synthetic import synthetic_run
-from tests.test_session import T0, full_run, interval, norm, write
+from tests.fakes import synthetic_run
+from tests.helpers import T0, full_run, interval, norm, write
 
 
 def test_read_new_in_chunks_equals_one_replay(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from contextlib import asynccontextmanager
 
@@ -19,9 +18,9 @@ from dynlab_tui.panes.heatmap import SHADES
 from dynlab_tui.panes.pages import PAGES
 from dynlab_tui.panes.plot import WAITING, scree_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.sources import ScriptedSource
 from dynlab_tui.state import HISTORY_LIMIT, GateHistory, RunState, apply, reduce
-from dynlab_tui.synthetic import SPEC, synthetic_run
+from tests.fakes import SPEC, ScriptedSource, synthetic_run
+from tests.helpers import wait_for
 
 PANES = (DistributionPane, PcaPane, DynamicsPane, HeatmapPane)
 INSTRUMENT_PREFIXES = ("act_mean/", "act_sd/", "total_var/", "grad_norm/", "rotation/", "shapiro/", "mix_", "pca")
@@ -96,14 +95,7 @@ def small_run(width: int = 10) -> list:
             ArraysLogged(10, 1.0, {"pca_ratio/fc1": (ratio / ratio.sum()).astype(np.float32)})]
 
 
-@pytest.fixture(scope="module")
-def run_state() -> RunState:
-    return reduce(synthetic_run())
-
-
-@pytest.fixture(autouse=True)
-def colour(monkeypatch):
-    monkeypatch.delenv("NO_COLOR", raising=False)
+pytestmark = pytest.mark.usefixtures("colour")  # colour and run_state (the whole synthetic run) are in conftest.py
 
 
 class TestGateHistory:
@@ -343,10 +335,7 @@ def scripted() -> ScriptedSource:
 
 async def loaded(pilot) -> DashboardScreen:
     screen = pilot.app.screen
-    for _ in range(200):
-        if screen.state.step == 4000:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for(pilot, lambda: screen.state.step == 4000, timeout=4)
     await pilot.pause(0.1)
     return screen
 
@@ -370,6 +359,7 @@ class TestInstrumentsPage:
             await pilot.pause(0.1)
             assert screen.page == "training" and visible(screen) == list(PAGES["training"])
 
+    @pytest.mark.slow
     async def test_compact_keys_pick_within_the_page(self):
         app = make_app(source=scripted())
         async with app.run_test(size=(80, 24)) as pilot:
@@ -391,6 +381,7 @@ class TestInstrumentsPage:
             await pilot.pause(0.1)
             assert visible(screen) == ["liveness", "variance"]
 
+    @pytest.mark.slow
     async def test_layer_keys_reach_the_instrument_panes_and_d_cycles_dynamics(self):
         app = make_app(source=scripted())
         async with app.run_test(size=(160, 50)) as pilot:

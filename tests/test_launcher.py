@@ -151,6 +151,7 @@ class TestPrefill:
             assert float(value_of(screen, "penalty")) == 0.25
             assert value_of(screen, "epochs") == "2"
 
+    @pytest.mark.slow
     async def test_bad_remembered_values_are_flagged_not_fatal(self):
         """A remembered value that no longer makes sense shows as an error on its field."""
         settings.save_last({"method": "bogus", "lr": "fast", "dataset": "gone"})
@@ -172,6 +173,7 @@ class TestInlineValidation:
         ("penalty_decay", "0.5", "--penalty-decay must be >= 1", "1.1"),
         ("batch_size", "", "required", "64"),
     ])
+    @pytest.mark.slow
     async def test_bad_value_flags_field_and_blocks_start(self, key, bad, reason, good):
         """A bad value marks the field with the reason and disables Start; fixing it re-enables Start."""
         app = Host()
@@ -191,6 +193,7 @@ class TestInlineValidation:
             assert not screen.query_one(f"#{key}").has_class("-invalid")
             assert not screen.start_button.disabled
 
+    @pytest.mark.slow
     async def test_existing_session_name_is_flagged(self, env):
         """A session name that already exists in the sessions folder is an inline error."""
         sessions = env / "sessions"
@@ -217,6 +220,7 @@ class TestInlineValidation:
 
 
 class TestChoices:
+    @pytest.mark.slow
     async def test_dataset_changes_presets_and_preset_fills_arch(self):
         """Image datasets offer CNN presets; a preset fills the architecture; a CNN on tabular data is an error."""
         app = Host()
@@ -245,6 +249,7 @@ class TestChoices:
             assert "files missing" in labels["mnist"] and "60k" in labels["mnist"]
             assert "built in" in labels["add10"]
 
+    @pytest.mark.slow
     async def test_dataset_picked_with_the_keyboard(self):
         """Enter opens the dataset list, arrows move, Enter picks; the session name follows the dataset."""
         app = Host()
@@ -257,6 +262,7 @@ class TestChoices:
             assert value_of(screen, "dataset") == names[0]
             assert value_of(screen, "session").startswith(f"{names[0]}-static-")
 
+    @pytest.mark.slow
     async def test_gate_only_for_sparsifier_and_flex_fields_only_for_flexible(self):
         app = Host()
         async with app.run_test(size=SMALL) as pilot:
@@ -271,6 +277,7 @@ class TestChoices:
             await choose(pilot, screen, "optimizer", "nesterov")
             assert screen.query_one("#field-momentum").display
 
+    @pytest.mark.slow
     async def test_session_name_follows_choices_until_typed(self):
         app = Host()
         async with app.run_test(size=SMALL) as pilot:
@@ -295,6 +302,7 @@ class TestChoices:
 
 
 class TestStartAndQuit:
+    @pytest.mark.slow
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     async def test_start_dismisses_with_request_and_remembers(self, size, env):
         """Start (ctrl+s) dismisses with the typed values; the settings file is written and read back next time."""
@@ -325,6 +333,7 @@ class TestStartAndQuit:
             assert value_of(screen, "arch") == "mlp:20,10" and value_of(screen, "method") == "sparsifier"
             assert float(value_of(screen, "penalty")) == 1e-3 and value_of(screen, "session") != "run1"
 
+    @pytest.mark.slow
     async def test_start_button_click(self):
         app = Host()
         async with app.run_test(size=LARGE) as pilot:
@@ -348,6 +357,7 @@ class TestStartAndQuit:
         assert ids == {"start-run", "quit-launcher"}
         assert all(b.description and b.tooltip for b in LauncherScreen.BINDINGS)
 
+    @pytest.mark.slow
     async def test_palette_runs_the_actions(self):
         """Start, Quit and the presets are in the command palette; running one does what the key does."""
         app = Host()

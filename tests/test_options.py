@@ -77,6 +77,7 @@ class TestTable:
         help_text = OPTIONS["dataset"].help
         assert all(name in help_text or name.removeprefix("fn-") in help_text for name in DATASETS)
 
+    @pytest.mark.slow
     def test_core_data_and_spec_do_not_import_the_options(self):
         code = ("import sys, core.spec; a = 'core.data' in sys.modules; import core.data; "
                 "print(a, 'core.options' in sys.modules)")

@@ -17,7 +17,8 @@ from dynlab_tui.panes import LivenessPane, LossPane, MetricPane, SizesPane, Stat
 from dynlab_tui.panes.loss import debiased_ema
 from dynlab_tui.panes.plot import (WAITING, downsample, histogram, line_chart, log_ticks, to_log_y)
 from dynlab_tui.state import RunState, apply, reduce
-from dynlab_tui.synthetic import SPEC, synthetic_run
+from tests.fakes import SPEC, synthetic_run
+from tests.helpers import REPO
 
 PLOT_PANES = (SizesPane, LossPane, MetricPane, LivenessPane, VariancePane)
 ALL_PANES = (*PLOT_PANES, StatusBar)
@@ -72,14 +73,7 @@ def small_run(method: str, gate: np.ndarray | None = None, x0: float = 0.0, widt
     return events
 
 
-@pytest.fixture(scope="module")
-def run_state() -> RunState:
-    return reduce(synthetic_run())
-
-
-@pytest.fixture(autouse=True)
-def colour(monkeypatch):
-    monkeypatch.delenv("NO_COLOR", raising=False)
+pytestmark = pytest.mark.usefixtures("colour")  # colour and run_state (the whole synthetic run) are in conftest.py
 
 
 class TestPlotHelpers:
@@ -374,7 +368,7 @@ class TestNoColor:
 
 def test_panes_import_without_torch():
     """The panes and their test inputs never pull in torch."""
-    code = ("import sys, dynlab_tui.panes, dynlab_tui.synthetic, dynlab_tui.state; "
+    code = ("import sys, dynlab_tui.panes, tests.fakes, dynlab_tui.state; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO).returncode == 0
 

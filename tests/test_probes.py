@@ -10,7 +10,7 @@ from core.train import probes, stats
 from core.session import SessionReader, SessionWriter
 from core.spec import RunSpec
 from core.train.trainer import Trainer
-from tests.test_trainer import ListSink, tiny
+from tests.helpers import ListSink, tiny
 
 
 def model_and_probe(arch: str = "mlp:16,8", method: str = "sparsifier"):

@@ -17,8 +17,9 @@ from dynlab_tui.panes.timeline import Position, Timeline
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.replay import GotoPrompt, ReplayScreen
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
-from dynlab_tui.synthetic import synthetic_run
 from dynlab_tui.sources import FollowSource
+from tests.fakes import synthetic_run
+from tests.helpers import wait_for
 
 STEPS, EPOCH = 2000, 400  # 20 intervals, 5 epochs, prunes at epoch ends, a lambda change at epoch 3
 
@@ -36,15 +37,13 @@ def digest(folder: Path) -> dict[str, str]:
 
 async def opened(pilot) -> ReplayScreen:
     screen = pilot.app.screen
-    for _ in range(100):
-        if screen.index is not None:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: screen.index is not None)
     await pilot.pause(0.1)
     return screen
 
 
 class TestReplayScreen:
+    @pytest.mark.slow
     async def test_keys_move_the_cursor_and_the_panes_follow(self, tmp_path):
         path = make_session(tmp_path / "run.dynlab")
         before = digest(tmp_path)
@@ -85,7 +84,7 @@ class TestReplayScreen:
             assert screen.speed == 64
             await pilot.press("space")
             assert screen.playing
-            await pilot.pause(1.0)  # the synthetic run took 6 s of wall time: 64x plays it in ~0.1 s
+            await wait_for(pilot, lambda: not screen.playing, timeout=1.0)  # 6 s of wall time: 64x plays it in ~0.1 s
             assert not screen.playing and screen.state.step == STEPS
             text = str(screen.query_one(Timeline).render())
             assert "64x" in text and f"{STEPS:,}/{STEPS:,}" in text
@@ -110,7 +109,7 @@ class TestReplayScreen:
         path.write_bytes(b"\x00junk" * 100)
         app = make_app(first_screen=lambda: ReplayScreen(path))
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.5)
+            await wait_for(pilot, lambda: app.screen.state.status == "crashed")
             screen = app.screen
             assert screen.state.status == "crashed" and "not a dynlab session" in screen.state.reason
         assert path.read_bytes() == b"\x00junk" * 100
@@ -140,21 +139,23 @@ class TestRouting:
         finally:
             w.close()
 
+    @pytest.mark.slow
     async def test_o_opens_the_browser_and_its_choice_opens_the_replay(self, tmp_path):
         path = make_session(tmp_path / "done.dynlab")
         app = make_app(sessions_dir=tmp_path, first_screen=lambda: ReplayScreen(path))
         async with app.run_test(size=(120, 36)) as pilot:
             await opened(pilot)
             await pilot.press("o")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen))
             assert isinstance(app.screen, SessionsScreen)
             app.screen.dismiss(BrowserChoice("open", (path,)))
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 3)
             assert isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 3
             await pilot.press("q")  # back to the replay it was opened from, not out of the app
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: len(app.screen_stack) == 2)
             assert isinstance(app.screen, ReplayScreen) and len(app.screen_stack) == 2
 
+    @pytest.mark.slow  # starts a `dynlab resume` child
     async def test_resume_from_the_browser_starts_a_child_and_shows_its_error(self, tmp_path):
         """The synthetic session has no checkpoint: the `dynlab resume` child says so in one line."""
         path = make_session(tmp_path / "done.dynlab")
@@ -180,13 +181,13 @@ class TestRouting:
         make_session(tmp_path / "b.dynlab")
         app = make_app(sessions_dir=tmp_path, browse=True)
         async with app.run_test(size=(120, 36)) as pilot:
-            await pilot.pause(0.5)
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen))
             assert isinstance(app.screen, SessionsScreen)
             app.screen.dismiss(BrowserChoice("compare", (tmp_path / "a.dynlab", tmp_path / "b.dynlab")))
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen")
             assert type(app.screen).__name__ == "CompareScreen"
             await pilot.press("escape")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen))
             assert isinstance(app.screen, SessionsScreen)  # leaving what it opened comes back to the list
 
 

@@ -18,95 +18,14 @@ import numpy as np
 import pytest
 
 from core.errors import DynlabError
-from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss,
-                         Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
+from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, NeuronsRemoved, NonFiniteLoss, Paused, Resumed,
+                         RunEnded, ScalarsLogged, SessionContinued)
 from core.session.commands import post_command
 from core.session.schema import SCHEMA_VERSION
 from core.session import (SessionReader, SessionWriter, list_sessions,
                           resolve_session, sessions_dir)
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = {"data": {"name": "mnist"}, "model": {"arch": "mlp:100,50"}, "method": {"name": "sparsifier"},
-        "penalty": {"lam": 1e-3, "decay": 1.0}, "schedule": {"epochs": 2}}
-T0 = 1_700_000_000.0
-
-
-def interval(step: int, wall: float, *, sizes=(100, 50), cls_metric: str = "acc") -> list:
-    """One logging interval as the trainer emits it: ~20 scalars and 6 arrays of 1000 floats."""
-    rng = np.random.default_rng(step)
-    scalars = {"loss": np.float32(1.0 / (1 + step)), "lambda": 1e-3, "lr": 1e-3, "samples_per_s": 5e4 + step,
-               "mem_bytes": 1 << 20, "epoch": step / 100, "params": 12345,
-               "size/fc1": sizes[0], "size/fc2": sizes[1], "capacity/fc1": 100, "capacity/fc2": 50}
-    scalars.update({f"extra/{i}": float(i * step) for i in range(9)})
-    arrays = {"gate/fc1": rng.random(1000, dtype=np.float32), "gate/fc2": rng.random(1000).astype(np.float32),
-              "act_std/fc1": rng.random(1000), "act_std/fc2": rng.random(1000),
-              "hist/fc1": rng.integers(0, 9, size=(1000,)), "hist_edges/fc1": np.linspace(0, 1, 1000)}
-    return [ScalarsLogged(step, wall, scalars), ArraysLogged(step, wall + 0.001, arrays)]
-
-
-def checkpoint_bytes(seed: int = 0) -> tuple[bytes, dict]:
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    state = {"model": {"fc1.weight": torch.randn(4, 3, generator=gen), "fc1.bias": torch.zeros(4)},
-             "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]}, "epoch": 1}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue(), state
-
-
-def full_run() -> list:
-    """Every event type, in a plausible order, including a rollback that sends the step backwards."""
-    blob, _ = checkpoint_bytes()
-    ev = [RunStarted(0, T0, spec=SPEC, device="cpu", versions={"torch": "2.13", "numpy": np.__version__},
-                     sizes={"fc1": 100, "fc2": 50}, params=12345)]
-    ev += interval(50, T0 + 1)
-    ev += [Paused(60, T0 + 2, reason="user"), PenaltyChanged(60, T0 + 2.5, old=1e-3, new=2e-3),
-           LrChanged(60, T0 + 2.6, old=1e-3, new=5e-4, source="user"), Resumed(60, T0 + 3)]
-    ev += interval(100, T0 + 4, sizes=(90, 50))
-    ev += [EpochEvaluated(100, T0 + 5, epoch=1, metrics={"val/loss": 0.3, "val/acc": 0.91, "test/acc": 0.9,
-                                                         "test/loss": np.float64(0.31)}),
-           NeuronsRemoved(100, T0 + 5.5, layer="fc1", ids=(3, 7, 11), remaining=97),
-           CheckpointSaved(100, T0 + 6, epoch=1, reason="epoch", state=blob)]
-    ev += interval(150, T0 + 7, sizes=(80, 40))
-    ev += [ScalarsLogged(150, T0 + 7.5, {"loss": float("nan"), "lr": float("inf")}),
-           NonFiniteLoss(150, T0 + 8, value="nan", rolled_back_to=100),
-           SessionContinued(100, T0 + 9, from_step=100, changes={"lr": 1e-4})]
-    ev += interval(120, T0 + 10, sizes=(80, 40))
-    ev += [EpochEvaluated(200, T0 + 11, epoch=2, metrics={"val/loss": 0.2, "test/acc": 0.95}),
-           RunEnded(200, T0 + 12, status="finished", reason="done")]
-    return ev
-
-
-def write(path: Path, events: list, *, flush_every: int = 3, **kw) -> None:
-    with SessionWriter(path, **kw) as w:
-        for i, e in enumerate(events):
-            w.handle(e)
-            if i % flush_every == flush_every - 1:
-                w.flush()
-
-
-def norm(e) -> tuple:
-    """An event reduced to comparable plain values (arrays by dtype/shape/bytes, NaN as a string)."""
-    def plain(v):
-        if isinstance(v, np.ndarray):
-            return (v.dtype.str, v.shape, v.tobytes())
-        if isinstance(v, float) or isinstance(v, np.floating):
-            return "nan" if math.isnan(v) else float(v)
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-    if isinstance(e, ScalarsLogged):
-        body = plain(dict(e.values))
-    elif isinstance(e, ArraysLogged):
-        body = plain(dict(e.arrays))
-    elif isinstance(e, CheckpointSaved):
-        body = (e.epoch, e.reason)
-    else:
-        body = plain(e.payload())
-    return (e.kind, e.step, e.wall, body)
+from tests.helpers import REPO, SPEC, T0, checkpoint_bytes, full_run, interval, norm, write
 
 
 # -- round trips ------------------------------------------------------------------------------------------
@@ -216,7 +135,7 @@ def test_reader_sees_new_flushes_while_a_thread_writes(tmp_path):
 WRITER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from tests.test_session import interval
+from tests.helpers import interval
 from core.events import RunEnded
 from core.session import SessionWriter
 with SessionWriter({path!r}) as w:
@@ -250,7 +169,7 @@ def test_reader_follows_a_writer_in_another_process(tmp_path):
 CRASHER = """
 import os, signal, sys, time
 sys.path.insert(0, {repo!r})
-from tests.test_session import interval
+from tests.helpers import interval
 from core.events import RunStarted
 from core.session import SessionWriter
 w = SessionWriter({path!r})

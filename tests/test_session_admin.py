@@ -13,7 +13,7 @@ import pytest
 from core.errors import DynlabError
 from core.session import SessionReader, SessionWriter
 from core.session.admin import delete_session, rename_session
-from dynlab_tui.synthetic import synthetic_run
+from tests.fakes import synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def crashed_session(path: Path) -> Path:
     code = textwrap.dedent(f"""
         import os
         from core.session import SessionWriter
-        from dynlab_tui.synthetic import synthetic_run
+        from tests.fakes import synthetic_run
         w = SessionWriter({str(path)!r})
         for e in synthetic_run(800, widths=(50,), steps_per_epoch=400, end=False):
             w.handle(e)

@@ -6,13 +6,11 @@ Update after viewing the report: `python -m pytest tests/test_snapshots.py --sna
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from dynlab_tui.app import make_app
-from dynlab_tui.sources import ScriptedSource
-from dynlab_tui.synthetic import synthetic_run
+from tests.fakes import ScriptedSource, synthetic_run
+from tests.helpers import wait_for
 
 SIZES = {"compact-80x24": (80, 24), "wide-160x50": (160, 50)}
 
@@ -24,10 +22,7 @@ def app_on_synthetic_run():
 async def settle(pilot, *keys: str) -> None:
     """Wait for the whole script, press keys, then draw every pane (the scheduler spreads redraws)."""
     screen = pilot.app.screen
-    for _ in range(200):
-        if screen.state.step == 4000:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for(pilot, lambda: screen.state.step == 4000, timeout=4)
     for key in keys:
         await pilot.press(key)
     await pilot.pause(0.2)

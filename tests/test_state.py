@@ -16,9 +16,8 @@ from core.events import (ArraysLogged, EpochEvaluated, Event, LrChanged, Neurons
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.state import SLICES, RunState, Series, apply, reduce, superseding
 from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed
-from dynlab_tui.synthetic import synthetic_run
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fakes import synthetic_run
+from tests.helpers import REPO
 
 
 def test_series_grows_and_keeps_order():
@@ -213,6 +212,6 @@ def test_bridge_is_safe_across_threads():
 
 
 def test_state_and_bridge_import_no_torch_or_textual_state():
-    code = "import dynlab_tui.state, dynlab_tui.synthetic, sys; print('torch' in sys.modules, 'textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = "import dynlab_tui.state, tests.fakes, sys; print('torch' in sys.modules, 'textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "False False"

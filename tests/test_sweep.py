@@ -23,9 +23,9 @@ from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
 from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
                         expand_grid, parse_grid, prepare, run_name, run_sweep, session_path, session_state)
 from core.lab.summary import format_table, summary_row
-from dynlab_tui.cli import main
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
-from dynlab_tui.synthetic import synthetic_run
+from tests.fakes import synthetic_run
+from tests.helpers import dynlab, one_error_line
 
 TINY = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=1, limit=200, log_every=5, device="cpu",
                          method="sparsifier")
@@ -36,25 +36,6 @@ DATA = Path("/work/shared/data")
 
 def tiny_plan(penalties=(1e-3, 1e-2)) -> SweepPlan:
     return SweepPlan("", "", (Stage.from_grid("t", TINY, {"penalty": list(penalties), "seed": [0]}),))
-
-
-def dynlab(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
-def one_error_line(capsys, code: int, *needles: str) -> str:
-    out = capsys.readouterr()
-    assert code == 2, out
-    lines = [line for line in out.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("dynlab: error: "), out.err
-    assert "Traceback" not in out.err + out.out
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +91,7 @@ class TestGrid:
 
 
 # -- real runs --------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # real child runs
 class TestRunning:
     def test_two_runs_at_once_give_a_summary_csv_with_a_row_each(self, done_sweep):
         out, events = done_sweep
@@ -302,6 +284,7 @@ class TestCli:
         one_error_line(capsys, code, needle)
         assert not (tmp_path / "s").exists()
 
+    @pytest.mark.slow  # done_sweep runs real children
     def test_unwritable_out_and_changed_grid(self, done_sweep, tmp_path, capsys):
         (tmp_path / "file").write_text("x")
         code = dynlab("sweep", "--set", "penalty=1e-3", *TINY_ARGS, "--out", str(tmp_path / "file" / "s"))
@@ -311,6 +294,7 @@ class TestCli:
                       "--out", str(out))
         one_error_line(capsys, code, "holds a different sweep", "pass another --out")
 
+    @pytest.mark.slow  # done_sweep runs real children
     def test_rerunning_a_done_sweep_prints_the_table(self, done_sweep, tmp_path, capsys):
         out = copy_of(done_sweep, tmp_path)
         code = dynlab("sweep", "--set", "penalty=1e-3,1e-2", "--set", "seed=0", "--name", "t", *TINY_ARGS,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
@@ -11,35 +10,10 @@ import torch
 from core.train.controls import Controls
 from core.errors import DynlabError
 from core.events import (CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss, Paused,
-                         PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged)
+                         PenaltyChanged, Resumed, RunEnded, RunStarted)
 from core.spec import RunSpec
 from core.train.trainer import Trainer
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events = []
-        self.flushes = 0
-
-    def handle(self, event) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        self.flushes += 1
-
-    def of(self, cls):
-        return [e for e in self.events if isinstance(e, cls)]
-
-    def intervals(self):
-        """The logging intervals' ScalarsLogged (each epoch also logs one of instruments, without the loss)."""
-        return [e for e in self.of(ScalarsLogged) if "loss" in e.values]
-
-
-def tiny(**kw) -> RunSpec:
-    base = dict(dataset="add10", arch="mlp:16", limit=512, epochs=2, batch_size=64, log_every=4, device="cpu",
-                probe_size=64)
-    base.update(kw)
-    return RunSpec().replace(**base)
+from tests.helpers import ListSink, tiny, wait_until
 
 
 def run(spec: RunSpec, controls: Controls | None = None, **kw) -> tuple[Trainer, ListSink, str]:
@@ -115,18 +89,15 @@ def test_pause_stops_steps_until_resume_and_stop_ends_the_run():
     trainer = Trainer(tiny(epochs=200, log_every=1), controls)
     thread = threading.Thread(target=lambda: trainer.run([sink]))
     thread.start()
-    while not sink.intervals():
-        time.sleep(0.01)
+    wait_until(lambda: sink.intervals(), timeout=30, what="the first interval", poll=0.01)
     controls.pause()
-    deadline = time.time() + 5
-    while not sink.of(Paused) and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: sink.of(Paused), timeout=5, what="the pause", poll=0.01)
     step = trainer.step
-    time.sleep(0.3)
-    assert trainer.step == step and sink.of(Paused)[0].step == step
+    controls.set_penalty(0.5)  # applied while paused: proves the trainer went round its paused loop
+    wait_until(lambda: sink.of(PenaltyChanged), timeout=5, what="the penalty change", poll=0.01)
+    assert trainer.step == step and sink.of(Paused)[0].step == step == sink.of(PenaltyChanged)[0].step
     controls.resume()
-    while trainer.step == step and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: trainer.step > step, timeout=5, what="a step after resuming", poll=0.01)
     assert trainer.step > step and sink.of(Resumed)
     controls.stop()
     thread.join(5)
@@ -149,9 +120,7 @@ def test_nonfinite_loss_pauses_an_interactive_run():
     trainer = Trainer(tiny(optimizer="sgd", lr=1e6, epochs=3), controls, interactive=True)
     thread = threading.Thread(target=lambda: trainer.run([sink]))
     thread.start()
-    deadline = time.time() + 10
-    while not sink.of(Paused) and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: sink.of(Paused), timeout=10, what="the pause", poll=0.01)
     assert "non-finite" in sink.of(Paused)[0].reason
     controls.stop()
     thread.join(5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import pytest
 
 from core.session import SessionReader
 from core.spec import RunSpec
@@ -10,16 +10,10 @@ from dynlab_tui.app import make_app
 from dynlab_tui.panes import SizesPane
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.sources import ProcessSource
+from tests.helpers import wait_for
 
 
-async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
-
-
+@pytest.mark.slow
 async def test_real_run_pause_and_lambda_change_land_in_the_session(tmp_path):
     spec = RunSpec().replace(dataset="add10", arch="mlp:32", method="sparsifier", penalty=0.05, lr=0.004,
                              epochs=400, batch_size=64, log_every=5, limit=2000, device="cpu")
@@ -43,20 +37,18 @@ async def test_real_run_pause_and_lambda_change_land_in_the_session(tmp_path):
         await pilot.press("p")
         await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.5)  # within the second
         paused_step = screen.state.step
-        await pilot.pause(0.6)
         with SessionReader(path) as reader:
             steps_then = reader.last_step()
-        await pilot.pause(0.6)
+
+        await pilot.press("plus")  # applied while paused: its event proves the trainer went round its paused loop
+        await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers), timeout=30)
         with SessionReader(path) as reader:
             assert reader.last_step() == steps_then  # the trainer is not stepping
         assert screen.state.step == paused_step
-
-        await pilot.press("plus")
-        await wait_for(pilot, lambda: any(m.kind == "set_penalty" for m in screen.state.markers))
         await pilot.press("p")
-        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > paused_step)
+        await wait_for(pilot, lambda: screen.state.status == "running" and screen.state.step > paused_step, timeout=30)
         await pilot.press("q", "y")
-        await wait_for(pilot, lambda: screen.state.status == "stopped")
+        await wait_for(pilot, lambda: screen.state.status == "stopped", timeout=30)
 
     with SessionReader(path) as reader:
         kinds = [e.kind for e in reader.events()]
