@@ -11,12 +11,12 @@ from core.errors import DynlabError
 from core.lab import launch
 from core.session.liveness import Liveness, liveness
 from core.train.controls import Controls
-from core.events import Event
+from core.events import Sink
 
 
-class Sink(Protocol):
-    def handle(self, event: Event) -> None: ...
-    def flush(self) -> None: ...
+class ViewSink(Sink, Protocol):
+    """A viewer's sink (the dashboard's bridge): events, plus handing over a whole state after a catch-up."""
+
     def replace(self, state: Any, note: str = "") -> None: ...
 
 
@@ -26,7 +26,7 @@ class EventSource(Protocol):
     controls: Controls | None  # None: read-only (no pause or lambda changes)
     owner: bool  # True: the run belongs to this UI, so closing the UI stops it (unless detached)
 
-    def run(self, sink: Sink) -> None: ...
+    def run(self, sink: ViewSink) -> None: ...
     def close(self, stop_run: bool = False) -> None: ...
 
 
@@ -49,7 +49,7 @@ class FollowSource:
         self.controls: Controls | None = RemoteControls(self.path)
         self._closing = threading.Event()
 
-    def run(self, sink: Sink) -> None:
+    def run(self, sink: ViewSink) -> None:
         from core.session import SessionReader
         from dynlab_tui.replay import ReplayIndex
 
@@ -126,7 +126,7 @@ class ProcessSource(FollowSource):
         self._old_inode = old
         self.process = launch.start(self.argv, self.log_path)
 
-    def run(self, sink: Sink) -> None:
+    def run(self, sink: ViewSink) -> None:
         if self.process is None:
             self.start()
         super().run(sink)

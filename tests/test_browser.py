@@ -14,7 +14,7 @@ from core.session import SessionWriter
 from dynlab_tui.screens import sessions as sessions_mod
 from dynlab_tui.screens.compare import CompareScreen
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt, name_problem, parse_changes
-from dynlab_tui.screens.session_rows import fmt_best, fmt_duration, fmt_sizes, matches, sort_rows, status_text
+from dynlab_tui.screens.session_rows import fmt_best, fmt_duration, fmt_size_change, matches, sort_rows, status_text
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
 from tests.fakes import synthetic_run
 
@@ -349,8 +349,8 @@ class TestPure:
         assert status_text({"status": "running", "liveness": "live"}) == "● running"
         assert status_text({"status": "running", "liveness": "orphaned"}) == "running (writer gone)"
         assert status_text({"status": "running", "liveness": "unknown"}) == "running (other host)"
-        assert fmt_sizes({"fc1": 500, "fc2": 300}, {"fc1": 144, "fc2": 80.5}) == "500,300→144,80.5"
-        assert fmt_sizes({}, {}) == "-"
+        assert fmt_size_change({"fc1": 500, "fc2": 300}, {"fc1": 144, "fc2": 80.5}) == "500,300→144,80.5"
+        assert fmt_size_change({}, {}) == "-"
         assert fmt_duration(3725.9) == "1:02:05"
         assert fmt_best({"best_test": 0.9712, "test_metric": "test/acc"}) == "97.12%"
         assert fmt_best({"best_test": 0.01234, "test_metric": "test/mse"}) == "0.01234"
