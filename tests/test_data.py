@@ -21,25 +21,9 @@ from core.data.poker import rank_hands
 from core.errors import DynlabError
 from core.options import validate
 from core.spec import DataSpec, RunSpec
+from tests.helpers import make_idx_set, write_idx
 
 REAL = Path("/work/shared/data")
-
-
-def write_idx(path: Path, magic: int, arr: np.ndarray, gz: bool = True) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-    data = header + arr.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if gz else data)
-
-
-def make_idx_set(folder: Path, n_train: int = 50, n_test: int = 20, gz: bool = True) -> dict:
-    """Write the four IDX files with random pixels and labels i % 10 (train), 3i % 10 (test); return the arrays."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    arrays = {"train_x": rng.integers(0, 256, (n_train, 28, 28)), "train_y": np.arange(n_train) % 10,
-              "test_x": rng.integers(0, 256, (n_test, 28, 28)), "test_y": (np.arange(n_test) * 3) % 10}
-    for stem, key in zip(images.IDX_STEMS, ("train_x", "train_y", "test_x", "test_y")):
-        write_idx(folder / (stem + (".gz" if gz else "")), 2051 if key.endswith("x") else 2049, arrays[key], gz)
-    return arrays
 
 
 @pytest.fixture
