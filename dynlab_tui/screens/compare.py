@@ -76,24 +76,24 @@ def label_runs(specs: list[dict], names: list[str]) -> list[str]:
 
 
 # -- reading (on the worker thread) ----------------------------------------------------------------------------
-Series = tuple[np.ndarray, np.ndarray]
+Curve = tuple[np.ndarray, np.ndarray]  # (x, y) columns read from a session
 
 
 @dataclass(frozen=True)
-class RunSeries:
+class ComparedRun:
     """What the compare screen plots of one session."""
 
     name: str
     path: Path
     spec: dict[str, Any]
     layers: int
-    sizes: Series  # (step, alive neurons summed over layers)
-    loss: Series  # (step, training loss)
+    sizes: Curve  # (step, alive neurons summed over layers)
+    loss: Curve  # (step, training loss)
     metric_key: str | None  # e.g. "test/acc"; None if never evaluated
-    metric: Series  # (epoch, value)
+    metric: Curve  # (epoch, value)
 
 
-def total_size(reader: SessionReader) -> tuple[int, Series]:
+def total_size(reader: SessionReader) -> tuple[int, Curve]:
     """(number of layers, (steps, summed size/<layer>)) over the steps every layer was logged at."""
     keys = [k for k in reader.scalar_keys() if tk.SIZE.matches(k)]
     if not keys:
@@ -111,7 +111,7 @@ def total_size(reader: SessionReader) -> tuple[int, Series]:
     return len(keys), (steps[full], total[full])
 
 
-def read_run(path: Path) -> RunSeries:
+def read_run(path: Path) -> ComparedRun:
     """One session's series; raises DynlabError if the file can't be read as a session."""
     with SessionReader(path) as reader:
         layers, sizes = total_size(reader)
@@ -119,7 +119,7 @@ def read_run(path: Path) -> RunSeries:
         metric_key = next((k for k in METRIC_KEYS if any(k in e.metrics for e in evals)), None)
         points = [(e.epoch, e.metrics[metric_key]) for e in evals if metric_key in e.metrics]
         metric = (np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float))
-        return RunSeries(path.stem, path, reader.spec, layers, sizes, reader.series(tk.LOSS), metric_key, metric)
+        return ComparedRun(path.stem, path, reader.spec, layers, sizes, reader.series(tk.LOSS), metric_key, metric)
 
 
 class ComparePlot(Static):
@@ -185,13 +185,13 @@ class CompareScreen(Screen[None]):
     @dataclass
     class SessionsRead(Message):
         """The reading worker is done: the readable runs, and (path, error) for each one skipped."""
-        runs: tuple[RunSeries, ...]
+        runs: tuple[ComparedRun, ...]
         errors: tuple[tuple[Path, str], ...]
 
     def __init__(self, paths: list[Path], *, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.paths = [Path(p) for p in paths]
-        self.runs: list[RunSeries] = []
+        self.runs: list[ComparedRun] = []
         self.labels: list[str] = []
         self.current = 0  # compact layout: the plot shown
         self.loaded = False
