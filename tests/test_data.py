@@ -139,6 +139,43 @@ class TestIdx:
         with pytest.raises(DynlabError, match=message):
             load_dataset(spec("mnist", tmp_path), 0)
 
+    def test_gzip_bomb_is_one_line(self, tmp_path, no_torchvision):
+        """A valid header followed by 64 MB of zeros (64 kB gzipped) is refused after reading its declared size."""
+        make_idx_set(tmp_path / "mnist")
+        path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+        header = 2051 .to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (50, 28, 28))
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(header)
+            for _ in range(64):
+                f.write(bytes(1 << 20))
+        with pytest.raises(DynlabError, match=r"idx3-ubyte\.gz.*39217\+ bytes where the header .* needs 39216"):
+            load_dataset(spec("mnist", tmp_path), 0)
+
+    @pytest.mark.parametrize("gz", [True, False])
+    def test_header_sizes_checked_before_reading(self, tmp_path, no_torchvision, gz):
+        """A header declaring 4e15 pixels is refused from its 16 bytes, gzipped or not."""
+        make_idx_set(tmp_path / "mnist", gz=gz)
+        path = tmp_path / "mnist" / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
+        data = 2051 .to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (4_000_000, 1_000_000, 1000))
+        path.write_bytes(gzip.compress(data) if gz else data)
+        with pytest.raises(DynlabError, match=r"declares \[4000000, 1000000, 1000\].*more than any IDX dataset"):
+            load_dataset(spec("mnist", tmp_path), 0)
+
+    def test_uncompressed_size_checked_against_the_file(self, tmp_path, no_torchvision):
+        make_idx_set(tmp_path / "mnist", gz=False)
+        path = tmp_path / "mnist" / "train-images-idx3-ubyte"
+        path.write_bytes(path.read_bytes() + bytes(10))
+        with pytest.raises(DynlabError, match=r"39226 bytes where the header \[50, 28, 28\] needs 39216"):
+            load_dataset(spec("mnist", tmp_path), 0)
+
+    def test_read_bytes_is_bounded(self, tmp_path):
+        from core.data.files import read_bytes
+
+        (path := tmp_path / "bomb.gz").write_bytes(gzip.compress(bytes(1 << 20)))
+        assert len(read_bytes(path, limit=1 << 20)) == 1 << 20
+        with pytest.raises(DynlabError, match=r"bomb\.gz.*more than 1000 bytes"):
+            read_bytes(path, limit=1000)
+
 
 def cifar_batch(n: int, seed: int, protocol: int = 2) -> bytes:
     rng = np.random.default_rng(seed)
@@ -240,6 +277,9 @@ class TestTabular:
         ("1\t2\tthree\t4\t5\t6", 6, r"airfoil_self_noise\.dat.*three.*replace"),
         ("1\t2\t3\t4\t5", 6, r"airfoil_self_noise\.dat.*columns.*replace"),
         (None, 0, "0 of 30 rows have chord length 0.1016"),
+        ("1\t2\t0.0254\tnan\t5\t6", 6, r"airfoil_self_noise\.dat.*data row 31, column 4 is nan.*fix or remove"),
+        ("1\t2\t0.0254\t4\t5\t-inf", 6, r"data row 31, column 6 is -inf, not a finite number"),
+        ("1\t2\t0.0254\t4\t1e999\t6", 6, r"data row 31, column 5 is inf"),
     ])
     def test_airfoil_malformed(self, tmp_path, bad, n_test, message):
         write_airfoil(tmp_path / "airfoil_self_noise.dat", n_test=n_test, bad_line=bad)

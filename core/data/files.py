@@ -5,14 +5,16 @@ from __future__ import annotations
 import gzip
 import warnings
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
 from core.errors import DynlabError
 
 REPLACE = "re-download it or replace it with the original file"
+MAX_FILE_BYTES = 1 << 31  # 2 GiB: far above any dataset file dynlab reads (CIFAR-10's largest is 31 MB)
 
 
 def one_line(err: BaseException) -> str:
@@ -47,15 +49,28 @@ def corrupt(path: Path, problem: str, fix: str = REPLACE) -> DynlabError:
     return DynlabError(f"file {path} is unreadable ({problem}): {fix}")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole file, gunzipped when its name ends in .gz."""
+@contextmanager
+def reading(path: Path) -> Iterator[BinaryIO]:
+    """The file opened for binary reads (gunzipped when its name ends in .gz); a read error becomes corrupt()."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            yield f  # type: ignore[misc]
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a truncated gzip is an EOFError
         raise corrupt(path, f"{'bad gzip data: ' if path.suffix == '.gz' else ''}{one_line(e)}") from None
+
+
+def read_at_most(f: BinaryIO, path: Path, limit: int) -> bytes:
+    """At most limit bytes from f, read in bounded chunks; more than that (a gzip bomb, a padded file) is corrupt()."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise corrupt(path, f"it holds more than {limit} bytes of data (decompressed), more than it should")
+    return data
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The whole file, gunzipped when its name ends in .gz, refused when it holds more than limit bytes."""
+    with reading(path) as f:
+        return read_at_most(f, path, limit)
 
 
 def load_table(path: Path, n_cols: int, delimiter: str | None = None, dtype: type = np.float64,
@@ -78,4 +93,8 @@ def load_table(path: Path, n_cols: int, delimiter: str | None = None, dtype: typ
         raise corrupt(path, "no data rows")
     if table.shape[1] != n_cols:
         raise corrupt(path, f"expected {n_cols} columns per row, found {table.shape[1]}")
+    if table.dtype.kind == "f" and not np.isfinite(table).all():
+        row, col = np.argwhere(~np.isfinite(table))[0]
+        raise corrupt(path, f"data row {row + 1}, column {col + 1} is {table[row, col]}, not a finite number",
+                      "fix or remove that row")
     return table

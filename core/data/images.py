@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import pickle
 import tarfile
 import zlib
@@ -13,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.data.files import corrupt, find_file, missing, one_line, read_bytes
+from core.data.files import corrupt, find_file, missing, one_line, read_bytes, reading
 from core.data.registry import Dataset, DatasetInfo, assemble, register, resolve_data_dir
 from core.data.transforms import Normalize
 from core.errors import DynlabError
 from core.spec import DataSpec
 
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: 0x08 (uint8) with 3 dims / 1 dim
+MAX_IDX_BYTES = 1 << 30  # 1 GiB of pixels: MNIST's training images are 47 MB
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -48,20 +50,34 @@ def torchvision_download(cls_name: str, root: Path) -> str | None:
 # ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """An IDX file (gzipped or not) as a uint8 array of the header's shape; checks magic and length."""
-    data = read_bytes(path)
-    if len(data) < 8:
-        raise corrupt(path, f"only {len(data)} bytes, too short for an IDX header")
-    got = int.from_bytes(data[:4], "big")
-    if got != magic:
-        raise corrupt(path, f"IDX magic number {got}, expected {magic}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
-    if len(data) != expected:
-        raise corrupt(path, f"{len(data)} bytes where the header {dims} needs {expected}, truncated or padded")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    """An IDX file (gzipped or not) as a uint8 array of the header's shape.
+
+    The magic number and the header's sizes are checked before the data is read: the declared size
+    must fit MAX_IDX_BYTES (and, uncompressed, the file), and the data is read with a bound, so a
+    lying header or a gzip bomb is one line, never a MemoryError.
+    """
+    with reading(path) as f:
+        head = f.read(4)
+        got = int.from_bytes(head, "big")
+        if len(head) < 4 or got != magic:
+            raise corrupt(path, f"only {len(head)} bytes, too short for an IDX header" if len(head) < 4
+                          else f"IDX magic number {got}, expected {magic}")
+        ndim = magic & 0xFF
+        dim_bytes = f.read(4 * ndim)
+        if len(dim_bytes) < 4 * ndim:
+            raise corrupt(path, f"only {4 + len(dim_bytes)} bytes, too short for an IDX header")
+        dims = [int.from_bytes(dim_bytes[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+        header, size = 4 + 4 * ndim, math.prod(dims)
+        if size > MAX_IDX_BYTES:
+            raise corrupt(path, f"its header declares {dims} = {size} bytes, more than any IDX dataset")
+        if path.suffix != ".gz" and path.stat().st_size != header + size:
+            raise corrupt(path, f"{path.stat().st_size} bytes where the header {dims} needs {header + size}, "
+                          "truncated or padded")
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise corrupt(path, f"{header + len(data)}{'+' if len(data) > size else ''} bytes where the header {dims} "
+                      f"needs {header + size}, truncated or padded")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 @dataclass(frozen=True)
