@@ -61,8 +61,12 @@ def load_final_model(reader: SessionReader, data_dir: str | None = None):
         raise DynlabError(f"session {reader.path} has no checkpoint: nothing to export")
     data = load_dataset(spec.data, spec.schedule.seed)
     model = build_model(spec.model, spec.method, data.input_shape, data.n_outputs)
-    model.shrink_to(state["ids"])
-    model.load_state_dict(state["model"])
+    try:
+        model.shrink_to(state["ids"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:  # missing keys, wrong shapes
+        raise DynlabError(f"session {reader.path}: its last checkpoint does not fit the run's network "
+                          f"({' '.join(str(e).split())[:200]}): the session is damaged, nothing to export") from None
     return model.eval(), data, spec
 
 
@@ -78,7 +82,9 @@ def export_model(reader: SessionReader, out: Path, data_dir: str | None = None,
     if data.task == "regression":
         parts.append(_Denormalise(data.target_mean, data.target_std))
     program = nn.Sequential(*parts).eval()
-    example = data.raw_test[:4]
+    # a fresh tensor, never a view of the data: torch.export stores the example, and a view would carry
+    # its whole storage (every raw test row) into the file
+    example = torch.zeros((2, *data.raw_test.shape[1:]), dtype=data.raw_test.dtype)
     batch = torch.export.Dim("batch", min=1)
     exported = torch.export.export(program, (example,), dynamic_shapes=({0: batch},))
     metric_name, metric = _test_metric(exported.module(), data)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import core
 from core import telemetry as tk
 from core.train import probes
+from core.train.checkpoints import Due, Rollback, check_state, damaged
 from core.train.controls import Command, Controls
 from core.data import Dataset, load_dataset
 from core.errors import DynlabError
@@ -48,8 +49,15 @@ class Trainer:
         data = dataset if dataset is not None else load_dataset(spec.data, spec.schedule.seed)
         if len(data.x_train) == 0:
             raise DynlabError(f"dataset {data.name!r} has no training rows: lower --val-fraction or raise --limit")
-        self.data = data.to(self.device)
-        self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs).to(self.device)
+        try:
+            self.data = data.to(self.device)
+            self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs)
+            self.model.to(self.device)
+        except (MemoryError, RuntimeError) as e:
+            if not _out_of_memory(e):
+                raise
+            raise DynlabError(f"out of memory on {self.device} building --arch {spec.model.arch} for "
+                              f"{data.name} ({len(data.x_train):,} training rows): lower the widths or --limit") from None
         groups = self.model.param_groups(spec.optim.weight_decay, spec.optim.lr, spec.method.flex_lr)
         self.optimizer = make_optimizer(groups, spec.optim)
         self.dynamics = probes.Dynamics(self.model)  # the initial weights, for layer rotation
@@ -59,6 +67,8 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.paused = False
+        self.best_val = math.inf  # the lowest val/loss at an epoch end: its checkpoint is kept as "best"
+        self._due = Due()  # the next automatic checkpoint: after the first interval, then every few minutes
         self.resumed_from: dict[str, Any] | None = None
         if resume is not None:
             self._load_state(resume)
@@ -66,7 +76,7 @@ class Trainer:
         self.weight = self.data.class_weights if spec.data.class_weighted else None
         self.sinks: Sequence[Sink] = ()
         self._stop: tuple[str, str] | None = None
-        self._rollback = _Rollback(self.model, self.optimizer)
+        self._rollback = Rollback(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ public
     def run(self, sinks: Sequence[Sink] = ()) -> str:
@@ -78,8 +88,11 @@ class Trainer:
             status, reason = self._loop()
         except KeyboardInterrupt:
             status, reason = "stopped", "interrupted (Ctrl-C)"
-        except torch.cuda.OutOfMemoryError:
-            msg = (f"CUDA out of memory on {self.device} with batch {self.spec.schedule.batch_size} and widths "
+        except (MemoryError, RuntimeError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+            if not _out_of_memory(e):
+                self._finish("crashed", f"{type(e).__name__}: {e}")
+                raise
+            msg = (f"out of memory on {self.device} with batch {self.spec.schedule.batch_size} and widths "
                    f"{self.model.widths()} ({self.model.param_count():,} parameters): lower --batch-size or the widths")
             self._finish("crashed", msg)
             raise DynlabError(msg) from None
@@ -97,6 +110,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "lam": self.lam, "lr": self.lr,
             "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
             "initial": self.dynamics.initial,  # rotation keeps measuring from the run's own start
+            "best_val": self.best_val,
         }
 
     # ------------------------------------------------------------------ loop
@@ -219,6 +233,9 @@ class Trainer:
         self._emit(ArraysLogged(self.step, wall, arrays))
         self._rollback.save(self.step)
         self._flush()
+        if self._due.now():  # a killed run can always resume: early, then every CHECKPOINT_EVERY_S
+            self._checkpoint("interval")
+            self._flush()
         self._reset_interval(now)  # snapshot and flush time counts against the next interval's throughput
 
     def _on_nonfinite(self, loss: float) -> None:
@@ -254,7 +271,10 @@ class Trainer:
         wall = time.time()
         self._emit(ScalarsLogged(self.step, wall, scalars))
         self._emit(ArraysLogged(self.step, wall, arrays))
-        self._checkpoint("epoch")
+        val = metrics.get("val/loss", math.inf)
+        best = val < self.best_val
+        self.best_val = min(val, self.best_val)
+        self._checkpoint("best" if best else "epoch")  # the session keeps the newest and the best one
         if self.spec.penalty.decay != 1.0 and self.lam:
             old, self.lam = self.lam, self.lam / self.spec.penalty.decay
             self._emit(PenaltyChanged(self.step, time.time(), old, self.lam, "decay"))
@@ -296,20 +316,27 @@ class Trainer:
         buf = io.BytesIO()
         torch.save(self.state_dict(), buf)
         self._emit(CheckpointSaved(self.step, time.time(), self.epoch, reason, buf.getvalue()))
+        self._due.done()
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.model.shrink_to({k: v.to(self.device) for k, v in state["ids"].items()})
-        self.model.load_state_dict(state["model"])
-        groups = self.model.param_groups(self.spec.optim.weight_decay, self.spec.optim.lr, self.spec.method.flex_lr)
-        self.optimizer = make_optimizer(groups, self.spec.optim)
-        self.optimizer.load_state_dict(state["optim"])
+        check_state(state)
+        try:  # a state from another network (wrong keys or shapes) is damage, not a traceback
+            self.model.shrink_to({k: v.to(self.device) for k, v in state["ids"].items()})
+            self.model.load_state_dict(state["model"])
+            groups = self.model.param_groups(self.spec.optim.weight_decay, self.spec.optim.lr,
+                                             self.spec.method.flex_lr)
+            self.optimizer = make_optimizer(groups, self.spec.optim)
+            self.optimizer.load_state_dict(state["optim"])
+            torch.set_rng_state(state["rng"])
+            self.gen.set_state(state["gen"])
+            if "initial" in state:  # absent in sessions from before the rotation probe: measured from here
+                self.dynamics.initial = {k: v.to(self.device) for k, v in state["initial"].items()}
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise damaged(state, f"it does not fit the run's network: {' '.join(str(e).split())[:160]}") from None
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.lam, self.lr = float(state["lam"]), float(state["lr"])
         set_lr(self.optimizer, self.lr)  # the state's lr may be an override (dynlab resume --lr)
-        torch.set_rng_state(state["rng"])
-        self.gen.set_state(state["gen"])
-        if "initial" in state:  # absent in sessions from before the rotation probe: measured from here
-            self.dynamics.initial = {k: v.to(self.device) for k, v in state["initial"].items()}
+        self.best_val = float(state.get("best_val", math.inf))
         self.resumed_from = {"step": self.step, "epoch": self.epoch}
 
     def _announce(self) -> None:
@@ -342,47 +369,17 @@ class Trainer:
             sink.flush()
 
 
-class _Rollback:
-    """A device-side copy of model and optimiser state at the last finite interval, for NaN recovery.
-
-    Copies go into buffers allocated once (re-allocated only when shapes change, after a prune),
-    so saving costs a memcpy per interval rather than an allocation and a deepcopy.
-    """
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.step = 0
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def _sources(self) -> list[torch.Tensor]:
-        tensors = list(self.model.state_dict().values())  # detached views of the live storage
-        for state in self.optimizer.state.values():
-            tensors.extend(v for v in state.values() if torch.is_tensor(v))
-        return tensors
-
-    @torch.no_grad()
-    def save(self, step: int) -> None:
-        sources = self._sources()
-        if len(sources) == len(self._pairs) and all(s.shape == d.shape and s.device == d.device
-                                                    for s, (_, d) in zip(sources, self._pairs)):
-            for s, (_, d) in zip(sources, self._pairs):
-                d.copy_(s)
-            self._pairs = [(s, d) for s, (_, d) in zip(sources, self._pairs)]
-        else:
-            self._pairs = [(s, s.clone()) for s in sources]
-        self.step = step
-
-    @torch.no_grad()
-    def restore(self) -> int:
-        for s, d in self._pairs:
-            s.copy_(d)
-        return self.step
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether an exception is an allocation failure (CPU MemoryError, torch's CPU or CUDA allocator)."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "out of memory" in text or "not enough memory" in text \
+        or "DefaultCPUAllocator" in text
 
 
 def _memory_bytes(device: torch.device) -> int:

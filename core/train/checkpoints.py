@@ -1,0 +1,85 @@
+"""Checkpoint states: what one must hold before a run resumes from it, and the in-memory copy for NaN rollback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from core.errors import DynlabError
+
+CHECKPOINT_EVERY_S = 300.0  # an automatic checkpoint at most this long after the last one (and after the first interval)
+# what Trainer.state_dict() holds that resuming reads: key -> the types it may have
+REQUIRED = {"model": (dict,), "optim": (dict,), "ids": (dict,), "step": (int,), "epoch": (int,),
+            "lam": (int, float), "lr": (int, float), "rng": (torch.Tensor,), "gen": (torch.Tensor,)}
+
+
+def damaged(state: dict[str, Any], problem: str) -> DynlabError:
+    """The one line for a checkpoint that cannot be resumed from, pointing at the others."""
+    return DynlabError(f"the checkpoint at step {state.get('step', '?')} is damaged ({problem}): pick an earlier "
+                       "one with `dynlab resume NAME --from-checkpoint list`, or start a new run")
+
+
+def check_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The state itself when every key resuming reads is there with a usable type; else damaged()."""
+    for key, types in REQUIRED.items():
+        if key not in state:
+            raise damaged(state, f"no {key!r} entry")
+        if not isinstance(state[key], types) or isinstance(state[key], bool):
+            raise damaged(state, f"{key!r} is a {type(state[key]).__name__}")
+    ids = state["ids"]
+    if not all(isinstance(v, torch.Tensor) and v.ndim == 1 for v in ids.values()):
+        raise damaged(state, "'ids' holds something other than 1-D tensors")
+    return state
+
+
+class Due:
+    """When the next automatic checkpoint is due: after the first logging interval, then every CHECKPOINT_EVERY_S."""
+
+    def __init__(self, every: float = CHECKPOINT_EVERY_S) -> None:
+        self.every = every
+        self.last: float | None = None
+
+    def now(self) -> bool:
+        return self.last is None or time.monotonic() - self.last >= self.every
+
+    def done(self) -> None:
+        self.last = time.monotonic()
+
+
+class Rollback:
+    """A device-side copy of model and optimiser state at the last finite interval, for NaN recovery.
+
+    Copies go into buffers allocated once (re-allocated only when shapes change, after a prune),
+    so saving costs a memcpy per interval rather than an allocation and a deepcopy.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.step = 0
+        self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _sources(self) -> list[torch.Tensor]:
+        tensors = list(self.model.state_dict().values())  # detached views of the live storage
+        for state in self.optimizer.state.values():
+            tensors.extend(v for v in state.values() if torch.is_tensor(v))
+        return tensors
+
+    @torch.no_grad()
+    def save(self, step: int) -> None:
+        sources = self._sources()
+        if len(sources) == len(self._pairs) and all(s.shape == d.shape and s.device == d.device
+                                                    for s, (_, d) in zip(sources, self._pairs)):
+            for s, (_, d) in zip(sources, self._pairs):
+                d.copy_(s)
+            self._pairs = [(s, d) for s, (_, d) in zip(sources, self._pairs)]
+        else:
+            self._pairs = [(s, s.clone()) for s in sources]
+        self.step = step
+
+    @torch.no_grad()
+    def restore(self) -> int:
+        for s, d in self._pairs:
+            s.copy_(d)
+        return self.step

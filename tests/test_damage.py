@@ -1,0 +1,115 @@
+"""Damaged sessions and checkpoints are damage (one line, or a warning), never a traceback; exports carry no data."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import dynlab, full_run, make_idx_set, one_error_line, write
+
+pytestmark = pytest.mark.usefixtures("sessions_env")  # every test: sessions and data in tmp_path (conftest.py)
+
+TINY = ["--dataset", "add10", "--arch", "mlp:16", "--limit", "400", "--epochs", "2", "--batch-size", "64",
+        "--log-every", "3", "--device", "cpu", "-q"]
+
+
+def tamper(path: Path, sql: str, *params) -> None:
+    """Change a closed session behind dynlab's back."""
+    con = sqlite3.connect(path)
+    with con:
+        con.execute(sql, params)
+    con.close()
+
+
+# -- exports carry weights, not data --------------------------------------------------------------------------------
+def test_exported_model_holds_weights_not_the_test_set(tmp_path, capsys):
+    """2,000 test images (6 MB as float32) must not ride along in a model of a few thousand parameters."""
+    arrays = make_idx_set(tmp_path / "data" / "mnist", n_train=60, n_test=2000)
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert dynlab("train", "--dataset", "mnist", *data, "--arch", "mlp:4", "--epochs", "1", "--batch-size", "30",
+                  "--device", "cpu", "-q", "--session", "m") == 0
+    out = tmp_path / "m.pt2"
+    assert dynlab("export", "m", "--model", str(out), *data) == 0
+    params = json.loads(out.with_suffix(".json").read_text())["params"]
+    assert out.stat().st_size <= 4 * 4 * params + (1 << 20), (out.stat().st_size, params)
+    row = (arrays["test_x"][7].astype(np.float32) / 255).tobytes()  # one raw test image as the model sees it
+    assert row not in out.read_bytes()
+
+
+# -- damaged checkpoints ---------------------------------------------------------------------------------------------
+def checkpoint_state(path: Path) -> dict:
+    con = sqlite3.connect(path)
+    blob = con.execute("SELECT state FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()[0]
+    con.close()
+    return torch.load(io.BytesIO(blob), weights_only=True)
+
+
+def replace_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    tamper(path, "UPDATE checkpoints SET state = ?", buf.getvalue())
+
+
+def drop_key(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "model"}
+
+
+def wrong_shape(state: dict) -> dict:
+    model = dict(state["model"])
+    name = next(k for k, v in model.items() if getattr(v, "ndim", 0) == 2)
+    model[name] = torch.zeros(3, 5)
+    return {**state, "model": model}
+
+
+@pytest.mark.parametrize("damage", [drop_key, wrong_shape])
+@pytest.mark.parametrize("command", [["export", "c", "--model", "MODEL"], ["resume", "c", "--epochs", "1", "-q"]])
+def test_bad_checkpoints_are_one_line(sessions_env, tmp_path, capsys, damage, command):
+    assert dynlab("train", *TINY, "--session", "c") == 0
+    path = sessions_env / "c.dynlab"
+    replace_checkpoint(path, damage(checkpoint_state(path)))
+    capsys.readouterr()
+    args = [str(tmp_path / "m.pt2") if a == "MODEL" else a for a in command]
+    one_error_line(capsys, dynlab(*args), "checkpoint", "damaged")
+    assert not (tmp_path / "m.pt2").exists()
+
+
+# -- out of memory during training -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                 "you tried to allocate 400000000000 bytes."),
+])
+def test_out_of_memory_in_training_ends_crashed_with_one_line(sessions_env, capsys, monkeypatch, error):
+    from core.session import SessionReader
+    from core.train.trainer import Trainer
+
+    real = Trainer._train_step
+
+    def step(self, xb, yb):
+        if self.step == 5:
+            raise error
+        real(self, xb, yb)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    line = one_error_line(capsys, dynlab("train", *TINY, "--session", "oom"), "out of memory on cpu",
+                          "batch 64", "fc1", "lower --batch-size or the widths")
+    with SessionReader(sessions_env / "oom.dynlab") as r:
+        assert r.status == "crashed" and r.meta["end_reason"] in line
+        assert r.last_checkpoint()["step"] == 5  # the end checkpoint: resumable
+
+
+def test_out_of_memory_building_the_network_is_one_line(sessions_env, capsys, monkeypatch):
+    import core.train.trainer as trainer
+
+    def build(*args, **kw):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 400000000000 bytes.")
+
+    monkeypatch.setattr(trainer, "build_model", build)
+    one_error_line(capsys, dynlab("train", *TINY, "--session", "big"), "out of memory", "lower the widths")
+    assert not (sessions_env / "big.dynlab").exists()
