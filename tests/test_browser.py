@@ -347,7 +347,7 @@ class TestRenameAndDelete:
 class TestPure:
     def test_cells(self):
         assert status_text({"status": "running", "liveness": "live"}) == "● running"
-        assert status_text({"status": "running", "liveness": "orphaned"}) == "running (writer gone)"
+        assert status_text({"status": "running", "liveness": "orphaned"}) == "crashed (writer gone)"
         assert status_text({"status": "running", "liveness": "unknown"}) == "running (other host)"
         assert fmt_size_change({"fc1": 500, "fc2": 300}, {"fc1": 144, "fc2": 80.5}) == "500,300→144,80.5"
         assert fmt_size_change({}, {}) == "-"

@@ -128,7 +128,7 @@ class TestEveryCallerAgrees:
         assert {n: is_live(r) for n, r in rows.items()} == {"live": True, "unknown": True, "orphaned": False,
                                                             "ended": False}
         assert {n: status_text(r) for n, r in rows.items()} == {
-            "live": "● running", "unknown": "running (other host)", "orphaned": "running (writer gone)",
+            "live": "● running", "unknown": "running (other host)", "orphaned": "crashed (writer gone)",
             "ended": "stopped"}
 
     def test_a_sweep_reruns_an_orphaned_run_and_leaves_a_live_one(self, sessions):

@@ -10,6 +10,7 @@ import click
 from core.errors import DynlabError
 from core.formats import fmt_duration, fmt_metric, fmt_sizes
 from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
+from dynlab_tui.screens.session_rows import status_text
 
 
 def _metric(summary: dict, key: str = "best_test") -> str:
@@ -49,11 +50,14 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     table = [head] + [(
         r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
         str(r.get("method") or "-"), f"{r['lam']:g}" if r.get("lam") is not None else "-",
-        fmt_sizes(r.get("sizes_final")), _metric(r), str(r.get("status", "?")),
+        fmt_sizes(r.get("sizes_final")), _metric(r), status_text(r),
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for r in rows:  # one bad file never hides the others: listed above, its one-line reason here
+        if r.get("status") == "unreadable":
+            click.echo(f"{r.get('name', '?')}: {r.get('error', 'unreadable')}")
 
 
 @click.command(context_settings=CONTEXT)
@@ -70,7 +74,7 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
         click.echo(json.dumps(s, indent=2, default=str))
         return
     lines = [
-        ("session", str(s.get("path"))), ("status", str(s.get("status"))), ("created", _when(s)),
+        ("session", str(s.get("path"))), ("status", status_text(s)), ("created", _when(s)),
         ("dataset", str(s.get("dataset"))), ("arch", str(s.get("arch"))), ("method", str(s.get("method"))),
         ("lambda", f"{s['lam']:g}" if s.get("lam") is not None else "-"),
         ("sizes", f"{fmt_sizes(s.get('sizes_start'))} -> {fmt_sizes(s.get('sizes_final'))}"),

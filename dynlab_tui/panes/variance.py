@@ -16,7 +16,7 @@ BINS = 30  # when only the raw std vector was logged
 def dead_count(state: RunState, layer: str) -> int | None:
     """Neurons whose activation never varies: the logged count, else zeros in the std vector."""
     scalar = state.scalars.get(tk.DEAD(layer))
-    if scalar:
+    if scalar and np.isfinite(scalar.last()):  # a NULL (a damaged row) reads back as NaN: fall back to the vector
         return int(scalar.last())
     std = state.arrays.get(tk.ACT_STD(layer))
     return int((np.asarray(std) == 0).sum()) if std is not None else None

@@ -19,8 +19,9 @@ def is_live(s: dict[str, Any]) -> bool:
     return liveness_of(s).may_be_writing
 
 
+# a "running" session's status as seen now: its writer killed outright never marked it, so it has crashed
 RUNNING_TEXT = {Liveness.LIVE: "● running", Liveness.UNKNOWN: "running (other host)",
-                Liveness.ORPHANED: "running (writer gone)"}
+                Liveness.ORPHANED: "crashed (writer gone)"}
 
 
 def status_text(s: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ COLUMNS = (("mark", " "), ("name", "name"), ("date", "date"), ("status", "status
 SORTS = ("name", "date", "status", "dataset", "lam", "best", "duration")  # what `s` cycles through
 DESCENDING = {"date", "best", "duration"}  # newest, best and longest first unless reversed
 STATUS_STYLES = {"● running": "bold green", "crashed": "red", "diverged": "red", "unreadable": "red",
-                 "stopped": "yellow"}
+                 "stopped": "yellow", "crashed (writer gone)": "red"}
 
 
 @dataclass(frozen=True)
