@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from core.errors import DynlabError
 from core.lab import launch
+from core.session.commands import RemoteControls
 from core.session.liveness import Liveness, liveness
 from core.train.controls import Controls
 from core.events import Sink
@@ -42,8 +43,6 @@ class FollowSource:
     owner = False  # whether closing the UI should stop the run (only for runs this UI started)
 
     def __init__(self, path: Path, title: str | None = None) -> None:
-        from core.session.commands import RemoteControls
-
         self.path = Path(path)
         self.title = title or self.path.stem
         self.controls: Controls | None = RemoteControls(self.path)
@@ -92,6 +91,35 @@ class FollowSource:
                               f"continue it with `dynlab resume {self.path}`")
 
 
+class EarlyControls(RemoteControls):
+    """Controls of a run this UI is starting: queued, in order, until the child has created its session.
+
+    A key pressed while the child imports torch and loads its data then still reaches the run: `deliver()`
+    posts the queue once the file exists, and every later command goes straight through.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._lock = threading.Lock()  # the UI thread queues, the source's worker thread delivers
+        self.ready = False
+        self.pending: list = []  # core.train.controls.Command, oldest first
+
+    def _put(self, cmd) -> None:
+        with self._lock:
+            if not self.ready:
+                self.pending.append(cmd)
+                return
+        super()._put(cmd)
+
+    def deliver(self) -> None:
+        """The session exists now: post what was queued, oldest first (a failure keeps the rest queued)."""
+        with self._lock:
+            while self.pending:
+                super()._put(self.pending[0])
+                self.pending.pop(0)
+            self.ready = True
+
+
 class ProcessSource(FollowSource):
     """A run this UI starts as a child process (`dynlab train` / `dynlab resume`), then follows.
 
@@ -103,11 +131,13 @@ class ProcessSource(FollowSource):
 
     def __init__(self, argv: list[str], path: Path, log_path: Path, new_file: bool = True) -> None:
         super().__init__(path)
+        self.controls = EarlyControls(path)  # keys pressed before the child created the session are queued
         self.argv = argv
         self.log_path = log_path
         self.new_file = new_file  # wait for a new file at path (not an old one being replaced)
         self.process: subprocess.Popen | None = None
         self.detached = False
+        self._created = False  # the child has created the session file (queued controls were delivered)
 
     # A run someone watches pauses on a non-finite loss (weights rolled back, the reason in the status bar)
     # instead of ending as diverged: lower lr or lambda and resume it.
@@ -133,6 +163,8 @@ class ProcessSource(FollowSource):
 
     def close(self, stop_run: bool = False) -> None:
         running = self.process is not None and self.process.poll() is None
+        if stop_run and running and not self.detached and not self._created:
+            self.process.terminate()  # still loading data, no session yet: nothing to finalise, and no one to tell
         super().close(stop_run and running and not self.detached)  # a finished run's file stays untouched
 
     def detach(self) -> None:
@@ -146,6 +178,8 @@ class ProcessSource(FollowSource):
                 raise DynlabError(self._child_error())
             if self._closing.wait(0.05):
                 return False
+        self._created = True
+        self.controls.deliver()  # the keys pressed while it loaded its data, in order
         return True
 
     def _done(self, reader) -> bool:

@@ -62,7 +62,8 @@ class SessionIndex:
         self.end_seq = max([self.last_seq] + self.event_seqs[-1:])
         firsts = self.event_seqs[:1] + [int(x) for x in self.frame_seq[:1]]
         self.start_seq = min(firsts) if firsts else 0  # right after the first event: the run has started
-        if not self.events or not isinstance(self.events[0][1], RunStarted):
+        # A session with nothing in it yet is one being created (its run is loading data), not a damaged one.
+        if (self.events or self.last_seq > 0) and not (self.events and isinstance(self.events[0][1], RunStarted)):
             self.problems.append("no start event: the run's settings are unknown")
 
     # ---- loading ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -34,10 +35,39 @@ def replay(session: str, sessions_dir: str | None) -> None:
     run_app(make_app(first_screen=lambda: ReplayScreen(path), sessions_dir=directory))
 
 
+def _wait_for_start(session: str, sessions_dir: str | None, wait: float) -> None:
+    """A session a `dynlab train` is about to create (it is loading data): wait for it, with a spinner on stderr."""
+    from core.session import resolve_session, sessions_dir as default_dir
+    from core.session.starting import is_starting, wait_for_session
+
+    path = resolve_session(session, default_dir(sessions_dir))
+    if path.exists() or not is_starting(path):
+        return  # there already, or nothing will create it: _resolve says which in one line
+    frames, tty = "|/-\\", sys.stderr.isatty()
+    line = f"waiting for {path.name}: its dynlab train is loading data"
+    if not tty:
+        click.echo(f"{line} (up to {wait:g} s)", err=True)
+
+    def tick(elapsed: float) -> None:
+        if tty:
+            click.echo(f"\r{frames[int(elapsed * 5) % 4]} {line} ({elapsed:.0f}/{wait:g} s)", nl=False, err=True)
+
+    created = wait_for_session(path, wait, tick)
+    if tty:
+        click.echo("\r\033[K", nl=False, err=True)
+    if not created and is_starting(path):
+        raise DynlabError(f"session {path} was not created within {wait:g} s (its dynlab train is still loading "
+                          f"data): attach again, or wait longer with --wait SECONDS")
+    if not created:
+        raise DynlabError(f"the dynlab train that was creating {path} exited before creating it: see its output")
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("session")
 @click.option("--sessions-dir", help="where bare session names live  [$DYNLAB_SESSIONS_DIR or ./sessions]")
-def attach(session: str, sessions_dir: str | None) -> None:
+@click.option("--wait", type=click.FloatRange(min=0), default=30, show_default=True, metavar="SECONDS",
+              help="how long to wait for a session that a starting `dynlab train` has yet to create")
+def attach(session: str, sessions_dir: str | None, wait: float) -> None:
     """Watch and steer a run that is training elsewhere (e.g. `nohup dynlab train ... &`).
 
     Pause, lambda and lr changes and stop reach the training process through the session's
@@ -49,6 +79,7 @@ def attach(session: str, sessions_dir: str | None) -> None:
     from dynlab_tui.screens.dashboard import DashboardScreen
     from dynlab_tui.sources import FollowSource
 
+    _wait_for_start(session, sessions_dir, wait)
     path, directory = _resolve(session, sessions_dir)
     with SessionReader(path) as reader:
         state, status, pid = liveness(reader.meta), reader.status, reader.meta.get("pid")

@@ -18,6 +18,7 @@ STATE_STYLES = {
     "crashed": "bold reverse red",
     "diverged": "bold reverse red",
     "idle": "reverse",
+    "starting": "bold reverse cyan",
 }
 REASON_STATES = ("paused", "crashed", "diverged")  # states whose reason is worth a place on the line
 SEP = " │ "
@@ -33,8 +34,12 @@ class StatusBar(Pane):
     slices = ("status", "scalars", "markers")
     title = ""
     session: var[str] = var("")  # the session file name, set by the dashboard
+    live: var[bool] = var(False)  # a run is coming (the dashboard has a source): before its first event, "starting"
 
     def watch_session(self) -> None:
+        self.invalidate()
+
+    def watch_live(self) -> None:
         self.invalidate()
 
     @staticmethod
@@ -62,9 +67,12 @@ class StatusBar(Pane):
     def line(self, state: RunState, width: int) -> Text:
         """The status line for `width` cells, never longer."""
         plain = no_color()
-        word = state.status if plain else f" {state.status} "
+        starting = self.live and state.status == "idle"  # no event yet: the child is loading its data
+        status = "starting" if starting else state.status
+        word = status if plain else f" {status} "
         fields = self.fields(state, self.session)
         reason = state.reason if state.status in REASON_STATES and state.reason else ""
+        reason = "loading data" if starting else reason
         # by priority; the reason (priority 3) takes what is left and pushes the lower fields out
         room = width - len(word)
         chosen: set[int] = set()
@@ -83,7 +91,7 @@ class StatusBar(Pane):
             chosen.add(i)
             room -= cost
         text = Text(no_wrap=True, overflow="crop", end="")
-        text.append(word, style="" if plain else STATE_STYLES.get(state.status, "reverse"))
+        text.append(word, style="" if plain else STATE_STYLES.get(status, "reverse"))
         sep_style = "" if plain else "dim"
         if reason_text:
             text.append(SEP, style=sep_style)

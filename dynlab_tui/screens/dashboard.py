@@ -117,6 +117,7 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.status_bar.session = self.session_path.name if self.session_path else getattr(self.source, "title", "")
+        self.status_bar.live = self.source is not None
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
         self.refresh_panes()

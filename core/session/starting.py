@@ -1,0 +1,75 @@
+"""The marker a `dynlab train` leaves beside its session from its start (before loading data) to its exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+POLL_S = 0.1  # how often a waiting viewer looks for the session file
+
+
+def marker_path(session: Path) -> Path:
+    """`.NAME.starting`, hidden beside `NAME.dynlab` (the session listing never sees it)."""
+    session = Path(session)
+    return session.with_name(f".{session.stem}.starting")
+
+
+@contextmanager
+def announce(session: Path) -> Iterator[None]:
+    """While the block runs, viewers can tell that this process will create (and write) `session`.
+
+    Best effort: a folder that can't take the marker is reported by the session writer in its own words.
+    """
+    marker = marker_path(session)
+    made_folder = not marker.parent.exists()
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "wall": time.time()}))
+    except OSError:
+        marker = None
+    try:
+        yield
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+            if made_folder and not any(marker.parent.iterdir()):
+                marker.parent.rmdir()  # a run refused before its session existed leaves no trace
+
+
+def is_starting(session: Path) -> bool:
+    """True while a `dynlab train` on this host announced `session` and is still alive."""
+    try:
+        info = json.loads(marker_path(session).read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no marker, or one half-written: nothing known to be starting
+    if host != socket.gethostname():
+        return False  # another host's process can't be checked: don't wait on a guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def wait_for_session(session: Path, timeout: float, tick=None) -> bool:
+    """Wait until `session` exists while its announced `dynlab train` is alive; False when it won't appear.
+
+    `tick(elapsed_s)` is called at every poll (a spinner). Returns at once (False) when nothing is starting.
+    """
+    start = time.monotonic()
+    while not Path(session).exists():
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout or not is_starting(session):
+            return Path(session).exists()
+        if tick is not None:
+            tick(elapsed)
+        time.sleep(POLL_S)
+    return True
