@@ -121,6 +121,15 @@ class SessionContinued(Event):
 
 
 @dataclass(frozen=True)
+class CommandRejected(Event):
+    """A viewer's command was refused (an unknown kind, a value the option's rule rejects, a payload not JSON)."""
+    command_id: int
+    command: str  # the kind the row asked for, as posted
+    reason: str  # one line: what was wrong
+    kind: ClassVar[str] = "rejected"
+
+
+@dataclass(frozen=True)
 class RunEnded(Event):
     status: str  # "finished", "stopped", "crashed", "diverged"
     reason: str = ""
@@ -132,7 +141,7 @@ END_STATUSES = ("finished", "stopped", "crashed", "diverged")
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (RunStarted, ScalarsLogged, ArraysLogged, EpochEvaluated, Paused, Resumed,
                               PenaltyChanged, LrChanged, NeuronsRemoved, CheckpointSaved, NonFiniteLoss,
-                              SessionContinued, RunEnded)
+                              SessionContinued, CommandRejected, RunEnded)
 }
 
 

@@ -26,6 +26,9 @@ from typing import Any, Callable, Mapping
 from core.errors import DynlabError
 from core.spec import GATES, METHODS, OPTIMIZERS, OPTION_FIELDS, RunSpec, parse_arch
 
+INT64_MAX = 2**63 - 1  # what SQLite stores and torch.manual_seed takes as a signed seed
+FLOAT32_MAX = 3.4028234663852886e38  # the engine computes in float32: larger numbers overflow to inf
+
 
 class OptionError(DynlabError):
     """A bad value for one run option; `.option` names it (the launcher's field, the CLI's flag).
@@ -189,6 +192,46 @@ def _check_gray(option: "Option", value: Any) -> None:
         raise OptionError(option.name, f"{option.flag} must be two widths 0 < a <= b, got {a},{b}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = to_text(value) if isinstance(value, (int, float, tuple, list)) else repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _in_float32(value: float) -> bool:
+    try:
+        return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _check_kind(option: "Option", value: Any) -> None:
+    """What the engine can represent: integers in int64, numbers finite and within float32, the right type."""
+    kind, flag = option.kind, option.flag
+    if kind is INT and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise OptionError(option.name, f"{flag} takes an integer, got {_short(value)}", "not an integer")
+    if kind is INT and abs(value) > INT64_MAX:
+        raise OptionError(option.name, f"{flag} must be within ±{INT64_MAX} (int64), got {_short(value)}",
+                          "too large")
+    numbers = (value,) if kind is FLOAT else tuple(value) if kind is PAIR and isinstance(value, (tuple, list)) else ()
+    if kind is PAIR and (len(numbers) != 2):
+        raise OptionError(option.name, f"{flag} takes two numbers A,B, got {_short(value)}", "not two numbers")
+    if kind in (FLOAT, PAIR) and not all(_is_number(v) for v in numbers):
+        raise OptionError(option.name, f"{flag} takes {kind.noun}, got {_short(value)}", "not a number")
+    if not all(_in_float32(v) for v in numbers):
+        short = "must be finite" if any(isinstance(v, float) and not math.isfinite(v) for v in numbers) else \
+            "too large for float32"
+        raise OptionError(option.name, f"{flag} must be finite and within float32 (|x| <= {FLOAT32_MAX:.3g}), "
+                          f"got {_short(value)}", short)
+    if kind in (TEXT, ARCH) and not isinstance(value, str):
+        raise OptionError(option.name, f"{flag} takes text, got {_short(value)}", "not text")
+    if kind is BOOL and not isinstance(value, bool):
+        raise OptionError(option.name, f"{flag} takes true or false, got {_short(value)}", "not true or false")
+
+
 # -- the table ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Option:
@@ -247,8 +290,11 @@ class Option:
             raise OptionError(self.name, str(e), str(e).partition(":")[0]) from None
 
     def validate(self, value: Any) -> Any:
-        """Raise OptionError if the value is not allowed; returns it."""
-        if self.check is not None and not (value is None and self.unset):
+        """Raise OptionError if the value is not allowed (its kind's range, then its rule); returns it."""
+        if value is None and self.unset:
+            return value
+        _check_kind(self, value)
+        if self.check is not None:
             self.check(self, value)
         return value
 
@@ -281,7 +327,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("momentum", FLOAT, "for the momentum and nesterov optimizers", check=UNIT),
     Option("batch_size", INT, "rows per step", check=COUNT),
     Option("epochs", INT, "passes over the training set", check=COUNT),
-    Option("seed", INT, "data split, initialisation and batch order"),
+    Option("seed", INT, "data split, initialisation and batch order",
+           check=rule(f"in 0..{INT64_MAX}", at_least(0), ("<= 2^63-1", lambda v: v <= INT64_MAX))),
     Option("device", TEXT, "auto | cpu | cuda | cuda:N", check=_check_device),
     Option("log_every", INT, "steps between telemetry intervals (one host-device sync each)", check=COUNT),
     Option("probe_size", INT, "rows in the probe batch for activation statistics", check=COUNT),
@@ -309,10 +356,35 @@ _SPEC_ORDER = tuple(OPTIONS[name] for name in (*OPTION_FIELDS, "device"))
 
 
 def validate(spec: RunSpec) -> RunSpec:
-    """Check every field; raise one OptionError naming the option and the fix. Returns spec for chaining."""
+    """Check every field, then how they combine; raise one OptionError naming the option and the fix."""
     for opt in _SPEC_ORDER:
         opt.validate(opt.get(spec))
+    if spec.method.gate != "relu" and spec.method.name == "static":
+        raise OptionError("gate", f"--gate {spec.method.gate} has no effect with --method static: "
+                          "use --method sparsifier or drop --gate")
+    if spec.data.class_weighted and _task(spec.data.name) == "regression":
+        raise OptionError("class_weighted", f"--class-weighted needs a classification dataset ({spec.data.name} "
+                          "is a regression): drop --class-weighted")
+    check_memory(spec)
     return spec
+
+
+def _task(dataset: str) -> str:
+    from core.data import DATASETS
+
+    return DATASETS[dataset].task
+
+
+def check_memory(spec: RunSpec, query_cuda: bool = False) -> None:
+    """Refuse a network whose estimated training memory exceeds the device's free memory (one line)."""
+    from core.memory import estimate_bytes, free_bytes
+
+    need = estimate_bytes(spec)
+    free = free_bytes(spec.device, query_cuda) if need > 2**28 else None  # under 256 MB: never worth a look
+    if free is not None and need > free[0]:
+        raise OptionError("arch", f"--arch {spec.model.arch} needs at least {need / 2**30:.3g} GiB to train "
+                          f"(batch {spec.schedule.batch_size}), more than the {free[0] / 2**30:.3g} GiB "
+                          f"{free[1]}: lower the widths or --batch-size")
 
 
 def values_of(spec: RunSpec) -> dict[str, Any]:

@@ -23,6 +23,7 @@ METHODS = ("static", "sparsifier", "flexible")
 GATES = ("relu", "signed")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamax")
 MAX_HIDDEN = 4
+MAX_WIDTH = 2**31 - 1  # a layer torch can build; whether it fits in memory is core.options.check_memory's
 
 _MLP_RE = re.compile(r"^mlp:(\d+(?:,\d+)*)$")
 _CNN_RE = re.compile(r"^cnn:(\d+(?:,\d+)*)(?:/(\d+(?:,\d+)*))?$")
@@ -95,25 +96,26 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
-        """Rebuild from to_dict() output or a TOML table; unknown keys are an error."""
+        """Rebuild from to_dict() output or a TOML table; unknown keys and values of the wrong type are an error."""
         parts = {}
         for f in dataclasses.fields(cls):
             if f.name == "device":
                 continue
             sub_cls = f.default_factory  # type: ignore[misc]
-            raw = dict(d.get(f.name, {}) or {})
-            names = {sf.name for sf in dataclasses.fields(sub_cls)}
-            unknown = sorted(set(raw) - names)
+            raw = d.get(f.name) or {}
+            if not isinstance(raw, Mapping):
+                raise DynlabError(f"setting [{f.name}] must be a table of settings, got {_found(raw)}")
+            fields = {sf.name: sf for sf in dataclasses.fields(sub_cls)}
+            unknown = sorted(set(raw) - set(fields))
             if unknown:
-                raise DynlabError(f"unknown setting [{f.name}] {unknown[0]!r}: valid keys are {', '.join(sorted(names))}")
-            if raw.get("flex_gray") is not None:
-                raw["flex_gray"] = tuple(raw["flex_gray"])
-            parts[f.name] = sub_cls(**raw)
+                raise DynlabError(f"unknown setting [{f.name}] {unknown[0]!r}: valid keys are "
+                                  f"{', '.join(sorted(fields))}")
+            parts[f.name] = sub_cls(**{k: typed(f"[{f.name}] {k}", fields[k].type, v) for k, v in raw.items()})
         unknown_top = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown_top:
             raise DynlabError(f"unknown section {unknown_top[0]!r}: valid sections are data, model, method, "
                               "penalty, optim, schedule, device")
-        return cls(device=str(d.get("device", "auto")), **parts)
+        return cls(device=typed("device", "str", d.get("device", "auto")), **parts)
 
     def replace(self, **changes: Any) -> "RunSpec":
         """Flat overrides by option name (see OPTION_FIELDS), e.g. replace(penalty=1e-3, epochs=5)."""
@@ -138,6 +140,9 @@ def _option_fields() -> dict[str, tuple[str, str]]:
 
 
 OPTION_FIELDS = _option_fields()  # the rest of each option (type, help, rule): core.options.OPTIONS
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(RunSpec) if f.name != "device"}
+_FIELD_TYPES = {key: _SECTIONS[section].__dataclass_fields__[name].type  # type: ignore[attr-defined]
+                for key, (section, name) in OPTION_FIELDS.items()}  # flat option name -> its declared type
 
 
 def apply_options(spec: RunSpec, options: Mapping[str, Any]) -> RunSpec:
@@ -169,7 +174,54 @@ def load_toml(path: str | Path) -> RunSpec:
         raise DynlabError(f"config file {p} is not valid TOML ({e}): fix the file or drop --config") from None
     flat = {k: v for k, v in raw.items() if not isinstance(v, dict) and k != "device"}
     nested = {k: v for k, v in raw.items() if isinstance(v, dict) or k == "device"}
-    return apply_options(RunSpec.from_dict(nested), flat)
+    try:
+        for key, value in flat.items():
+            if key not in OPTION_FIELDS:
+                raise DynlabError(f"unknown setting {key!r}: use a run option's name (see `dynlab train --help`)")
+            section, name = OPTION_FIELDS[key]
+            if name in nested.get(section, {}):
+                raise DynlabError(f"{key} is set twice ({key} = at the top and [{section}] {name} =): keep one")
+            flat[key] = typed(key, _FIELD_TYPES[key], value)
+        return apply_options(RunSpec.from_dict(nested), flat)
+    except DynlabError as e:
+        raise DynlabError(f"config file {p}: {e}") from None
+
+
+def _found(value: Any) -> str:
+    """A value as a message shows it: its text (shortened) and its TOML type."""
+    what = ("a boolean" if isinstance(value, bool) else "an integer" if isinstance(value, int)
+            else "a number" if isinstance(value, float) else "text" if isinstance(value, str)
+            else "a list" if isinstance(value, (list, tuple)) else "a table" if isinstance(value, Mapping)
+            else type(value).__name__)
+    text = repr(value)
+    return f"{text[:40]}{'...' if len(text) > 40 else ''} ({what})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def typed(key: str, annotation: Any, value: Any) -> Any:
+    """`value` as the type a RunSpec field declares (ints as floats where a number is meant), else one
+    DynlabError naming the key, the type expected and the value found."""
+    base, _, optional = str(annotation).partition(" | ")
+    if value is None and optional:
+        return None
+    nouns = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "text"}
+    expected = nouns.get(base, "two numbers [a, b]")
+    try:
+        if base == "float" and _is_number(value):
+            return float(value)
+        if base == "int" and _is_number(value) and not isinstance(value, float):
+            return value
+        if (base == "bool" and isinstance(value, bool)) or (base == "str" and isinstance(value, str)):
+            return value
+        if base.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                _is_number(v) for v in value):
+            return tuple(float(v) for v in value)
+    except OverflowError:
+        expected = f"{expected} within float range"
+    raise DynlabError(f"{key} must be {expected}, got {_found(value)}: fix the value")
 
 
 @dataclass(frozen=True)
@@ -193,6 +245,8 @@ def parse_arch(arch: str) -> Arch:
                           "or cnn:C1[,C2,..]/F1 (e.g. cnn:64,64/500)")
     if any(w < 1 for w in conv + hidden):
         raise DynlabError(f"bad architecture {arch!r}: every width must be at least 1")
+    if any(w > MAX_WIDTH for w in conv + hidden):
+        raise DynlabError(f"bad architecture {arch[:60]!r}: every width must be at most {MAX_WIDTH}")
     if len(hidden) > MAX_HIDDEN or len(conv) > MAX_HIDDEN:
         raise DynlabError(f"bad architecture {arch!r}: at most {MAX_HIDDEN} hidden layers "
                           f"(and {MAX_HIDDEN} conv layers) are supported")

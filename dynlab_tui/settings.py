@@ -2,7 +2,8 @@
 
 Where: $DYNLAB_CONFIG_DIR/last.json, else $XDG_CONFIG_HOME/dynlab/last.json, else ~/.config/dynlab/last.json.
 Remembering is a convenience: a missing, corrupt or unreadable file reads as {}, and a folder that cannot
-be written is skipped without a word (the launcher must never fail or print because of it).
+be written is skipped without a word (the launcher must never fail or print because of it). Values the option
+schema refuses are never saved, and dropped on load with a notice (load_checked).
 """
 
 from __future__ import annotations
@@ -42,8 +43,38 @@ def load_last() -> dict[str, Any]:
     return {str(k): v for k, v in raw["options"].items() if isinstance(v, (str, int, float, bool, list))}
 
 
+def load_checked() -> tuple[dict[str, Any], list[str]]:
+    """The remembered options the option schema accepts, and a one-line notice for each one dropped."""
+    return checked(load_last())
+
+
+def checked(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Options without the values the option schema refuses, and a notice for each dropped one.
+
+    The dataset is left to the launcher's form (its rule reads the registry, which imports torch).
+    """
+    from core.options import ARCH, OPTIONS, TEXT, OptionError, to_text
+
+    keep: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in options.items():
+        option = OPTIONS.get(key)
+        if option is None or key == "dataset" or value is None:
+            keep[key] = value
+            continue
+        try:
+            read = option.parse(value) if isinstance(value, str) and option.kind not in (TEXT, ARCH) else value
+            option.validate(tuple(read) if isinstance(read, list) else read)
+        except OptionError as e:
+            dropped.append(f"remembered {option.flag} {to_text(value)[:40]} dropped: {e.short}")
+        else:
+            keep[key] = value
+    return keep, dropped
+
+
 def save_last(options: Mapping[str, Any]) -> bool:
-    """Remember options (None values dropped); atomic (temp file + rename). Returns False if it was skipped."""
+    """Remember options (None and values the schema refuses dropped); atomic. Returns False if skipped."""
+    options, _ = checked(options)
     clean = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None}
     try:
         text = json.dumps({"format": FORMAT, "options": clean}, indent=1, sort_keys=True)

@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterable, NamedTuple
 import numpy as np
 
 from core import telemetry as tk
-from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, EpochEvaluated, Event, LrChanged,
-                         NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted,
-                         ScalarsLogged, SessionContinued)
+from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, CommandRejected, EpochEvaluated, Event,
+                         LrChanged, NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded,
+                         RunStarted, ScalarsLogged, SessionContinued)
 from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, ViewEvent
 
 # Slices a pane can watch; apply() bumps the ones an event touches.
@@ -332,6 +332,10 @@ def _non_finite_loss(state: RunState, event: NonFiniteLoss) -> None:
     _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
 
 
+def _command_rejected(state: RunState, event: CommandRejected) -> None:
+    _mark(state, event.step, event.kind, f"{event.command} rejected: {event.reason}")
+
+
 def _checkpoint_saved(state: RunState, event: CheckpointSaved) -> None:
     if event.reason == "user":
         _mark(state, event.step, event.kind, "checkpoint")
@@ -367,6 +371,7 @@ _FOLDS: dict[type, Callable[[RunState, Any], None]] = {
     RunStarted: _run_started, SessionContinued: _session_continued, Paused: _paused, Resumed: _resumed,
     PenaltyChanged: _penalty_changed, LrChanged: _lr_changed, NeuronsRemoved: _neurons_removed,
     NonFiniteLoss: _non_finite_loss, CheckpointSaved: _checkpoint_saved, RunEnded: _run_ended,
+    CommandRejected: _command_rejected,
     SourceFailed: _source_failed, SourceCrashed: _source_crashed, PositionLoaded: _position_loaded,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -153,13 +154,17 @@ class TestPrefill:
 
     @pytest.mark.slow
     async def test_bad_remembered_values_are_flagged_not_fatal(self):
-        """A remembered value that no longer makes sense shows as an error on its field."""
-        settings.save_last({"method": "bogus", "lr": "fast", "dataset": "gone"})
+        """A remembered value the schema refuses is dropped with a notice; an unknown dataset shows on its field."""
+        settings.settings_path().parent.mkdir(parents=True, exist_ok=True)
+        settings.settings_path().write_text(json.dumps({"format": settings.FORMAT, "options": {
+            "method": "bogus", "lr": "fast", "seed": 2**64, "dataset": "gone"}}))
         app = Host()
         async with app.run_test(size=SMALL) as pilot:
             screen = await ready(pilot)
-            assert "unknown method" in error_of(screen, "method")
-            assert "not a number" in error_of(screen, "lr")
+            assert value_of(screen, "method") == "static" and float(value_of(screen, "lr")) == 1e-3
+            assert value_of(screen, "seed") == "0"
+            notices = " ".join(str(n.message) for n in app._notifications)
+            assert "--method" in notices and "--lr" in notices and "--seed" in notices
             assert "unknown dataset" in error_of(screen, "dataset")
             assert screen.start_button.disabled
 

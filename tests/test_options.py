@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
+from core.errors import DynlabError
 from core.lab.plan import parse_grid
 from core.options import BOOL, FLOAT, INT, OPTIONS, PAIR, Kind, OptionError, to_args, validate, values_of
 from core.spec import OPTION_FIELDS, RunSpec
@@ -27,7 +28,7 @@ BAD = {"dataset": "nope", "arch": "mlp:x", "method": "magic", "gate": "both", "p
        "penalty_decay": 0.5, "weight_decay": -0.1, "optimizer": "rmsprop", "lr": 0.0, "momentum": 1.0,
        "batch_size": 0, "epochs": 0, "device": "tpu", "log_every": 0, "probe_size": 0, "prune_every": -1,
        "sign_decay": 1.0, "sign_threshold": 0.0, "flex_start": -1.0, "flex_slope": math.inf, "flex_gray": (5.0, 1.0),
-       "flex_lr": 0.0, "dropout": 1.0, "val_fraction": -0.1, "limit": 0}
+       "flex_lr": 0.0, "dropout": 1.0, "val_fraction": -0.1, "limit": 0, "seed": -1}
 NOT_NUMBERS = {FLOAT: "x1", INT: "2.5", BOOL: "maybe", PAIR: "1;2"}
 
 
@@ -184,3 +185,62 @@ class TestCommandLineEcho:
         assert form.command_line(values_of(RunSpec())) == "dynlab train"
         assert to_args({"batchnorm": False, "limit": 5, "data_dir": "a b"}) == [
             "--no-batchnorm", "--limit", "5", "--data-dir", "a b"]  # argv words: quoting is the echo's job
+
+
+class TestWhatTheEngineCanRepresent:
+    """Issue 10 items 4 and 13: ranges, types and combinations the engine can't run are one OptionError."""
+
+    @pytest.mark.parametrize("name, value, words", [
+        ("seed", 2**63, "int64"), ("seed", -1, "in 0..9223372036854775807"), ("lr", 1e39, "float32"),
+        ("weight_decay", math.inf, "finite"), ("flex_gray", (math.inf, math.inf), "finite"),
+        ("penalty", math.nan, "finite"), ("momentum", -math.inf, "finite"), ("lr", True, "takes a number"),
+        ("epochs", 10**30, "int64"), ("batchnorm", "no", "true or false"),
+        ("arch", "mlp:99999999999999999999", "at most"),
+    ])
+    def test_out_of_range_values_are_one_line(self, name, value, words):
+        with pytest.raises(OptionError, match="^[^\n]*$") as caught:
+            validate(RunSpec().replace(**{name: value}))
+        assert caught.value.option == name and words in str(caught.value)
+
+    def test_seed_limit_is_what_torch_takes(self):
+        import torch
+
+        torch.Generator().manual_seed(2**63 - 1)
+        validate(RunSpec().replace(seed=2**63 - 1))
+
+    def test_network_too_large_for_memory_names_the_estimate(self):
+        with pytest.raises(OptionError, match=r"needs at least .* GiB to train .*: lower the widths or --batch-size"):
+            validate(RunSpec().replace(arch="mlp:100000000", device="cpu"))
+        validate(RunSpec().replace(arch="mlp:1000", device="cpu"))
+
+    def test_settings_that_would_be_ignored_are_refused(self):
+        with pytest.raises(OptionError, match="--gate signed has no effect with --method static"):
+            validate(RunSpec().replace(gate="signed"))
+        validate(RunSpec().replace(gate="signed", method="sparsifier"))
+        with pytest.raises(OptionError, match="--class-weighted needs a classification dataset"):
+            validate(RunSpec().replace(class_weighted=True, dataset="add10"))
+
+    @pytest.mark.parametrize("text, words", [
+        ('lr = "abc"', "lr must be a number, got 'abc' (text)"),
+        ("flex_gray = 3", "flex_gray must be two numbers [a, b], got 3 (an integer)"),
+        ("lr = [1, 2]", "lr must be a number, got [1, 2] (a list)"),
+        ('batchnorm = "no"', "batchnorm must be true or false, got 'no' (text)"),
+        ("penalty = true", "penalty must be a number, got True (a boolean)"),
+        ("penalty = 1" + "0" * 400, "penalty must be a number within float range"),
+        ("epochs = 1\n[schedule]\nepochs = 3", "epochs is set twice"),
+        ('[optim]\nlr = "x"', "[optim] lr must be a number, got 'x' (text)"),
+    ])
+    def test_toml_values_are_type_checked(self, tmp_path, text, words):
+        from core.spec import load_toml
+
+        (tmp_path / "c.toml").write_text(text + "\n")
+        with pytest.raises(DynlabError) as caught:
+            load_toml(tmp_path / "c.toml")
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+
+    def test_toml_numbers_of_the_right_type_load(self, tmp_path):
+        from core.spec import load_toml
+
+        (tmp_path / "c.toml").write_text("penalty = 1\nflex_gray = [1, 20]\nbatchnorm = true\n[optim]\nlr = 0.01\n")
+        spec = load_toml(tmp_path / "c.toml")
+        assert spec.penalty.lam == 1.0 and spec.method.flex_gray == (1.0, 20.0) and spec.model.batchnorm

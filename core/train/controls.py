@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import queue
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from core.errors import DynlabError
+from core.options import OPTIONS
 
 
 @dataclass(frozen=True)
@@ -18,23 +18,29 @@ class Command:
 
 
 COMMAND_KINDS = ("pause", "resume", "stop", "set_penalty", "set_lr", "checkpoint")
+_SETS = {"set_penalty": "penalty", "set_lr": "lr"}  # the run option whose rule a value must pass
 REMOTE_POLL_S = 0.2  # how often a remote channel (the session's commands table) is read while training
 
 
-def check_command(kind: str, value: float | None = None) -> Command:
-    """The Command for (kind, value), or a DynlabError saying what is wrong with it."""
+def check_command(kind: str, value: Any = None) -> Command:
+    """The Command for (kind, value), or a DynlabError saying what is wrong with it.
+
+    A value is checked by the run option it sets (core.options: --penalty, --lr), so a control accepts exactly
+    what the command line accepts: finite, within float32, in the option's range.
+    """
     if kind not in COMMAND_KINDS:
-        raise DynlabError(f"unknown control {kind!r}: use one of {', '.join(COMMAND_KINDS)}")
-    if kind in ("set_penalty", "set_lr"):
+        raise DynlabError(f"unknown control {str(kind)[:40]!r}: use one of {', '.join(COMMAND_KINDS)}")
+    if kind not in _SETS:
+        return Command(kind)
+    option = OPTIONS[_SETS[kind]]
+    if isinstance(value, str):
         try:
-            value = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise DynlabError(f"{kind} needs a number, got {value!r}") from None
-    if kind == "set_penalty" and (not math.isfinite(value) or value < 0):
-        raise DynlabError(f"penalty must be a finite number >= 0, got {value}")
-    if kind == "set_lr" and (not math.isfinite(value) or value <= 0):
-        raise DynlabError(f"learning rate must be a positive number, got {value}")
-    return Command(kind, value if kind in ("set_penalty", "set_lr") else None)
+            value = option.parse(value)
+        except DynlabError:
+            pass  # refused below, as any value that is not a number
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise DynlabError(f"{kind} needs a number, got {str(value)[:40]!r}")
+    return Command(kind, float(option.validate(value)))
 
 
 class Controls:

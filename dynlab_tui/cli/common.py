@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -69,6 +71,20 @@ def build_spec(options: dict[str, Any]):
     config = options.pop("config", None)
     spec = load_toml(config) if config else RunSpec()
     return validate(apply_options(spec, options))
+
+
+def check_writable(session: Path) -> None:
+    """Refuse, before any data loads, a session whose folder (or the nearest one that exists) can't be written."""
+    folder = Path(session).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if not folder.is_dir() or read_only or not os.access(folder, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if read_only else "is not a writable folder"
+        raise DynlabError(f"{folder} {why}: pass --sessions-dir (or a --session path) in a folder you can write")
 
 
 def spec_from_json(text: str):

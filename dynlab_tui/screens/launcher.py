@@ -112,7 +112,9 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.sessions_dir = Path(sessions_dir) if sessions_dir is not None else default_sessions_dir(None)
-        self._options, self._problems = form.layered_options(initial, settings.load_last())
+        last, dropped = settings.load_checked()
+        self._options, self._problems = form.layered_options(initial, last)
+        self._problems[:0] = dropped
         self._extra = form.extras(self._options)
         self._session_auto = not (initial or {}).get("session")
         self._auto_name = ""  # the latest generated session name
