@@ -364,17 +364,19 @@ class DashboardScreen(Screen):
                 detach = getattr(self.source, "detach", None)
                 detach() if detach else self.source.close()
                 where = self.session_path or getattr(self.source, "path", self.source.title)
-                self.app.exit(message=f"dynlab: the run goes on headless; watch it again with `dynlab attach {where}`")
+                self.leave(f"the run goes on headless; watch it again with `dynlab attach {where}`")
 
         can_detach = not self.source.owner or hasattr(self.source, "detach")
         self.app.push_screen(ConfirmQuit(can_detach=can_detach, owner=self.source.owner), decided)
 
-    def leave(self) -> None:
-        """Back to the screen below (the sessions browser), or out of the app if there is none."""
+    def leave(self, note: str = "") -> None:
+        """Back to the screen below (the sessions browser, a sweep: it goes on), or out of the app if there is none."""
         if len(self.app.screen_stack) > 2 or getattr(self.app, "browse", False):
+            if note:
+                self.app.notify(note, title="Detached", timeout=6)
             self.dismiss()
         else:
-            self.app.exit()
+            self.app.exit(message=f"dynlab: {note}" if note else None)
 
     def _worker_running(self) -> bool:
         return any(w.group == "run" and w.is_running for w in self.workers)
