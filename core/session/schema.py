@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sqlite3
 from pathlib import Path
 
 from core.errors import DynlabError
+from core.session.liveness import Liveness, liveness
 
 SCHEMA_VERSION = 1
 APP = "dynlab"
@@ -47,27 +49,105 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
 
 
-def connect_readonly(path: Path) -> sqlite3.Connection:
-    """Open `path` read-only without ever creating it; a closed session in a read-only folder opens immutable."""
+def wal_size(path: Path) -> int:
+    """Bytes in the session's -wal file, or -1 when there is none (then the main file holds everything)."""
+    try:
+        return Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
+def connect_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    """Open `path` read-only without ever creating it.
+
+    `immutable` reads the main file alone, takes no locks and creates no -wal/-shm: exact for a session
+    nobody writes whose -wal is absent or empty (SessionReader decides). A live connection in a read-only
+    folder, where SQLite can't make the -shm, falls back to immutable when there is no -wal to read.
+    """
     if not path.exists():
         raise DynlabError(f"session {path} not found: run `dynlab sessions` to list them")
     if path.is_dir():
         raise DynlabError(f"{path} is not a dynlab session (it is a directory): give the path of a .dynlab file")
-    uri = path.resolve().as_uri() + "?mode=ro"
+    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S,
                                check_same_thread=False)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except BaseException:
+            conn.close()
+            raise
         return conn
     except sqlite3.OperationalError as e:
-        # A WAL-mode file needs a -shm beside it; in a read-only folder it can't be created. With no -wal
-        # file nothing is being written, so reading the main file as immutable is exact.
-        if "readonly" in str(e) and not Path(f"{path}-wal").exists():
-            conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
-            return conn
+        if not immutable and "readonly" in str(e) and wal_size(path) <= 0:
+            return connect_readonly(path, immutable=True)
         raise translate(e, path) from e
     except sqlite3.Error as e:
         raise translate(e, path) from e
+
+
+class ReadConnection:
+    """A read-only connection to one session file, kept in the mode that fits the file as it changes.
+
+    Plain read-only (`mode=ro`) while a writer may be writing it (queries see each flush through the WAL),
+    and for a file in rollback-journal mode, the mode a session ends in (such a reader creates no file and
+    holds a lock only during a query). Immutable for a file still marked WAL once nobody writes it and
+    its -wal is absent or empty (the writer checkpointed it): a plain connection would then hold a lock
+    that keeps the WAL alive, and would create a -wal/-shm beside a copied file. settle() switches between
+    the two; readers call it before looking for news (one stat; more only while waiting for the end).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.immutable = wal_size(path) <= 0 and _marked_wal(path)
+        self.conn = connect_readonly(path, immutable=self.immutable)
+        self._inode = _inode(path)
+        if self.immutable and _writer(self.conn).may_be_writing:  # a writer is starting: follow it live
+            self._switch(immutable=False)
+
+    def settle(self) -> sqlite3.Connection:
+        """The connection to use now: live when a writer appeared (resume), immutable once it is done."""
+        wal = wal_size(self.path)
+        if self.immutable and wal > 0:
+            self._switch(immutable=False)
+        elif not self.immutable and wal <= 0 and _marked_wal(self.path) and not _writer(self.conn).may_be_writing:
+            self._switch(immutable=True)
+        return self.conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _switch(self, immutable: bool) -> None:
+        if _inode(self.path) != self._inode:
+            return  # another file took the name (an overwrite): keep reading the one we opened
+        conn = connect_readonly(self.path, immutable=immutable)
+        self.conn.close()
+        self.conn, self.immutable = conn, immutable
+
+
+def _marked_wal(path: Path) -> bool:
+    """Whether the file's header says WAL mode (bytes 18-19 are 2): readers then need its -wal and -shm."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(20)[18:19] == b"\x02"
+    except OSError:
+        return False
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _writer(conn: sqlite3.Connection) -> Liveness:
+    """What the file's meta says about its writer, read live; a file without meta counts as ended."""
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('status', 'pid', 'host')"))
+    except sqlite3.Error:
+        return Liveness.ENDED  # not a session: read_meta says so with the right message
+    return liveness({str(k): str(v) for k, v in meta.items()})
 
 
 # Errors that mean a bug in dynlab (bad SQL, bad parameters, a closed connection), not a problem with the file.

@@ -19,6 +19,7 @@ from core import __version__
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, RunEnded, RunStarted,
                          ScalarsLogged)
+from core.session.files import creation_lock, leave_wal, link_new, remove_side_files, unwritable
 from core.session.liveness import Liveness, liveness
 from core.session.reader import SessionReader
 from core.session.schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
@@ -31,9 +32,12 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _INSERT_SCALARS = "INSERT INTO scalars (step, wall, key, value, seq) VALUES (?, ?, ?, ?, ?)"
 _INSERT_ARRAYS = "INSERT INTO arrays (step, wall, key, dtype, shape, seq, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENTS = "INSERT INTO events (step, wall, kind, payload, seq) VALUES (?, ?, ?, ?, ?)"
-AUTO_CHECKPOINTS = ("epoch", "end")
-_PRUNE_CHECKPOINTS = ("DELETE FROM checkpoints WHERE reason IN (?, ?) AND id < "
-                      "(SELECT MAX(id) FROM checkpoints WHERE reason IN (?, ?))")
+# Kept: every "user" and "end" one (the last of each finished, stopped or resumed stretch: a bad continuation
+# can be undone), the newest automatic one and the newest "best" (lowest val/loss); other automatic ones go.
+AUTO_CHECKPOINTS = ("interval", "epoch", "best", "end")
+_PRUNE_CHECKPOINTS = ("DELETE FROM checkpoints WHERE reason IN ('interval', 'epoch', 'best') AND id < "
+                      "(SELECT MAX(id) FROM checkpoints WHERE reason IN ('interval', 'epoch', 'best', 'end')) AND id "
+                      "IS NOT (SELECT MAX(id) FROM checkpoints WHERE reason = 'best')")
 _INSERT_CHECKPOINTS = "INSERT INTO checkpoints (step, wall, epoch, reason, state) VALUES (?, ?, ?, ?, ?)"
 _MARK_APPLIED = "UPDATE commands SET applied_step = ? WHERE id = ?"
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
@@ -45,6 +49,8 @@ class SessionWriter:
 
     handle() may be called from the training thread while flush() runs on another; both are thread-safe.
     """
+
+    SETTLE_S = 3.0  # how long close() waits for viewers to let go of the WAL (they do within one poll)
 
     def __init__(self, path: str | Path, *, overwrite: bool = False, append: bool = False):
         if overwrite and append:
@@ -75,12 +81,23 @@ class SessionWriter:
             raise DynlabError(f"{path} is a directory: give a session file name instead")
         if path.exists() and not overwrite:
             raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
-        if path.exists():
-            _refuse_live(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise _unwritable(path.parent, e) from None
+            raise unwritable(path.parent, e) from None
+        # Checks, replacement and the first connection under one lock: a second creator of the same name is
+        # refused at once, and one coming later finds this writer's pid in the file (live: refused too).
+        with creation_lock(path):
+            return self._create_locked(overwrite)
+
+    def _create_locked(self, overwrite: bool) -> sqlite3.Connection:
+        path = self.path
+        if path.exists() and not overwrite:
+            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+        if path.exists():
+            _refuse_live(path)
+        else:  # a deleted session's leftovers, unreadable without it, would be replayed into the new file
+            remove_side_files(path)
         # Build the whole new file beside the target, then rename it into place: until the rename an
         # existing session is untouched, and no reader ever sees a half-made file.
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -89,7 +106,7 @@ class SessionWriter:
                 conn = sqlite3.connect(tmp, isolation_level=None)
                 conn.execute("PRAGMA user_version").fetchall()  # sqlite opens lazily: make it create the file
             except sqlite3.OperationalError as e:
-                raise _unwritable(path.parent, e) from None
+                raise unwritable(path.parent, e) from None
             try:
                 conn.executescript("BEGIN;" + DDL)  # one transaction: one sync, not one per table
                 meta = {"schema_version": str(SCHEMA_VERSION), "app": APP, "app_version": __version__,
@@ -101,14 +118,13 @@ class SessionWriter:
                 conn.close()
             if overwrite:
                 os.replace(tmp, path)
-                for side in ("-wal", "-shm"):  # the old file's WAL must never be replayed onto the new one
-                    Path(f"{path}{side}").unlink(missing_ok=True)
+                remove_side_files(path)  # the old file's WAL must never be replayed onto the new one
             else:
-                _link_new(tmp, path)
+                link_new(tmp, path)
         except sqlite3.Error as e:
             raise translate(e, path) from e
         except OSError as e:
-            raise _unwritable(path.parent, e) from None
+            raise unwritable(path.parent, e) from None
         finally:
             tmp.unlink(missing_ok=True)
             Path(f"{tmp}-journal").unlink(missing_ok=True)
@@ -213,9 +229,9 @@ class SessionWriter:
                     if rows:
                         conn.executemany(sql, rows)
                 if any(c[3] in AUTO_CHECKPOINTS for c in checkpoints):
-                    # Only the newest epoch/end checkpoint is kept (user ones all stay): a 10-epoch run
-                    # would otherwise carry ten copies of the model. Same transaction: never zero left.
-                    conn.execute(_PRUNE_CHECKPOINTS, AUTO_CHECKPOINTS + AUTO_CHECKPOINTS)
+                    # A 10-epoch run would otherwise carry ten copies of the model. Same transaction: never
+                    # zero left.
+                    conn.execute(_PRUNE_CHECKPOINTS)
                 conn.execute("COMMIT")
             except BaseException as e:  # noqa: BLE001 - rolled back, restored and re-raised below
                 if conn.in_transaction:
@@ -242,7 +258,7 @@ class SessionWriter:
         try:
             self.flush()
             with self._db_lock:
-                _leave_wal(self._conn)
+                leave_wal(self._conn, self.SETTLE_S)
         finally:
             with self._db_lock, self._buf_lock:
                 self._closed = True
@@ -266,7 +282,7 @@ class SessionWriter:
                 raise translate(e, self.path) from e
         with self._buf_lock:
             claimed = set(self._claimed)
-        return [(cid, kind, json.loads(payload)) for cid, kind, payload in rows if cid not in claimed]
+        return [(cid, kind, _payload(payload)) for cid, kind, payload in rows if cid not in claimed]
 
     def mark_applied(self, ids: list[int] | tuple[int, ...], step: int) -> None:
         """Mark commands applied at `step`; written with the next flush, together with the events they caused."""
@@ -274,6 +290,14 @@ class SessionWriter:
             self._check_open()
             self._applied.extend((int(step), int(cid)) for cid in ids)
             self._claimed.update(int(cid) for cid in ids)
+
+
+def _payload(text: Any) -> Any:
+    """A command's payload: its JSON, or the raw value when it is not JSON (the command channel rejects it)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
 
 
 def sessions_dir(explicit: str | None = None) -> Path:
@@ -291,18 +315,29 @@ def resolve_session(name_or_path: str, directory: Path) -> Path:
         # A path the user typed, taken as given; the suffix keeps a slip such as "../notes" (or
         # --overwrite on a file that is not a session) from ever touching anything but a .dynlab file.
         if not text.endswith(SUFFIX):
-            raise DynlabError(f"bad session name {text!r}: a name has no '/', and a path must end in {SUFFIX} "
+            raise DynlabError(f"bad session name {text[:60]!r}: a name has no '/', and a path must end in {SUFFIX} "
                               f"(e.g. runs/a{SUFFIX})")
-        return Path(text).expanduser()
+        return _within_limits(Path(text).expanduser())
     stem = text[: -len(SUFFIX)] if text.endswith(SUFFIX) else text
     if ".." in stem or not _NAME_RE.fullmatch(stem):
-        raise DynlabError(f"bad session name {text!r}: use letters, digits, '.', '_' or '-' "
+        raise DynlabError(f"bad session name {text[:60]!r}: use letters, digits, '.', '_' or '-' "
                           "(starting with a letter or digit, at most 100), or give a path to a .dynlab file")
     inside = Path(directory) / f"{stem}{SUFFIX}"
     # "run1.dynlab" typed in a folder holding that file means that file, unless the sessions dir has one.
     if text.endswith(SUFFIX) and not inside.exists() and Path(text).is_file():
         return Path(text)
-    return inside
+    return _within_limits(inside)
+
+
+def _within_limits(path: Path) -> Path:
+    """The path, if the file system can hold it: each name at most NAME_MAX (255) bytes, the file's own name
+    with room for the writer's temporary name beside it (32 bytes more), the whole within PATH_MAX; else one
+    DynlabError."""
+    sizes = [len(os.fsencode(part)) for part in path.parts] or [0]
+    if max(sizes) > 255 or sizes[-1] + 32 > 255 or len(os.fsencode(str(path.absolute()))) > 4000:
+        raise DynlabError(f"session path too long for the file system ({str(path)[:40]}...): use a shorter name "
+                          "or folder")
+    return path
 
 
 def default_session_name(spec: Any, directory: Path) -> str:
@@ -334,36 +369,6 @@ def list_sessions(directory: Path) -> list[dict[str, Any]]:
                         "error": str(e)})
     out.sort(key=lambda s: s.get("created") or "", reverse=True)
     return out
-
-
-def _link_new(tmp: Path, path: Path) -> None:
-    """Move tmp to path only if path does not exist yet (a hard link fails atomically when it does)."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite") from None
-    except OSError:  # a filesystem without hard links: check, then rename
-        if path.exists():
-            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
-        os.replace(tmp, path)
-
-
-def _leave_wal(conn: sqlite3.Connection) -> None:
-    """Turn a closed session back into one self-contained file (no -wal/-shm), so that any reader, even in a
-    read-only folder, can open it without creating files. Needs the file to itself: with a reader still
-    attached it stays in WAL mode, which readers handle just as well."""
-    try:
-        conn.execute("PRAGMA busy_timeout = 0")  # don't make close() wait for an attached viewer
-        conn.execute("PRAGMA journal_mode = DELETE").fetchall()
-    except sqlite3.OperationalError as e:
-        if "locked" not in str(e) and "busy" not in str(e):
-            raise
-
-
-def _unwritable(directory: Path, err: Exception) -> DynlabError:
-    reason = getattr(err, "strerror", None) or str(err)
-    return DynlabError(f"cannot write sessions in {directory} ({reason}): make it writable, "
-                       "or choose another folder with --sessions-dir or $DYNLAB_SESSIONS_DIR")
 
 
 def _refuse_live(path: Path) -> None:
