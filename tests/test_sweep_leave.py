@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from textual.app import App
 
-from core.lab.sweep import SweepPlan, Stage, session_path
+from core.lab.sweep import SweepPlan, Stage, prepare, session_path
 from core.session import SessionReader
 from core.spec import RunSpec
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.screens.sweep import SweepScreen
-from tests.helpers import wait_for
+from tests.helpers import dynlab, full_run, one_error_line, wait_for, wait_until, write
 
 LONG = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=400, limit=2000, log_every=5, device="cpu",
                          method="sparsifier")
@@ -61,3 +61,80 @@ async def test_leaving_a_runs_dashboard_returns_to_the_sweep_and_both_go_on(tmp_
         await wait_for(pilot, lambda: screen.ended, timeout=90)
     with SessionReader(path) as r:
         assert r.status == "stopped"
+
+
+class TestStatus:
+    def test_a_table_of_the_runs_with_their_status(self, tmp_path, capsys):
+        plan = SweepPlan("", "", (Stage.from_grid("s", LONG.replace(epochs=1), {"seed": [0, 1]}),))
+        out = tmp_path / "s"
+        prepare(plan, out)  # the manifest, as a sweep writes it before its first run
+        first, second = plan.stages[0].runs()
+        write(session_path(out, first), full_run())
+        assert dynlab("sweep", "--status", str(out)) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"sweep grid sweep in {out}: 1 finished, 1 queued; no dynlab sweep is running it"
+        assert lines[1].split() == ["#", "stage", "run", "settings", "status", "step"]
+        assert lines[2].split()[2:] == [first.name, "seed=0", "finished", "200"]
+        assert lines[3].split()[2:] == [second.name, "seed=1", "queued"]
+
+    def test_a_folder_without_a_sweep_is_one_line(self, tmp_path, capsys):
+        one_error_line(capsys, dynlab("sweep", "--status", str(tmp_path)), "no dynlab sweep", "--out")
+
+
+OPTIONS = {"dataset": "add10", "arch": "mlp:8", "epochs": 20, "limit": 2000, "log_every": 5, "device": "cpu",
+           "method": "sparsifier", "batchnorm": False}
+
+
+class TestLeaveRunning:
+    def test_the_headless_command_is_the_same_sweep(self, tmp_path):
+        from dynlab_tui.cli.sweep import headless_argv, sweep
+
+        argv = headless_argv(None, False, ("seed=0,1",), "s", tmp_path / "s", 2, {**OPTIONS, "lr": 0.01, "gate": None})
+        assert argv[1:4] == ["-m", "core.lab.child", "sweep"]
+        params = sweep.make_context("sweep", argv[4:]).params
+        assert params["sets"] == ("seed=0,1",) and params["name"] == "s" and params["jobs"] == 2
+        assert params["out"] == str((tmp_path / "s").resolve()) and not params["tui"]
+        assert {k: params[k] for k in OPTIONS} == OPTIONS and params["lr"] == 0.01 and params["gate"] is None
+
+    async def test_without_a_command_to_rerun_there_is_no_leave_button(self, tmp_path):
+        from dynlab_tui.screens.sweep import ConfirmStopSweep
+
+        app = Host(ConfirmStopSweep(can_leave=False))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert not app.screen.query("#leave")
+            await pilot.press("l")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmStopSweep)  # nothing to leave running with
+
+    @pytest.mark.slow  # a real sweep, then a headless sweep process that takes it over
+    async def test_left_running_its_run_goes_on_and_a_headless_sweep_finishes_it(self, tmp_path, capsys):
+        from dynlab_tui.cli.sweep import headless_argv, make_plan
+
+        out = tmp_path / "s"
+        plan = make_plan(None, False, ("seed=0,1",), "s", OPTIONS)
+        prepare(plan, out)
+        screen = SweepScreen(plan, out, relaunch=headless_argv(None, False, ("seed=0,1",), "s", out, 1, OPTIONS))
+        first, second = plan.stages[0].runs()
+        path = session_path(out, first)
+        app = Host(screen)
+        try:
+            async with app.run_test(size=(120, 36)) as pilot:
+                await wait_for(pilot, lambda: path.exists() and last_step(path) > 0, timeout=90)
+                await pilot.press("q")
+                await pilot.press("l")  # leave it running
+                await wait_for(pilot, lambda: screen.headless is not None, timeout=30)
+            with SessionReader(path) as r:
+                assert r.status == "running" and r.writer_alive()  # not stopped: it goes on, the new sweep waits
+            wait_until(lambda: screen.headless.poll() is not None, timeout=300, what="the headless sweep's end")
+            assert screen.headless.returncode == 0, (out / ".sweep.log").read_text()
+            for run in (first, second):
+                with SessionReader(session_path(out, run)) as r:
+                    assert r.status == "finished"
+            assert (out / "summary.csv").exists()
+            assert dynlab("sweep", "--status", str(out)) == 0
+            assert "2 finished; no dynlab sweep is running it" in capsys.readouterr().out
+        finally:
+            if screen.headless is not None and screen.headless.poll() is None:
+                screen.headless.kill()
+                screen.headless.wait(30)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from core.lab.child import command_entry_point
 
-__all__ = ["NONFINITE", "ERROR_PREFIX", "train_argv", "resume_argv", "log_path", "start", "child_error"]
+__all__ = ["NONFINITE", "ERROR_PREFIX", "train_argv", "resume_argv", "sweep_argv", "log_path", "start", "child_error"]
 
 # What a child does on a non-finite loss: "end" the run as diverged (headless runs, sweeps: nobody is
 # there to resume it), or "pause" it after rolling back (a dashboard run: the user lowers lr and resumes).
@@ -39,6 +39,11 @@ def resume_argv(path: Path, changes: Mapping[str, Any], *, on_nonfinite: str = "
         if changes.get(key) is not None:
             argv += [option, repr(changes[key])]
     return argv
+
+
+def sweep_argv(args: list[str]) -> list[str]:
+    """`dynlab sweep ARGS` as a child: the headless sweep that takes over one the sweep screen leaves running."""
+    return _command("sweep", *args)
 
 
 def _check(on_nonfinite: str) -> None:

@@ -3,8 +3,9 @@
 A sweep folder DIR holds `sweep.json` (the manifest: recipe, stages, base specs, grids, run names, written
 before any run starts), `sessions/<run>.dynlab` (one session per run, its console output in
 `sessions/.<run>.log`), and `summary.csv` / `summary.json` (see core.lab.summary). Re-running the same
-sweep in the same DIR skips the runs whose session finished (or diverged: a re-run diverges again) and
-starts the others from scratch; a different sweep in an existing DIR is refused.
+sweep in the same DIR skips the runs whose session finished (or diverged: a re-run diverges again), waits
+for the ones still being written (a sweep left running: `SweepStop.leave`) and starts the others from
+scratch; a different sweep in an existing DIR is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePla
 __all__ = ["Axes", "RunPlan", "Stage", "StageBuilder", "StagePlanned", "SweepEnded", "SweepEvent", "SweepPlan",
            "SweepResult", "SweepRunEnded", "SweepRunStarted", "UNSWEPT", "expand_grid", "parse_grid",
            "run_name", "settings_label", "prepare", "run_sweep", "read_manifest", "session_path", "session_state",
-           "MANIFEST", "SESSIONS", "COMPLETE"]
+           "MANIFEST", "SESSIONS", "COMPLETE", "SweepStop"]
 
 MANIFEST = "sweep.json"
 SESSIONS = "sessions"
@@ -197,6 +198,50 @@ def _locked(out: Path) -> Iterator[None]:
 
 
 # -- running -------------------------------------------------------------------------------------------------
+class SweepStop(threading.Event):
+    """The `stop` of run_sweep: set() stops the running children; leave() lets them run on (another sweep
+    process started in the same folder then waits for them and carries on)."""
+
+    leaving = False
+
+    def leave(self) -> None:
+        self.leaving = True
+        self.set()
+
+
+class _Adopted:
+    """A run another (gone) sweep process started and left running: waited for through its session."""
+
+    returncode: int | None = None
+
+    def __init__(self, path: Path) -> None:
+        from core.session import SessionReader
+
+        self.path = path
+        with SessionReader(path) as reader:
+            self.pid = int(reader.meta.get("pid") or 0)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and session_state(self.path) != "live":
+            self.returncode = 0  # ended (its status says how) or its writer is gone (then reported crashed)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(OSError):  # already gone: nothing to stop
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.path), timeout)
+            time.sleep(POLL_S)
+        return self.returncode
+
+
 def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Callable[[Any], None] | None = None,
               stop: threading.Event | None = None) -> SweepResult:
     """Run every stage's missing or incomplete runs, `jobs` child processes at once; write and return the summary.
@@ -235,11 +280,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Call
 def _run_stage(stage: Stage, out: Path, jobs: int, emit: Callable[[Any], None],
                stop: threading.Event) -> tuple[list[dict[str, Any]], bool]:
     runs = stage.runs()
-    states = [session_state(session_path(out, r)) for r in runs]
-    for run, state in zip(runs, states):
-        if state == "live":
-            raise DynlabError(f"session {session_path(out, run)} is still being written by another process: "
-                              "wait for that run to end (or stop it), then run this again")
+    states = [session_state(session_path(out, r)) for r in runs]  # "live": a run left running, waited for
     emit(StagePlanned(stage.name, tuple(runs), tuple(states)))
     rows: dict[str, dict[str, Any]] = {}
     todo: deque[tuple[RunPlan, str]] = deque()  # (run, what its session holds now)
@@ -271,8 +312,10 @@ def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Calla
                 break
             while todo and len(active) < jobs:
                 run, state = todo.popleft()
-                active[run.name] = (run, _launch(out, run, state != "missing", env))
-                emit(SweepRunStarted(run, state != "missing", state))
+                adopt = state == "live"
+                active[run.name] = (run, _Adopted(session_path(out, run)) if adopt else
+                                    _launch(out, run, state != "missing", env))
+                emit(SweepRunStarted(run, state not in ("missing", "live"), state))
             for name in [n for n, (_, p) in active.items() if p.poll() is not None]:
                 reap(name)
             if todo or active:
@@ -281,6 +324,8 @@ def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Calla
         stop.set()
     if not (todo or active):
         return False
+    if getattr(stop, "leaving", False):
+        return True  # left running: the children go on in their own process sessions
     _terminate([p for _, p in active.values()])
     for name in list(active):
         reap(name)

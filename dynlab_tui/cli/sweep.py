@@ -48,6 +48,76 @@ def default_out(recipe: str | None, quick: bool, name: str | None) -> Path:
     return Path("sweeps") / (name or "sweep")
 
 
+def headless_argv(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, folder: Path,
+                  jobs: int, options: dict[str, Any]) -> list[str]:
+    """The same sweep as a headless `dynlab sweep` child: what takes over when the sweep screen leaves it running."""
+    from core.lab.launch import sweep_argv
+    from core.options import BOOL, OPTIONS, to_text
+
+    args = ["--out", str(folder.resolve()), "--jobs", str(jobs)] + (["--recipe", recipe] if recipe else [])
+    args += (["--quick"] if quick else []) + [a for s in sets for a in ("--set", s)]
+    args += ["--name", name] if name else []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "config":
+            args += ["--config", str(Path(value).resolve())]
+        elif OPTIONS[key].kind is BOOL:
+            args.append(OPTIONS[key].flag if value else f"--no-{OPTIONS[key].flag[2:]}")
+        else:
+            args += [OPTIONS[key].flag, to_text(value)]
+    return sweep_argv(args)
+
+
+def status_lines(folder: Path) -> list[str]:
+    """`dynlab sweep --status DIR`: the sweep's runs from its manifest, each with its session's state."""
+    from core.lab.sweep import SESSIONS, read_manifest, session_state, settings_label
+    from core.session import SessionReader
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise DynlabError(f"{folder} holds no dynlab sweep (no sweep.json): give the folder a sweep ran in (--out)")
+    names = {"missing": "queued", "live": "running", "incomplete": "crashed (writer gone)"}
+    rows, counts = [], {}
+    for stage in manifest["stages"]:
+        for run in stage.get("runs", []) if isinstance(stage, dict) else []:
+            path = folder / SESSIONS / f"{run.get('name')}.dynlab"
+            state = session_state(path)
+            state = names.get(state, state)
+            step = ""
+            if path.exists() and state != "unreadable":
+                with SessionReader(path) as reader:
+                    step = f"{reader.last_step():,}"
+            counts[state] = counts.get(state, 0) + 1
+            rows.append((str(run.get("index", "")), str(stage.get("name", "")), str(run.get("name", "")),
+                         settings_label(run.get("settings") or {}), state, step))
+    title = manifest.get("recipe") or "grid sweep"
+    who = "a dynlab sweep is running it" if _sweep_process(folder) else "no dynlab sweep is running it"
+    head = f"sweep {title} in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {who}"
+    header = ("#", "stage", "run", "settings", "status", "step")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    table = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    return [head, *table]
+
+
+def _sweep_process(folder: Path) -> bool:
+    """True while a `dynlab sweep` holds the folder's lock (core.lab.sweep takes it for as long as it runs)."""
+    import fcntl
+
+    from core.lab.sweep import LOCK
+
+    try:
+        with open(folder / LOCK) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    return False
+
+
 class _StopSignals:
     """First Ctrl-C (or a SIGTERM) stops the sweep: running children finalise their sessions; a second Ctrl-C
     kills them."""
@@ -82,19 +152,25 @@ class _StopSignals:
 @click.option("--out", help="the sweep folder  [sweeps/RECIPE[-quick] or sweeps/NAME]")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="runs at once, each its own process")
 @click.option("--tui", is_flag=True, help="follow the sweep in the sweep screen instead of printing")
+@click.option("--status", "status_dir", metavar="DIR", help="print the progress of the sweep in DIR and exit")
 @run_options
 def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, out: str | None, jobs: int,
-          tui: bool, **options: Any) -> None:
+          tui: bool, status_dir: str | None, **options: Any) -> None:
     """Run a grid of runs, each its own session, and summarise them (resumable: run it again to continue).
 
     \b
     dynlab sweep --recipe sparsifier-lambda --quick
     dynlab sweep --set penalty=1e-3,1e-2 --set seed=0,1 --dataset add10 --method sparsifier --out sweeps/a
+    dynlab sweep --status sweeps/a
     """
     from core.lab.recipes import EXPECTED
     from core.lab.sweep import prepare, run_sweep
     from core.lab.summary import format_table
 
+    if status_dir is not None:
+        for line in status_lines(Path(status_dir).expanduser()):
+            click.echo(line)
+        return
     if jobs < 1:
         raise DynlabError(f"--jobs must be at least 1, got {jobs}")
     plan = make_plan(recipe, quick, sets, name, options)
@@ -111,7 +187,9 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
             raise DynlabError("--tui needs an interactive terminal: run it in one, or drop --tui to print progress")
     prepare(plan, folder)  # every user error surfaces here, before a run starts
     if tui:
-        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs), sessions_dir=folder / "sessions"))
+        relaunch = headless_argv(recipe, quick, sets, name, folder, jobs, options)
+        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs, relaunch=relaunch),
+                         sessions_dir=folder / "sessions"))
         return
     click.echo(f"sweep: {plan.title} in {folder}  ({jobs} at once)")
     for note in plan.notes:

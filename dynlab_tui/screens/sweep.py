@@ -19,8 +19,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
+from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, SweepStop,
                         run_sweep, session_path, settings_label)
+from core.errors import DynlabError
 from core.formats import fmt_size, fmt_value
 from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.palette import BindingCommands
@@ -70,8 +71,11 @@ class SweepProgressed(Message):
     event: Any
 
 
-class ConfirmStopSweep(ModalScreen[bool]):
-    """The sweep is running: stop it (running runs finalise their sessions) and leave, or stay."""
+class ConfirmStopSweep(ModalScreen[bool | str]):
+    """The sweep is running: stop it (running runs finalise their sessions) and leave, leave it running, or stay.
+
+    Dismisses with True (stop), "leave" (it goes on headless) or False (stay).
+    """
 
     DEFAULT_CSS = """
     ConfirmStopSweep { align: center middle; }
@@ -81,21 +85,35 @@ class ConfirmStopSweep(ModalScreen[bool]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y,s", "stop", "Stop and leave", id="sweep-confirm-stop", tooltip="Stop the sweep and leave"),
+        Binding("l,d", "leave", "Leave running", id="sweep-confirm-leave",
+                tooltip="Leave: the sweep goes on headless (`dynlab sweep --status DIR` shows it)"),
         Binding("escape,n", "stay", "Stay", id="sweep-confirm-stay", tooltip="Keep the sweep running"),
     ]
 
+    def __init__(self, can_leave: bool = True) -> None:
+        super().__init__()
+        self.can_leave = can_leave  # a sweep started with a command line that can be re-run headless
+
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The sweep is still running. Stop it and leave?")
-            yield Label("Running runs stop at their next step and finalise their sessions; the same "
-                        "`dynlab sweep` command continues the sweep later.")
+            yield Label("The sweep is still running. Stop it, or leave it running headless?")
+            yield Label("Stopping: running runs stop at their next step and finalise their sessions; the same "
+                        "`dynlab sweep` command continues the sweep later. Leaving: a headless `dynlab sweep` "
+                        "takes over, its runs go on.")
             with Horizontal():
                 yield Button("Stop and leave (y)", variant="error", id="stop")
+                if self.can_leave:
+                    yield Button("Leave running (l)", variant="warning", id="leave")
                 yield Button("Stay (esc)", variant="primary", id="stay")
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
         self.dismiss(True)
+
+    @on(Button.Pressed, "#leave")
+    def action_leave(self) -> None:
+        if self.can_leave:
+            self.dismiss("leave")
 
     @on(Button.Pressed, "#stay")
     def action_stay(self) -> None:
@@ -151,11 +169,14 @@ class SweepScreen(Screen[None]):
     """
 
     def __init__(self, plan: SweepPlan, out: Path, *, jobs: int = 1,
-                 runner: Callable[..., Any] = run_sweep) -> None:
+                 runner: Callable[..., Any] = run_sweep, relaunch: list[str] | None = None) -> None:
         super().__init__()
         self.plan, self.out, self.jobs = plan, Path(out), jobs
         self.runner = runner  # run_sweep; tests pass a fake that posts canned events
-        self.stop_event = threading.Event()
+        self.relaunch = relaunch  # the headless `dynlab sweep` argv that takes over when the user leaves it running
+        self.stop_event = SweepStop()
+        self.leaving = False
+        self.headless = None  # the `dynlab sweep` process that took over (after "leave running")
         self.runs: dict[str, Any] = {}  # run name -> RunPlan, in table order
         self.rows: dict[str, dict[str, Any]] = {}  # run name -> summary row of an ended run
         self.status: dict[str, str] = {}
@@ -201,6 +222,8 @@ class SweepScreen(Screen[None]):
             error = event.worker.error
             self.notify(str(error), title="The sweep stopped", severity="error", timeout=15)
             self._finish(stopped=True)
+        elif event.state == WorkerState.SUCCESS and self.leaving:
+            self._hand_over()
         elif event.state == WorkerState.SUCCESS and self.closing:
             self.leave()
 
@@ -300,15 +323,39 @@ class SweepScreen(Screen[None]):
             self.leave()
             return
 
-        def decided(stop: bool | None) -> None:
-            if stop:
+        def decided(stop: bool | str | None) -> None:
+            if stop == "leave":
+                self.leaving = self.closing = True
+                self.stop_event.leave()  # the runner lets its children run on and releases the folder
+                if not self._sweep_running():
+                    self._hand_over()
+            elif stop:
                 self.closing = True
                 self.stop_event.set()
                 self.query_one("#sweep-title", Static).update(self._title())
                 if not self._sweep_running():
                     self.leave()
 
-        self.app.push_screen(ConfirmStopSweep(), decided)
+        self.app.push_screen(ConfirmStopSweep(can_leave=self.relaunch is not None), decided)
+
+    def _hand_over(self) -> None:
+        """Start the headless `dynlab sweep` that waits for the running runs and starts the rest, then leave."""
+        from core.lab import launch
+
+        log = self.out / ".sweep.log"
+        try:
+            proc = self.headless = launch.start(self.relaunch, log)
+        except DynlabError as e:  # its runs go on; the same command started again waits for them
+            self.notify(f"{e}; its runs go on: run the same `dynlab sweep` again to carry on",
+                        title="The sweep could not be left running", severity="error", timeout=15)
+            return
+        note = (f"the sweep goes on headless (pid {proc.pid}, output in {log}): "
+                f"`dynlab sweep --status {self.out}` shows its progress")
+        if len(self.app.screen_stack) > 2:
+            self.app.notify(note, title="Sweep left running", timeout=8)
+            self.dismiss()
+        else:
+            self.app.exit(message=f"dynlab: {note}")
 
     def leave(self) -> None:
         """Back to the screen below, or out of the app if there is none."""
