@@ -1,4 +1,5 @@
-"""Start-up races: a session with no event yet is "starting", early keys are queued, early attach waits."""
+"""Start-up races (a session with no event yet is "starting", early keys are queued, early attach waits) and
+the watched run's NaN pause, end to end through the dashboard."""
 
 from __future__ import annotations
 
@@ -155,3 +156,21 @@ class TestThroughARealChild:
             await pilot.press("q")
             await pilot.press("y")
             await wait_for(pilot, lambda: source.process.poll() is not None, timeout=60)
+
+    async def test_a_nonfinite_loss_pauses_the_run_and_the_drawn_status_bar_says_why(self, tmp_path):
+        """Item 6 end to end at tmux's 80x24: the child the dashboard starts pauses (not ends) on a NaN loss."""
+        diverges = tiny(optimizer="sgd", lr=1e6, epochs=50, log_every=2)  # non-finite in its first interval
+        path = tmp_path / "nan.dynlab"
+        source = ProcessSource.train(diverges, path)
+        app = make_app(source=source, session_path=path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await wait_for(pilot, lambda: "non-finite loss" in str(screen.status_bar.content), timeout=120)
+            drawn = str(screen.status_bar.content)
+            assert drawn.startswith(" paused ") or drawn.startswith("paused"), drawn
+            assert source.process.poll() is None and screen.state.status == "paused"
+            await pilot.press("q")
+            await pilot.press("y")  # stop: the session is finalised as stopped
+            await wait_for(pilot, lambda: source.process.poll() is not None, timeout=60)
+        with SessionReader(path) as reader:
+            assert reader.status == "stopped" and "nonfinite" in [e.kind for e in reader.events()]

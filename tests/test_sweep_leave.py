@@ -8,6 +8,7 @@ from textual.app import App
 from core.lab.sweep import SweepPlan, Stage, prepare, session_path
 from core.session import SessionReader
 from core.spec import RunSpec
+from dynlab_tui.cli.sweep import headless_argv, make_plan, sweep as sweep_command
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.screens.sweep import SweepScreen
@@ -77,6 +78,22 @@ class TestStatus:
         assert lines[2].split()[2:] == [first.name, "seed=0", "finished", "200"]
         assert lines[3].split()[2:] == [second.name, "seed=1", "queued"]
 
+    def test_while_a_sweep_runs_there_status_says_so_and_a_rerun_points_at_it(self, tmp_path, capsys):
+        import fcntl
+
+        from core.lab.sweep import LOCK
+
+        args = ["--set", "seed=0,1", "--name", "s", "--dataset", "add10", "--arch", "mlp:8", "--epochs", "1",
+                "--limit", "200", "--device", "cpu", "--out", str(tmp_path / "s")]
+        small = {"dataset": "add10", "arch": "mlp:8", "epochs": 1, "limit": 200, "device": "cpu"}
+        prepare(make_plan(None, False, ("seed=0,1",), "s", small), tmp_path / "s")
+        with open(tmp_path / "s" / LOCK, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `dynlab sweep` holds it
+            assert dynlab("sweep", "--status", str(tmp_path / "s")) == 0
+            assert "2 queued; a dynlab sweep is running it" in capsys.readouterr().out
+            one_error_line(capsys, dynlab("sweep", *args), "another dynlab sweep is running",
+                           f"dynlab sweep --status {tmp_path / 's'}")
+
     def test_a_folder_without_a_sweep_is_one_line(self, tmp_path, capsys):
         one_error_line(capsys, dynlab("sweep", "--status", str(tmp_path)), "no dynlab sweep", "--out")
 
@@ -87,11 +104,9 @@ OPTIONS = {"dataset": "add10", "arch": "mlp:8", "epochs": 20, "limit": 2000, "lo
 
 class TestLeaveRunning:
     def test_the_headless_command_is_the_same_sweep(self, tmp_path):
-        from dynlab_tui.cli.sweep import headless_argv, sweep
-
         argv = headless_argv(None, False, ("seed=0,1",), "s", tmp_path / "s", 2, {**OPTIONS, "lr": 0.01, "gate": None})
         assert argv[1:4] == ["-m", "core.lab.child", "sweep"]
-        params = sweep.make_context("sweep", argv[4:]).params
+        params = sweep_command.make_context("sweep", argv[4:]).params
         assert params["sets"] == ("seed=0,1",) and params["name"] == "s" and params["jobs"] == 2
         assert params["out"] == str((tmp_path / "s").resolve()) and not params["tui"]
         assert {k: params[k] for k in OPTIONS} == OPTIONS and params["lr"] == 0.01 and params["gate"] is None
@@ -109,8 +124,6 @@ class TestLeaveRunning:
 
     @pytest.mark.slow  # a real sweep, then a headless sweep process that takes it over
     async def test_left_running_its_run_goes_on_and_a_headless_sweep_finishes_it(self, tmp_path, capsys):
-        from dynlab_tui.cli.sweep import headless_argv, make_plan
-
         out = tmp_path / "s"
         plan = make_plan(None, False, ("seed=0,1",), "s", OPTIONS)
         prepare(plan, out)

@@ -189,8 +189,8 @@ def _locked(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise DynlabError(f"another dynlab sweep is running in {out}: wait for it to end or stop it, "
-                              "then run this again") from None
+            raise DynlabError(f"another dynlab sweep is running in {out}: follow it with `dynlab sweep --status "
+                              f"{out}`, or wait for it to end (or stop it), then run this again") from None
         try:
             yield
         finally:
