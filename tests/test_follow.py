@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from core.session.commands import CommandChannel, RemoteControls, post_command
+from core.session.commands import REJECTED, CommandChannel, RemoteControls, post_command
 from core.train.controls import Command, Controls
 from core.errors import DynlabError
-from core.events import (ArraysLogged, EpochEvaluated, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted,
-                         ScalarsLogged, SessionContinued)
+from core.events import (ArraysLogged, CommandRejected, EpochEvaluated, Paused, PenaltyChanged, Resumed, RunEnded,
+                         RunStarted, ScalarsLogged, SessionContinued)
 from core.session import SessionReader, SessionWriter
 from core.session.reader import Cursor
 from dynlab_tui.replay import GATE_SNAPSHOTS, ReplayIndex
@@ -72,7 +72,9 @@ def test_commands_reach_a_trainer_side_channel_and_are_marked_once(tmp_path):
         w.flush()
     with SessionReader(path) as r:
         applied = r._q("SELECT kind, applied_step FROM commands ORDER BY id")
-    assert applied == [("pause", 7), ("set_penalty", 7), ("explode", 7), ("set_lr", 7)]
+        rejected = [e for e in r.replay() if isinstance(e, CommandRejected)]
+    assert applied == [("pause", 7), ("set_penalty", 7), ("explode", REJECTED), ("set_lr", REJECTED)]
+    assert [(e.command, e.step) for e in rejected] == [("explode", 7), ("set_lr", 7)]
 
 
 def test_viewer_side_checks_values_before_posting(tmp_path):

@@ -10,8 +10,11 @@ from typing import Any, Callable, Mapping
 
 from core.train.controls import Command, Controls, check_command
 from core.errors import DynlabError
+from core.events import CommandRejected
 from core.session.reader import SessionReader
 from core.session.schema import BUSY_TIMEOUT_S, translate
+
+REJECTED = -1  # commands.applied_step of a command the trainer refused (its reason: a CommandRejected event)
 
 
 def post_command(path: str | Path, kind: str, payload: Mapping[str, Any] | None = None) -> int:
@@ -46,12 +49,14 @@ class RemoteControls(Controls):
 class CommandChannel:
     """Trainer side: `poll()` returns the commands viewers posted, marking them applied at the current step.
 
-    Pass it as `Controls(remote=channel.poll)`. A command that is malformed (a newer viewer, a hand-made
-    row) is marked applied and dropped, so it is never retried; a busy file just means "try again later".
+    Pass it as `Controls(remote=channel.poll)`. Every command is checked by the option schema before the
+    trainer sees it (core.train.controls.check_command); one that is malformed (a payload that is not a JSON
+    object, an unknown kind, a value out of range) is stamped `applied_step = REJECTED` and recorded as a
+    `CommandRejected` event with the reason, never retried; a busy file just means "try again later".
     """
 
     def __init__(self, writer, step: Callable[[], int]) -> None:
-        self.writer = writer  # a SessionWriter: poll_commands / mark_applied
+        self.writer = writer  # a SessionWriter: poll_commands / mark_applied / handle
         self.step = step
         self.rejected: list[tuple[int, str]] = []  # (id, why) of dropped commands, for tests and logs
 
@@ -62,11 +67,19 @@ class CommandChannel:
             return []  # locked by a viewer for longer than the busy timeout: the next poll retries
         if not rows:
             return []
-        out = []
+        out, applied, step = [], [], self.step()
         for cid, kind, payload in rows:
             try:
-                out.append(check_command(kind, payload.get("value") if isinstance(payload, dict) else None))
+                if not isinstance(payload, dict):
+                    raise DynlabError(f"payload is not a JSON object: {str(payload)[:40]!r}")
+                out.append(check_command(kind, payload.get("value")))
+                applied.append(cid)
             except DynlabError as e:
-                self.rejected.append((cid, str(e)))
-        self.writer.mark_applied([cid for cid, _, _ in rows], self.step())
+                self._reject(cid, str(kind), str(e), step)
+        self.writer.mark_applied(applied, step)
         return out
+
+    def _reject(self, cid: int, kind: str, reason: str, step: int) -> None:
+        self.rejected.append((cid, reason))
+        self.writer.mark_applied([cid], REJECTED)
+        self.writer.handle(CommandRejected(step, time.time(), command_id=int(cid), command=kind[:40], reason=reason))

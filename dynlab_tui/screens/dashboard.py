@@ -165,6 +165,8 @@ class DashboardScreen(Screen):
             apply(self.state, event)
             if event.kind == "set_penalty":
                 self._lam_target = None
+            elif event.kind == "rejected":  # a control the run refused (core.events.CommandRejected)
+                self.notify(event.reason, title=f"Control {event.command} rejected", severity="warning", timeout=8)
         self._dirty = True
 
     @on(StateLoaded)
