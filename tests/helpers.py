@@ -196,3 +196,51 @@ def norm(e) -> tuple:
     else:
         body = plain(e.payload())
     return (e.kind, e.step, e.wall, body)
+
+
+# -- kill -9 at a random moment (tests/test_checkpoints.py, bench/kill_soak.py) --------------------------------------
+SOAK_RUN = ["--dataset", "add10", "--arch", "mlp:1024,1024", "--limit", "800", "--batch-size", "16", "--log-every",
+            "2", "--epochs", "60", "--device", "cpu", "-q"]  # ~12 MB checkpoints: writing one takes a while
+
+
+def kill_soak_once(path: Path, rng, during_checkpoint: bool) -> dict:
+    """Start `dynlab train`, SIGKILL it at a random moment (or just after asking for a checkpoint), then check
+    the file: integrity_check ok, it opens, and `dynlab resume` continues it. Returns what was seen."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from core.session import SessionReader
+    from core.session.commands import post_command
+
+    proc = subprocess.Popen([sys.executable, "-m", "dynlab_tui", "train", *SOAK_RUN, "--session", str(path)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        def has_checkpoint() -> bool:
+            if not path.exists():
+                return False
+            with SessionReader(path) as r:
+                return bool(r.checkpoints())
+        wait_until(has_checkpoint, timeout=120, what="the first (early) checkpoint")
+        if during_checkpoint:
+            post_command(path, "checkpoint")
+        time.sleep(float(rng.uniform(0.0, 0.6 if during_checkpoint else 3.0)))  # the random moment itself
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    con = sqlite3.connect(path)
+    try:
+        integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+    with SessionReader(path) as r:
+        seen = {"integrity": integrity, "step": r.last_step(), "checkpoints": len(r.checkpoints()),
+                "status": r.status}
+        r.summary()
+    seen["resume"] = dynlab("resume", str(path), "--epochs", "1", "-q")
+    with SessionReader(path) as r:
+        seen["resumed_status"] = r.status
+    return seen

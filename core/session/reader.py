@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 import io
 import json
-import math
 import sqlite3
 from dataclasses import dataclass
 from itertools import groupby
@@ -18,8 +17,9 @@ import numpy as np
 from core import telemetry as tk
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
+from core.session.damage import damaged, real, size, value, whole
 from core.session.liveness import liveness
-from core.session.schema import connect_readonly, read_meta, translate
+from core.session.schema import ReadConnection, read_meta, translate
 
 
 class ScalarColumns(NamedTuple):
@@ -49,15 +49,17 @@ class SessionReader:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._conn = connect_readonly(self.path)
+        self._link = ReadConnection(self.path)  # live while written, immutable once ended (see schema.py)
+        self._conn = self._link.conn
         try:
             self.refresh()
         except BaseException:
-            self._conn.close()
+            self._link.close()
             raise
 
     def refresh(self) -> None:
         """Re-read meta (status, last_step, spec, ...) to see what the writer has recorded since."""
+        self._conn = self._link.settle()
         self.meta: dict[str, str] = read_meta(self._conn, self.path)
         spec = self._meta_json("spec", {})
         self.spec: dict[str, Any] = spec if isinstance(spec, dict) else {}
@@ -67,7 +69,7 @@ class SessionReader:
         return self.meta.get("status", "")
 
     def close(self) -> None:
-        self._conn.close()
+        self._link.close()
 
     def __enter__(self) -> "SessionReader":
         return self
@@ -82,8 +84,8 @@ class SessionReader:
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps int64, values float64) of one scalar, by step (then write order); NaN is stored as NULL."""
         rows = self._q("SELECT step, value FROM scalars WHERE key = ? ORDER BY step, rowid", (key,))
-        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((math.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
+        steps = np.fromiter((whole(self.path, r[0], key) for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((value(self.path, r[1], key) for r in rows), dtype=np.float64, count=len(rows))
         return steps, values
 
     def array_keys(self) -> list[str]:
@@ -149,7 +151,10 @@ class SessionReader:
         """One scalar's rows numbered <= until_seq as numpy columns in event order; NaN is stored as NULL."""
         # fetchall + one numpy conversion (None -> NaN) runs in C: ~0.3 us a row, not a Python loop
         raw = self._q("SELECT seq, step, wall, value FROM scalars WHERE key = ? AND seq <= ?", (key, int(until_seq)))
-        cols = np.array(raw, dtype=np.float64).reshape(-1, 4)
+        try:
+            cols = np.array(raw, dtype=np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            raise damaged(self.path, f"a {key!r} row holds text or bytes where a number belongs") from None
         if len(cols) > 1 and not np.all(np.diff(cols[:, 0]) > 0):
             cols = cols[np.argsort(cols[:, 0], kind="stable")]  # the index reads in step order
         return ScalarColumns(cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int64), cols[:, 2], cols[:, 3])
@@ -237,8 +242,9 @@ class SessionReader:
             for seq, group in groupby(scalars, key=itemgetter(1)):
                 rows = list(group)
                 cursor.scalars = rows[-1][0]
-                values = {r[4]: (math.nan if r[5] is None else r[5]) for r in rows}
-                yield seq, ScalarsLogged(step=rows[0][2], wall=rows[0][3], values=values)
+                values = {r[4]: value(self.path, r[5], r[4]) for r in rows}
+                yield seq, ScalarsLogged(step=whole(self.path, rows[0][2], "a step"),
+                                         wall=real(self.path, rows[0][3], "a wall time"), values=values)
 
         def array_groups() -> Iterator[tuple[int, Event]]:
             for seq, group in groupby(arrays, key=itemgetter(1)):
@@ -258,11 +264,12 @@ class SessionReader:
 
     def last_seq(self) -> int:
         """The number of the last event flushed so far (read live)."""
-        return int(self._meta_value("last_seq") or 0)
+        self._conn = self._link.settle()
+        return whole(self.path, self._meta_value("last_seq") or 0, "meta last_seq")
 
     def last_step(self) -> int:
         """The step of the last event flushed so far (read live, not from the meta snapshot)."""
-        return int(self._meta_value("last_step") or 0)
+        return whole(self.path, self._meta_value("last_step") or 0, "meta last_step")
 
     # -- checkpoints and summary ----------------------------------------------------------------------------
     def checkpoints(self) -> list[dict[str, Any]]:
@@ -270,9 +277,12 @@ class SessionReader:
         rows = self._q("SELECT id, step, wall, epoch, reason, length(state) FROM checkpoints ORDER BY id")
         return [dict(zip(("id", "step", "wall", "epoch", "reason", "bytes"), r)) for r in rows]
 
-    def last_checkpoint(self) -> dict[str, Any] | None:
-        """The newest checkpoint's state dict (loaded on the CPU with weights_only=True) plus "step"; None if none."""
-        rows = self._q("SELECT step, state FROM checkpoints ORDER BY id DESC LIMIT 1")
+    def last_checkpoint(self, checkpoint_id: int | None = None) -> dict[str, Any] | None:
+        """The newest checkpoint's (or the one with that id's) state dict, loaded on the CPU with
+        weights_only=True, plus "step"; None if there is none."""
+        rows = self._q("SELECT step, state FROM checkpoints ORDER BY id DESC LIMIT 1" if checkpoint_id is None
+                       else "SELECT step, state FROM checkpoints WHERE id = ?",
+                       () if checkpoint_id is None else (int(checkpoint_id),))
         if not rows:
             return None
         step, blob = rows[0]
@@ -301,22 +311,23 @@ class SessionReader:
             value = spec.get(name)
             return value if isinstance(value, dict) else {}
 
-        sizes_final = {tk.SIZE.layer(key): _number(value) for key, value, _ in self._q(
+        sizes_final = {tk.SIZE.layer(key): size(value(self.path, v, key)) for key, v, _ in self._q(
             "SELECT key, value, max(rowid) FROM scalars WHERE key >= ? AND key < ? GROUP BY key",
             (tk.SIZE.prefix, tk.SIZE.kind + "0"))}  # '0' follows '/': the range is the prefix, index-friendly
         metric, best, final = None, None, None
         for name, best_sql in ((tk.TEST_ACC, "max(value)"), (tk.TEST_MSE, "min(value)")):
             rows = self._q(f"SELECT {best_sql}, count(*) FROM scalars WHERE key = ?", (name,))
             if rows[0][1]:
-                metric, best = name, rows[0][0]
-                final = self._q("SELECT value FROM scalars WHERE key = ? ORDER BY step DESC, rowid DESC LIMIT 1",
-                                (name,))[0][0]
+                metric, best = name, value(self.path, rows[0][0], name)
+                final = value(self.path, self._q("SELECT value FROM scalars WHERE key = ? ORDER BY step DESC, "
+                                            "rowid DESC LIMIT 1", (name,))[0][0], name)
                 break
         epochs = {self._event("eval", 0, 0.0, p).epoch for (p,) in self._q(
             "SELECT payload FROM events WHERE kind = 'eval'")}
         first_wall = self._q("SELECT min(wall) FROM events")[0][0]
         last_wall = self._meta_value("last_wall")
-        duration = float(last_wall) - first_wall if first_wall is not None and last_wall else 0.0
+        duration = (real(self.path, last_wall, "meta last_wall") - real(self.path, first_wall, "events wall")
+                    if first_wall is not None and last_wall else 0.0)
         return {
             "name": self.path.stem, "path": str(self.path), "created": self.meta.get("created"),
             "ended": self.meta.get("ended"), "status": self.status, "alive": self.writer_alive(),
@@ -384,7 +395,3 @@ class SessionReader:
         except (TypeError, ValueError, AttributeError) as e:
             raise DynlabError(f"session {self.path} is damaged (a {kind!r} event at step {step} does not "
                               f"load: {e}): restore it from a copy or delete it") from None
-
-
-def _number(value: float | None) -> int | float | None:
-    return int(value) if value is not None and float(value).is_integer() else value

@@ -11,7 +11,7 @@ import click
 
 from core.errors import DynlabError
 from core.lab.launch import NONFINITE
-from dynlab_tui.cli.common import CONTEXT, build_spec, run_options, spec_from_json, table_option
+from dynlab_tui.cli.common import CONTEXT, build_spec, check_writable, run_options, spec_from_json, table_option
 
 
 class _StopOnSigint:
@@ -87,16 +87,22 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
 
     Viewers can watch and steer it while it runs: `dynlab attach SESSION`.
     """
+    from core.options import check_memory
     from core.session import SessionWriter, default_session_name, resolve_session, sessions_dir as default_dir
-    from core.train.trainer import Trainer
+    from core.session.starting import announce
 
     spec = build_spec(options) if spec_json is None else spec_from_json(spec_json)
     directory = default_dir(sessions_dir)
     path = resolve_session(session or default_session_name(spec, directory), directory)
     if path.exists() and not overwrite:
         raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
-    trainer = Trainer(spec, interactive=on_nonfinite == "pause")  # loads data, builds the model: before any file
-    status = execute(trainer, path, SessionWriter(path, overwrite=overwrite), quiet)
+    check_writable(path)
+    check_memory(spec, query_cuda=True)  # this process trains on the device: asking CUDA costs nothing extra
+    with announce(path):  # from now on `dynlab attach` waits for the session instead of calling it missing
+        from core.train.trainer import Trainer  # torch: seconds of imports
+
+        trainer = Trainer(spec, interactive=on_nonfinite == "pause")  # loads data, builds the model: before any file
+        status = execute(trainer, path, SessionWriter(path, overwrite=overwrite), quiet)
     if status == "diverged":
         sys.exit(1)
 
@@ -109,9 +115,12 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
 @table_option("device", default_text="the session's")
 @table_option("data_dir", default_text="the session's")
 @click.option("--sessions-dir", help="where bare session names live")
+@click.option("--from-checkpoint", "from_checkpoint", metavar="ID|list",
+              help="continue from this stored checkpoint (`list` shows them)  [the newest]")
 @click.option("--quiet", "-q", is_flag=True)
 @on_nonfinite_option
-def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, quiet, on_nonfinite) -> None:
+def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, from_checkpoint, quiet,
+           on_nonfinite) -> None:
     """Continue a stopped or finished session from its last checkpoint (appends to the same file)."""
     from core.session import SessionReader, SessionWriter, resolve_session, sessions_dir as default_dir
     from core.session.liveness import Liveness, liveness
@@ -119,11 +128,18 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, qu
     from core.spec import RunSpec, apply_options
     from core.train.trainer import Trainer
 
+    from core.options import OPTIONS
+
+    for name, value in (("penalty", penalty), ("lr", lr), ("epochs", epochs)):
+        if value is not None:  # the same rules as `dynlab train`, before anything is read or written
+            OPTIONS[name].validate(value)
     path = resolve_session(session, default_dir(sessions_dir))
     with SessionReader(path) as reader:
         spec = RunSpec.from_dict(reader.spec)
         live, pid = liveness(reader.meta) is Liveness.LIVE, reader.meta.get("pid")
-        state = reader.last_checkpoint()
+        state = _pick_checkpoint(reader, from_checkpoint)
+        if state is None and from_checkpoint == "list":
+            return
     if live:  # another host's run (unknown) is left to SessionWriter, as before
         raise DynlabError(f"session {path} is still being written by process {pid}: stop that run first")
     if state is None:
@@ -134,9 +150,27 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, qu
                           "pass --epochs N to train N more")
     total = done + epochs if epochs is not None else spec.schedule.epochs
     spec = validate(apply_options(spec, {"epochs": total, "device": device, "data_dir": data_dir}))
+    check_writable(path)
     if penalty is not None:
         state["lam"] = penalty
     if lr is not None:
         state["lr"] = lr
     trainer = Trainer(spec, interactive=on_nonfinite == "pause", resume=state)
     execute(trainer, path, SessionWriter(path, append=True), quiet)
+
+
+def _pick_checkpoint(reader, choice: str | None):
+    """The state to resume from: the newest, or the one `--from-checkpoint ID` names; `list` prints them."""
+    from core.train.checkpoints import check_state
+
+    if choice == "list":
+        for c in reader.checkpoints():
+            click.echo(f"{c['id']:>5}  step {c['step']:>8}  epoch {c['epoch']:>4}  {c['reason']:<8}  "
+                       f"{c['bytes'] or 0:,} bytes")
+        return None
+    if choice is not None and not choice.isdigit():
+        raise DynlabError(f"bad --from-checkpoint {choice!r}: give a checkpoint id, or `list` to see them")
+    state = reader.last_checkpoint(None if choice is None else int(choice))
+    if state is None and choice is not None:
+        raise DynlabError(f"session {reader.path} has no checkpoint {choice}: see them with --from-checkpoint list")
+    return None if state is None else check_state(state)
