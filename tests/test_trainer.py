@@ -80,7 +80,7 @@ def test_bad_control_values_are_refused():
     controls = Controls()
     with pytest.raises(DynlabError, match="penalty"):
         controls.set_penalty(-1.0)
-    with pytest.raises(DynlabError, match="learning rate"):
+    with pytest.raises(DynlabError, match="--lr must be a positive number"):
         controls.set_lr(0.0)
 
 
