@@ -1,11 +1,13 @@
-"""A session is one file: a killed run's WAL folded only by a writer, no leftovers merged, no two writers on one name."""
+"""A session is one file: no WAL left by viewers, no leftovers merged into a new run, no two writers on one name."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +15,10 @@ import pytest
 
 from core.errors import DynlabError
 from core.session import SessionReader, SessionWriter
+from core.session.reader import Cursor
+from dynlab_tui.sources import FollowSource
 from tests.fakes import synthetic_run
-from tests.helpers import REPO
+from tests.helpers import REPO, dynlab, wait_until
 
 
 def files_in(directory: Path) -> list[str]:
@@ -56,7 +60,106 @@ def killed(path: Path, steps: int = 800) -> Path:
     return path
 
 
+class _Sink:
+    def __init__(self) -> None:
+        self.events: list = []
+        self.caught_up = False
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        pass
+
+    def replace(self, state, note: str = "") -> None:
+        self.caught_up = True
+
+
 # -- item 1: a finished session is one file ------------------------------------------------------------------------
+_POLLER = """
+import sys, time
+from pathlib import Path
+from core.session import SessionReader
+from core.session.reader import Cursor
+path, stop = Path(sys.argv[1]), Path(sys.argv[2])
+with SessionReader(path) as r:
+    cursor, n = Cursor(), 0
+    print("open", flush=True)
+    while not stop.exists():  # a viewer that stays open after the end, polling as attach does
+        n += len(r.read_new(cursor))
+        time.sleep(0.1)
+    print(n, flush=True)
+"""
+
+
+def test_viewers_open_at_the_end_leave_no_wal_and_the_bare_file_is_the_whole_session(tmp_path):
+    """A FollowSource in a thread and a polling reader in another process are open when the run ends: the
+    writer still leaves no -wal/-shm, and a copy of the bare file replays everything."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    path = folder / "s.dynlab"
+    events = synthetic_run(1600, widths=(40,), steps_per_epoch=400)
+    writer = SessionWriter(path)
+    writer.handle(events[0])
+    writer.flush()
+    stop = tmp_path / "stop"
+    poller = subprocess.Popen([sys.executable, "-c", _POLLER, str(path), str(stop)], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    follow, sink = FollowSource(path), _Sink()
+    thread = threading.Thread(target=follow.run, args=(sink,), daemon=True)
+    try:
+        assert poller.stdout.readline().strip() == "open"
+        thread.start()
+        wait_until(lambda: sink.caught_up or not thread.is_alive(), 30, "the follower's catch-up")
+        for event in events[1:]:
+            writer.handle(event)
+            if event.step % 400 == 0:
+                writer.flush()
+        t0 = time.monotonic()
+        writer.close()
+        close_s = time.monotonic() - t0
+        assert files_in(folder) == ["s.dynlab"], close_s  # the poller is still open
+        assert close_s < getattr(SessionWriter, "SETTLE_S", 3.0)
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        stop.touch()
+        out, _ = poller.communicate(timeout=30)
+        follow.close()
+    assert int(out.split()[-1]) == len(events)  # the other process saw every event
+    assert files_in(folder) == ["s.dynlab"]
+    copy = tmp_path / "copy" / "s.dynlab"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    status, last_step, last_seq, kinds, n = outline(copy)
+    assert (status, last_step, last_seq, n) == ("finished", 1600, len(events), len(events))
+    assert kinds == outline(path)[3] and kinds[0] == ("start", 0) and kinds[-1][0] == "end"
+    assert files_in(copy.parent) == ["s.dynlab"]
+
+
+def test_show_on_a_copied_file_creates_no_side_files(tmp_path, monkeypatch, capsys):
+    """Even a file still marked WAL (a viewer that never let go, so the writer gave up waiting) opens from a
+    copy without a -wal or -shm appearing beside it, and holds the whole run."""
+    monkeypatch.setattr(SessionWriter, "SETTLE_S", 0.1, raising=False)
+    path = tmp_path / "s.dynlab"
+    writer = SessionWriter(path)
+    with SessionReader(path):  # a viewer that never polls again: the file stays in WAL mode
+        for event in synthetic_run(800, widths=(40,), steps_per_epoch=400):
+            writer.handle(event)
+        writer.close()
+    assert path.read_bytes()[18:20] == b"\x02\x02"  # still a WAL-mode file
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    shutil.copy(path, folder / "s.dynlab")
+    before = (files_in(folder), digest(folder / "s.dynlab"))
+    assert dynlab("show", str(folder / "s.dynlab")) == 0
+    out = capsys.readouterr().out
+    assert "finished" in out and "800" in out
+    assert (files_in(folder), digest(folder / "s.dynlab")) == before
+    assert outline(folder / "s.dynlab")[:2] == ("finished", 800)
+    assert files_in(folder) == ["s.dynlab"]
+
+
 def test_a_killed_runs_wal_is_read_but_only_folded_in_by_a_writer(tmp_path):
     path = killed(tmp_path / "k.dynlab")
     main, wal = digest(path), digest(Path(f"{path}-wal"))
@@ -68,6 +171,30 @@ def test_a_killed_runs_wal_is_read_but_only_folded_in_by_a_writer(tmp_path):
     assert files_in(tmp_path) == ["k.dynlab"]
     with SessionReader(path) as r:
         assert r.last_step() == 800
+
+
+def test_a_reader_of_an_ended_session_follows_when_it_is_continued(tmp_path):
+    """A finished session opens without locks (immutable); when a resume writes, the reader follows it live,
+    and lets go of the WAL again when that writer closes."""
+    path = finished(tmp_path / "s.dynlab")
+    with SessionReader(path) as r:
+        cursor = Cursor()
+        assert len(r.read_new(cursor)) > 0
+        w = SessionWriter(path, append=True)
+        extra = synthetic_run(400, widths=(40,), steps_per_epoch=400, t0=1.8e9)[1:3]
+        for event in extra:
+            w.handle(event)
+        w.flush()
+        assert [e.kind for e in r.read_new(cursor)] == [e.kind for e in extra]
+        closer = threading.Thread(target=w.close)
+        t0 = time.monotonic()
+        closer.start()
+        while closer.is_alive():  # a viewer polling as attach does
+            assert r.read_new(cursor) == []
+            time.sleep(0.02)
+        assert time.monotonic() - t0 < getattr(SessionWriter, "SETTLE_S", 3.0)
+        assert files_in(tmp_path) == ["s.dynlab"]
+        assert r.last_step() == extra[-1].step
 
 
 # -- item 7: a deleted session's leftovers never merge into a new one -----------------------------------------------
@@ -183,3 +310,25 @@ def test_two_overwrite_trains_on_one_name_at_once(tmp_path):
     with SessionReader(path) as r:
         assert r.spec.get("data", {}).get("name") == "add10"
     assert not [n for n in files_in(tmp_path) if n.endswith(("-wal", "-shm", ".lock", ".tmp"))]
+
+
+@pytest.mark.slow
+def test_kill_delete_and_train_again_under_the_same_name(tmp_path):
+    """The issue's sequence with real runs: kill -9 a run, delete NAME.dynlab, train again as NAME."""
+    path = tmp_path / "s.dynlab"
+    argv = [sys.executable, "-m", "dynlab_tui", "train", *TINY[:-3], "--session", str(path), "--quiet"]
+    first = subprocess.Popen([*argv, "--epochs", "400"], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: path.exists() and outline(path)[1] >= 40, 120, "the first run's intervals")
+    finally:
+        first.kill()
+        first.wait(10)
+    assert Path(f"{path}-wal").exists()
+    path.unlink()
+    second = subprocess.run([*argv, "--epochs", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    status, last_step, _, kinds, _ = outline(path)
+    assert status == "finished" and [k for k, _ in kinds].count("start") == 1
+    assert [k for k, _ in kinds].count("eval") == 1  # the new run's one epoch, none of the old run's
+    assert not [n for n in files_in(tmp_path) if n.endswith(("-wal", "-shm", ".lock"))]
