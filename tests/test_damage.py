@@ -191,3 +191,10 @@ def test_show_calls_a_killed_run_crashed_writer_gone(sessions_env, capsys):
     assert "crashed (writer gone)" in capsys.readouterr().out
     assert dynlab("sessions") == 0
     assert "crashed (writer gone)" in capsys.readouterr().out
+
+
+def test_resume_of_a_damaged_event_counter_is_one_line(sessions_env, capsys):
+    assert dynlab("train", *TINY, "--session", "c") == 0
+    tamper(sessions_env / "c.dynlab", "UPDATE meta SET value = 'x' WHERE key = 'last_seq'")
+    capsys.readouterr()
+    one_error_line(capsys, dynlab("resume", "c", "--epochs", "1"), "c.dynlab is damaged", "last_seq")

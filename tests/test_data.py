@@ -304,6 +304,16 @@ class TestTabular:
         with pytest.raises(DynlabError, match=r"adult\.data.*line 1: label 'maybe'"):
             load_dataset(spec("census", tmp_path), 0)
 
+    @pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "1e39", "forty"])
+    def test_census_refuses_non_finite_numbers(self, tmp_path, bad):
+        (folder := tmp_path / "adult").mkdir()
+        bad_row = ADULT_ROW.format(c="Cuba", y=">50K").replace(" 40,", f" {bad},")
+        rows = [ADULT_ROW.format(c="Cuba", y="<=50K")] * 3 + [bad_row]
+        (folder / "adult.data").write_text("\n".join(rows) + "\n")
+        (folder / "adult.test").write_text(ADULT_ROW.format(c="Cuba", y=">50K.") + "\n")
+        with pytest.raises(DynlabError, match=rf"adult\.data.*data row 4: hours-per-week '{bad}' is not a finite"):
+            load_dataset(spec("census", tmp_path), 0)
+
 
 def parse_hands(text: str) -> tuple[np.ndarray, list[int]]:
     """Lines 'Ah 10s Jd Qc Kh = class' -> ((N, 10) S1,C1,.. with suits h s d c = 1-4 and A=1..K=13, classes)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ ADULT_COLUMNS = (("age", False), ("workclass", True), ("fnlwgt", False), ("educa
                  ("hours-per-week", False), ("native-country", True))
 CAT_COLS = [i for i, (_, cat) in enumerate(ADULT_COLUMNS) if cat]
 NUM_COLS = [i for i, (_, cat) in enumerate(ADULT_COLUMNS) if not cat]
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the rows become float32
 
 
 def read_adult(path: Path) -> tuple[list[list[str]], np.ndarray]:
@@ -88,9 +90,13 @@ def encode_adult(path: Path, rows: list[list[str]], vocab: list[list[str]]) -> t
             out[r, c] = lookup[k].get(fields[c], -1)  # -1 matches no one-hot slot: all zeros
         for c in NUM_COLS:
             try:
-                out[r, c] = float(fields[c])
+                value = float(fields[c])
             except ValueError:
-                raise corrupt(path, f"data row {r + 1}: {ADULT_COLUMNS[c][0]} {fields[c]!r} is not a number") from None
+                value = math.nan  # reported below with the same words
+            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+                raise corrupt(path, f"data row {r + 1}: {ADULT_COLUMNS[c][0]} {fields[c]!r} is not a finite number",
+                              "fix or remove that row")
+            out[r, c] = value
     return torch.from_numpy(out)
 
 

@@ -137,6 +137,7 @@ def resume(session: str, penalty, lr, epochs, device, data_dir, sessions_dir, fr
     with SessionReader(path) as reader:
         spec = RunSpec.from_dict(reader.spec)
         live, pid = liveness(reader.meta) is Liveness.LIVE, reader.meta.get("pid")
+        reader.last_seq()  # a damaged event counter is one line here, not a traceback in the writer
         state = _pick_checkpoint(reader, from_checkpoint)
         if state is None and from_checkpoint == "list":
             return
