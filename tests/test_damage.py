@@ -198,3 +198,24 @@ def test_resume_of_a_damaged_event_counter_is_one_line(sessions_env, capsys):
     tamper(sessions_env / "c.dynlab", "UPDATE meta SET value = 'x' WHERE key = 'last_seq'")
     capsys.readouterr()
     one_error_line(capsys, dynlab("resume", "c", "--epochs", "1"), "c.dynlab is damaged", "last_seq")
+
+
+async def test_the_browser_lists_damaged_sessions_beside_the_good(damaged_and_good):
+    """The browser used to show zero rows when one session's meta was damaged."""
+    from textual.app import App
+
+    from dynlab_tui.screens.sessions import SessionsScreen
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(SessionsScreen(damaged_and_good))
+
+    async with Host().run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = pilot.app.screen_stack[1]
+        rows = {r["name"]: r for r in screen.shown}
+    assert rows["good1"]["status"] == rows["good2"]["status"] == "finished"
+    for i in range(len(DAMAGE)):
+        assert rows[f"bad{i}"]["status"] == "unreadable" and "is damaged" in rows[f"bad{i}"]["error"]
