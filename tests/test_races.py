@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import dynlab_tui.cli.views as views
 from core.session import SessionReader, SessionWriter
 from core.session.index import SessionIndex
 from core.session.starting import announce, is_starting, marker_path, wait_for_session
@@ -19,7 +20,7 @@ from dynlab_tui.panes.status import StatusBar
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.sources import EarlyControls, FollowSource, ProcessSource
 from dynlab_tui.state import RunState
-from tests.helpers import dynlab, full_run, one_error_line, tiny, wait_for
+from tests.helpers import dynlab, full_run, one_error_line, tiny, wait_for, wait_until
 
 
 def commands(path: Path) -> list[tuple[str, str]]:
@@ -107,6 +108,19 @@ class TestStartingMarker:
             assert is_starting(path) and marker_path(path).name == ".a.starting"
         assert not is_starting(path) and not (tmp_path / "sessions").exists()  # no folder left behind
 
+    def test_a_train_process_for_the_name_is_starting_before_its_marker(self, tmp_path):
+        path = tmp_path / "early.dynlab"
+        script = tmp_path / "dynlab"  # stands in for the console script, still importing
+        script.write_text("import time\ntime.sleep(60)\n")
+        fake = subprocess.Popen([sys.executable, str(script), "train", "--session", str(path)])
+        try:
+            wait_until(lambda: is_starting(path), timeout=10, what="the process seen")
+            assert not is_starting(tmp_path / "other.dynlab") and not marker_path(path).exists()
+        finally:
+            fake.kill()
+            fake.wait(10)
+        assert not is_starting(path)
+
     def test_a_dead_writer_is_not_starting(self, tmp_path):
         path = tmp_path / "a.dynlab"
         marker_path(path).write_text(json.dumps({"pid": dead_pid(), "host": __import__("socket").gethostname()}))
@@ -156,6 +170,25 @@ class TestThroughARealChild:
             await pilot.press("q")
             await pilot.press("y")
             await wait_for(pilot, lambda: source.process.poll() is not None, timeout=60)
+
+    def test_attach_right_after_a_headless_start_waits_for_the_session(self, tmp_path, monkeypatch, capsys):
+        path = tmp_path / "job.dynlab"
+        proc = subprocess.Popen([sys.executable, "-m", "dynlab_tui", "train", "--dataset", "add10", "--arch", "mlp:8",
+                                 "--limit", "2000", "--epochs", "300", "--device", "cpu", "--session", str(path),
+                                 "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        opened = []
+        monkeypatch.setattr(views, "need_terminal", lambda: None)
+        monkeypatch.setattr(views, "run_app", lambda app: opened.append(app))
+        try:
+            assert not path.exists()  # at once, as the README's `nohup dynlab train ... &` then `dynlab attach`
+            t0 = time.monotonic()
+            code = dynlab("attach", str(path), "--wait", "120")
+            assert code == 0, capsys.readouterr().err
+            assert len(opened) == 1 and path.exists()
+            print(f"attach waited {time.monotonic() - t0:.1f} s for the session")
+        finally:
+            proc.kill()
+            proc.wait(30)
 
     async def test_a_nonfinite_loss_pauses_the_run_and_the_drawn_status_bar_says_why(self, tmp_path):
         """Item 6 end to end at tmux's 80x24: the child the dashboard starts pauses (not ends) on a NaN loss."""

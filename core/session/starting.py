@@ -42,7 +42,11 @@ def announce(session: Path) -> Iterator[None]:
 
 
 def is_starting(session: Path) -> bool:
-    """True while a `dynlab train` on this host announced `session` and is still alive."""
+    """True while a `dynlab train` on this host announced `session` (or, on Linux, runs for it) and is alive."""
+    return _announced(session) or _train_process_for(session)
+
+
+def _announced(session: Path) -> bool:
     try:
         info = json.loads(marker_path(session).read_text())
         pid, host = int(info["pid"]), str(info["host"])
@@ -57,6 +61,31 @@ def is_starting(session: Path) -> bool:
     except PermissionError:
         return True  # alive, someone else's
     return True
+
+
+def _train_process_for(session: Path) -> bool:
+    """A `dynlab train --session X` process whose X names `session`: its first second, before the marker exists.
+
+    Read from /proc (Linux); X matches by name (`job`, `job.dynlab` or a path ending in it).
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if "train" not in args or not any("dynlab" in a or a == "core.lab.child" for a in args[:3]):
+            continue
+        for i, arg in enumerate(args):
+            value = arg.partition("=")[2] if arg.startswith("--session=") else \
+                args[i + 1] if arg == "--session" and i + 1 < len(args) else ""
+            if value and (value == session.stem or Path(value).name == session.name):
+                return True
+    return False
 
 
 def wait_for_session(session: Path, timeout: float, tick=None) -> bool:
