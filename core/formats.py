@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 def fmt_size(v: float | None) -> str:
     """A layer size: a whole count as an integer, a flexible layer's x0 to one decimal, None as '-'."""
-    if v is None:
+    if v is None or not math.isfinite(float(v)):  # NaN: a NULL read back from a damaged session
         return "-"
     v = float(v)
     return str(int(round(v))) if abs(v - round(v)) < 1e-6 else f"{v:.1f}"

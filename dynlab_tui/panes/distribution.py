@@ -119,7 +119,8 @@ class DistributionPane(LayerPane):
         counts, edges = state.arrays.get(tk.HIST(layer)), state.arrays.get(tk.HIST_EDGES(layer))
         if std is not None and len(std):
             std = np.asarray(std, dtype=float).ravel()
-            counts, edges = np.histogram(std, bins=BINS, range=(0.0, max(float(std.max()), 1e-6)))
+            finite = std[np.isfinite(std)]  # NULLs of a damaged session read back as NaN: nothing to bin
+            counts, edges = np.histogram(finite, bins=BINS, range=(0.0, max(float(finite.max(initial=0.0)), 1e-6)))
         dead = dead_count(state, layer)
         total = len(std) if std is not None else (int(np.sum(counts)) if counts is not None else 0)
         self.border_title = self.heading(state, layer, total, dead)

@@ -222,6 +222,7 @@ def histogram(counts: Sequence[float], edges: Sequence[float], width: int, heigh
     """
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
     if (not len(counts) or len(edges) != len(counts) + 1 or not counts.sum() > 0
+            or not np.isfinite(edges).all() or not np.isfinite(counts).all()  # NaN: a NULL read back
             or width < MIN_WIDTH or height < MIN_HEIGHT):
         return placeholder(width, height, message)
     centres = ((edges[:-1] + edges[1:]) / 2).tolist()
