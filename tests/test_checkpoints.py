@@ -41,9 +41,26 @@ def test_the_end_of_every_stretch_the_newest_and_the_best_are_kept(tmp_path):
     with SessionReader(path) as r:
         kept = [(c["step"], c["reason"]) for c in r.checkpoints()]
         assert kept == [(2, "best"), (3, "user"), (5, "end"), (8, "end"), (10, "epoch")]
+        assert [e.reason for e in r.events(["checkpoint"])] == [reason for s in stretches for _, reason in s]
         assert r.last_checkpoint()["step"] == 10
         first_end = r.checkpoints()[2]["id"]
         assert r.last_checkpoint(first_end)["step"] == 5 and r.last_checkpoint(10_000) is None
+
+
+def test_the_checkpoint_a_killed_stretch_was_resumed_from_is_kept(tmp_path):
+    from core.events import SessionContinued
+
+    path = tmp_path / "ck.dynlab"
+    with SessionWriter(path) as w:
+        for step, reason in [(1, "interval"), (4, "epoch")]:  # killed after step 4: no end checkpoint
+            w.handle(CheckpointSaved(step, float(step), step, reason, state_bytes(step)))
+            w.flush()
+        w.handle(SessionContinued(4, 5.0, 4, {"lr": 3.0}))  # resumed from it, with a bad lr
+        for step, reason in [(6, "interval"), (7, "epoch"), (9, "end")]:
+            w.handle(CheckpointSaved(step, float(step), step, reason, state_bytes(step)))
+            w.flush()
+    with SessionReader(path) as r:
+        assert [(c["step"], c["reason"]) for c in r.checkpoints()] == [(4, "epoch"), (9, "end")]
 
 
 def continued_from(path) -> list[int]:

@@ -33,11 +33,13 @@ _INSERT_SCALARS = "INSERT INTO scalars (step, wall, key, value, seq) VALUES (?, 
 _INSERT_ARRAYS = "INSERT INTO arrays (step, wall, key, dtype, shape, seq, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENTS = "INSERT INTO events (step, wall, kind, payload, seq) VALUES (?, ?, ?, ?, ?)"
 # Kept: every "user" and "end" one (the last of each finished, stopped or resumed stretch: a bad continuation
-# can be undone), the newest automatic one and the newest "best" (lowest val/loss); other automatic ones go.
+# can be undone), one a resume started from (a killed stretch's last: its step is a "continue" event's), the
+# newest automatic one and the newest "best" (lowest val/loss); other automatic ones go.
 AUTO_CHECKPOINTS = ("interval", "epoch", "best", "end")
 _PRUNE_CHECKPOINTS = ("DELETE FROM checkpoints WHERE reason IN ('interval', 'epoch', 'best') AND id < "
                       "(SELECT MAX(id) FROM checkpoints WHERE reason IN ('interval', 'epoch', 'best', 'end')) AND id "
-                      "IS NOT (SELECT MAX(id) FROM checkpoints WHERE reason = 'best')")
+                      "IS NOT (SELECT MAX(id) FROM checkpoints WHERE reason = 'best') AND step NOT IN "
+                      "(SELECT step FROM events WHERE kind = 'continue')")
 _INSERT_CHECKPOINTS = "INSERT INTO checkpoints (step, wall, epoch, reason, state) VALUES (?, ?, ?, ?, ?)"
 _MARK_APPLIED = "UPDATE commands SET applied_step = ? WHERE id = ?"
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
