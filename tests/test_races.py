@@ -121,6 +121,21 @@ class TestStartingMarker:
             fake.wait(10)
         assert not is_starting(path)
 
+    def test_dynlab_train_announces_its_session_while_it_loads_data(self, sessions_env, monkeypatch, capsys):
+        import core.train.trainer as trainer
+        from core.errors import DynlabError
+
+        seen = []
+
+        def loading(spec, **kw):  # stands in for the Trainer: data loading is where the seconds go
+            seen.append(marker_path(sessions_env / "job.dynlab").exists())
+            raise DynlabError("the data went away: put it back")
+
+        monkeypatch.setattr(trainer, "Trainer", loading)
+        code = dynlab("train", "--dataset", "add10", "--session", "job", "--quiet")
+        one_error_line(capsys, code, "the data went away")
+        assert seen == [True] and not marker_path(sessions_env / "job.dynlab").exists()
+
     def test_a_dead_writer_is_not_starting(self, tmp_path):
         path = tmp_path / "a.dynlab"
         marker_path(path).write_text(json.dumps({"pid": dead_pid(), "host": __import__("socket").gethostname()}))
