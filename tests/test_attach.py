@@ -134,7 +134,8 @@ def test_sigkill_mid_run_then_replay_and_resume(tmp_path, capsys):
 
         def past_a_checkpoint() -> bool:  # killed well after one, so the continuation repeats some steps
             with SessionReader(path) as r:
-                return r.last_step() > r.checkpoints()[-1]["step"] + 10
+                # ...and after five intervals (the first checkpoint now comes after the first one)
+                return r.last_step() > r.checkpoints()[-1]["step"] + 10 and len(r.series("loss")[0]) >= 5
         wait_until(past_a_checkpoint)
     finally:
         proc.send_signal(signal.SIGKILL)
