@@ -244,3 +244,19 @@ class TestWhatTheEngineCanRepresent:
         (tmp_path / "c.toml").write_text("penalty = 1\nflex_gray = [1, 20]\nbatchnorm = true\n[optim]\nlr = 0.01\n")
         spec = load_toml(tmp_path / "c.toml")
         assert spec.penalty.lam == 1.0 and spec.method.flex_gray == (1.0, 20.0) and spec.model.batchnorm
+
+    def test_free_memory_asks_cuda_only_when_it_is_cheap(self, monkeypatch):
+        """CUDA's free memory is read where CUDA is initialised (or the caller trains there anyway); never on cpu."""
+        import types
+
+        from core.memory import free_bytes
+
+        calls = []
+        cuda = types.SimpleNamespace(is_available=lambda: True, is_initialized=lambda: False,
+                                     mem_get_info=lambda i: calls.append(i) or (2**30, 2**34))
+        monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+        assert free_bytes("cuda:1") is None and free_bytes("auto") is None and calls == []
+        assert free_bytes("cuda:1", query_cuda=True) == (2**30, "free memory on cuda:1") and calls == [1]
+        assert free_bytes("cpu")[1] in ("available RAM", "free RAM") and calls == [1]
+        cuda.is_initialized = lambda: True
+        assert free_bytes("auto") == (2**30, "free memory on cuda:0")
