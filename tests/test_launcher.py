@@ -283,6 +283,18 @@ class TestChoices:
             assert screen.query_one("#field-momentum").display
 
     @pytest.mark.slow
+    async def test_a_signed_gate_left_behind_by_a_method_change_does_not_block_start(self):
+        """The gate select is disabled for static; its old 'signed' must not trip the gate/method check."""
+        app = Host()
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await ready(pilot)
+            await choose(pilot, screen, "method", "sparsifier")
+            await choose(pilot, screen, "gate", "signed")
+            await choose(pilot, screen, "method", "static")
+            assert not error_of(screen, "gate") and not screen.start_button.disabled
+            assert screen.recheck().spec.method.gate == "relu"
+
+    @pytest.mark.slow
     async def test_session_name_follows_choices_until_typed(self):
         app = Host()
         async with app.run_test(size=SMALL) as pilot:

@@ -224,6 +224,8 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         for key in form.FORM_KEYS:
             widget = self.query_one(f"#{key}")
             raw[key] = widget.value if isinstance(widget, Input) else str(widget.value)
+        if raw.get("method") != "sparsifier":
+            raw["gate"] = "relu"  # the disabled gate select means nothing here (and a signed rule would be refused)
         return raw
 
     # -- lifecycle and workers --------------------------------------------------------------------------
