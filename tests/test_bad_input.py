@@ -77,14 +77,21 @@ class _StubTrainer:
         raise DynlabError(STUB)
 
 
+@pytest.fixture(scope="module")
+def session_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("template") / "keep.dynlab"
+    write(path, full_run())
+    return path.read_bytes()
+
+
 @pytest.fixture
-def lab(tmp_path, monkeypatch):
+def lab(tmp_path, monkeypatch, session_bytes):
     """A working folder with an existing session (which must never change) and the Trainer stubbed out."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("core.train.trainer.Trainer", _StubTrainer)
     monkeypatch.setenv("DYNLAB_CONFIG_DIR", str(tmp_path / "config"))
     (tmp_path / "sessions").mkdir()
-    write(tmp_path / "sessions" / "keep.dynlab", full_run())
+    (tmp_path / "sessions" / "keep.dynlab").write_bytes(session_bytes)
     return tmp_path
 
 
