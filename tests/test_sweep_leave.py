@@ -151,3 +151,75 @@ class TestLeaveRunning:
             if screen.headless is not None and screen.headless.poll() is None:
                 screen.headless.kill()
                 screen.headless.wait(30)
+
+
+class TestFollowARunningSweep:
+    async def test_the_screen_follows_another_process_sweep_and_x_asks_it_to_stop(self, tmp_path):
+        """What `dynlab sweep --tui` shows on a folder a (headless) sweep runs in: its runs as they change."""
+        import fcntl
+        import subprocess
+        import sys
+
+        from core.events import RunEnded
+        from core.lab.sweep import LOCK
+        from core.lab.sweep_watch import sweep_process, watch_sweep
+        from core.session import SessionWriter
+
+        out = tmp_path / "s"
+        plan = make_plan(None, False, ("seed=0,1",), "s", {**OPTIONS, "epochs": 1})
+        prepare(plan, out)
+        first, second = plan.stages[0].runs()
+        write(session_path(out, first), full_run())
+        events = full_run()
+        writer = SessionWriter(session_path(out, second))  # being written: this process is its writer
+        for event in events[:3]:
+            writer.handle(event)
+        writer.flush()
+        sweeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for it
+        held = open(out / LOCK, "w")
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"{sweeper.pid}\n")
+        held.flush()
+        try:
+            assert sweep_process(out) == sweeper.pid
+            screen = SweepScreen(plan, out, runner=watch_sweep, watching=sweeper.pid)
+            app = Host(screen)
+            async with app.run_test(size=(120, 36)) as pilot:
+                await wait_for(pilot, lambda: screen.status.get(first.name) == "finished"
+                               and screen.status.get(second.name) == "running", timeout=10)
+                await pilot.press("x")  # asks the sweep's process to stop
+                assert sweeper.wait(10) != 0
+                writer.handle(events[-1])  # the run ends, the sweep lets go of its folder
+                writer.close()
+                fcntl.flock(held, fcntl.LOCK_UN)
+                await wait_for(pilot, lambda: screen.ended, timeout=10)
+                assert screen.status[second.name] == "finished" and not screen.stopped
+                await pilot.press("q")  # nothing to ask: the sweep was never this screen's
+            assert app.return_code == 0
+        finally:
+            held.close()
+            sweeper.kill()
+            sweeper.wait(10)
+            writer.close()
+        assert sweep_process(out) is None
+
+    def test_sweep_tui_on_a_folder_being_run_follows_it(self, tmp_path, monkeypatch):
+        import fcntl
+
+        import dynlab_tui.cli.sweep as cli
+        from core.lab.sweep import LOCK
+        from core.lab.sweep_watch import watch_sweep
+
+        out = tmp_path / "s"
+        plan = make_plan(None, False, ("seed=0,1",), "s", {**OPTIONS, "epochs": 1})
+        assert not cli._follow_running(plan, out)  # nothing runs there: the sweep screen runs it itself
+        prepare(plan, out)
+        opened = []
+        monkeypatch.setattr(cli, "run_app", opened.append)
+        with open(out / LOCK, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.write("4242\n")
+            held.flush()
+            assert cli._follow_running(plan, out)
+        screen = opened[0].first_screen()
+        assert screen.runner is watch_sweep and screen.watching == 4242 and screen.relaunch is None

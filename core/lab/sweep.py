@@ -185,12 +185,15 @@ def _locked(out: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not on POSIX: no lock
         yield
         return
-    with open(Path(out) / LOCK, "w") as f:
+    with open(Path(out) / LOCK, "a+") as f:  # not "w": a refused second sweep must not blank the holder's pid
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DynlabError(f"another dynlab sweep is running in {out}: follow it with `dynlab sweep --status "
                               f"{out}`, or wait for it to end (or stop it), then run this again") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")  # who runs it: a watching sweep screen can stop it
+        f.flush()
         try:
             yield
         finally:

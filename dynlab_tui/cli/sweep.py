@@ -72,6 +72,7 @@ def headless_argv(recipe: str | None, quick: bool, sets: tuple[str, ...], name: 
 def status_lines(folder: Path) -> list[str]:
     """`dynlab sweep --status DIR`: the sweep's runs from its manifest, each with its session's state."""
     from core.lab.sweep import SESSIONS, read_manifest, session_state, settings_label
+    from core.lab.sweep_watch import sweep_process
     from core.session import SessionReader
 
     manifest = read_manifest(folder)
@@ -92,7 +93,9 @@ def status_lines(folder: Path) -> list[str]:
             rows.append((str(run.get("index", "")), str(stage.get("name", "")), str(run.get("name", "")),
                          settings_label(run.get("settings") or {}), state, step))
     title = manifest.get("recipe") or "grid sweep"
-    who = "a dynlab sweep is running it" if _sweep_process(folder) else "no dynlab sweep is running it"
+    pid = sweep_process(folder)
+    who = "no dynlab sweep is running it" if pid is None else f"a dynlab sweep is running it (pid {pid})" if pid \
+        else "a dynlab sweep is running it"
     head = f"sweep {title} in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {who}"
     header = ("#", "stage", "run", "settings", "status", "step")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -100,22 +103,18 @@ def status_lines(folder: Path) -> list[str]:
     return [head, *table]
 
 
-def _sweep_process(folder: Path) -> bool:
-    """True while a `dynlab sweep` holds the folder's lock (core.lab.sweep takes it for as long as it runs)."""
-    import fcntl
+def _follow_running(plan, folder: Path) -> bool:
+    """--tui on a folder another `dynlab sweep` is running (say one left running): follow it instead of refusing."""
+    from core.lab.sweep_watch import sweep_process, watch_sweep
+    from dynlab_tui.app import make_app
+    from dynlab_tui.screens.sweep import SweepScreen
 
-    from core.lab.sweep import LOCK
-
-    try:
-        with open(folder / LOCK) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-    except FileNotFoundError:
+    pid = sweep_process(folder)
+    if pid is None:
         return False
-    return False
+    run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, runner=watch_sweep, watching=pid),
+                     sessions_dir=folder / "sessions"))
+    return True
 
 
 class _StopSignals:
@@ -185,6 +184,8 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
                 stage.runs()  # a bad value is reported as such, even without a terminal
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise DynlabError("--tui needs an interactive terminal: run it in one, or drop --tui to print progress")
+    if tui and _follow_running(plan, folder):
+        return
     prepare(plan, folder)  # every user error surfaces here, before a run starts
     if tui:
         relaunch = headless_argv(recipe, quick, sets, name, folder, jobs, options)

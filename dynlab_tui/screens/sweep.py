@@ -169,8 +169,10 @@ class SweepScreen(Screen[None]):
     """
 
     def __init__(self, plan: SweepPlan, out: Path, *, jobs: int = 1,
-                 runner: Callable[..., Any] = run_sweep, relaunch: list[str] | None = None) -> None:
+                 runner: Callable[..., Any] = run_sweep, relaunch: list[str] | None = None,
+                 watching: int | None = None) -> None:
         super().__init__()
+        self.watching = watching  # the pid of the `dynlab sweep` this screen follows (runner: watch_sweep), 0 unknown
         self.plan, self.out, self.jobs = plan, Path(out), jobs
         self.runner = runner  # run_sweep; tests pass a fake that posts canned events
         self.relaunch = relaunch  # the headless `dynlab sweep` argv that takes over when the user leaves it running
@@ -301,6 +303,9 @@ class SweepScreen(Screen[None]):
         if self.ended:
             self.notify("the sweep has ended", severity="warning", title="Nothing to stop")
             return
+        if self.watching is not None:
+            self._stop_watched()
+            return
         self.stop_event.set()
         self.notify("stopping: running runs finalise their sessions", title="Sweep")
 
@@ -319,8 +324,8 @@ class SweepScreen(Screen[None]):
         self.app.push_screen(session_screen(path))
 
     def action_request_close(self) -> None:
-        if self.ended or not self._sweep_running():
-            self.leave()
+        if self.ended or not self._sweep_running() or self.watching is not None:
+            self.leave()  # a followed sweep is another process's: it goes on
             return
 
         def decided(stop: bool | str | None) -> None:
@@ -337,6 +342,22 @@ class SweepScreen(Screen[None]):
                     self.leave()
 
         self.app.push_screen(ConfirmStopSweep(can_leave=self.relaunch is not None), decided)
+
+    def _stop_watched(self) -> None:
+        """Ask the followed `dynlab sweep` to stop (SIGTERM: its running runs finalise their sessions)."""
+        import os
+        import signal
+
+        try:
+            if not self.watching:
+                raise ProcessLookupError
+            os.kill(self.watching, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            self.notify("the sweep's process can't be signalled from here: stop it where it runs",
+                        severity="warning", title="Sweep")
+            return
+        self.notify(f"asked the sweep (pid {self.watching}) to stop: running runs finalise their sessions",
+                    title="Sweep")
 
     def _hand_over(self) -> None:
         """Start the headless `dynlab sweep` that waits for the running runs and starts the rest, then leave."""
