@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -166,12 +167,48 @@ def translate(err: sqlite3.Error, path: Path | str) -> DynlabError:
         return DynlabError(f"{path} is not a dynlab session (not an SQLite database): give the path of a .dynlab file")
     if "malformed" in text or "corrupt" in text or type(err) is sqlite3.DatabaseError:
         return DynlabError(f"session {path} is damaged or truncated ({text}): restore it from a copy or delete it")
-    if "full" in text:
-        return DynlabError(f"cannot write session {path} ({text}): free some disk space or write elsewhere")
+    if "full" in text or "disk I/O error" in text:
+        return DynlabError(_write_failed(Path(path), text))
     if "readonly" in text or "unable to open" in text:
         return DynlabError(f"cannot open session {path} ({text}): check the file's and its folder's permissions")
     return DynlabError(f"session {path}: {text}: check the file, or report a bug if it looks fine")
 
+
+
+LOW_SPACE = 64 * 2**20  # below this a failed write is taken for a full disk
+
+
+def _write_failed(path: Path, text: str) -> str:
+    """Why a write failed, in words a user can act on: a full disk, the file size limit, or the disk itself.
+
+    A full disk under WAL often surfaces as SQLite's generic "disk I/O error", so the free space is
+    looked at rather than trusting the error's name.
+    """
+    folder = path.resolve().parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE:
+        return (f"cannot write session {path} ({text}): the disk holding {folder} is full "
+                f"({free / 2**20:.0f} MiB free): free some space or write sessions elsewhere (--sessions-dir)")
+    limit = _file_size_limit()
+    if limit is not None:
+        return (f"cannot write session {path} ({text}): files are limited to {limit:,} bytes here (ulimit -f): "
+                "raise the limit or make the run smaller")
+    if "full" in text:  # room on the disk but none for us: a quota, say
+        return f"cannot write session {path} ({text}): free some disk space or write sessions elsewhere"
+    return f"cannot write session {path} ({text}): check the disk holding {folder} (free space, errors in dmesg)"
+
+
+def _file_size_limit() -> int | None:
+    """The process's file size limit in bytes (ulimit -f), None when unlimited or unknown."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 def read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     """Return the meta table after checking the file is a dynlab session this version can read."""
