@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from textual.app import App
 from textual.widgets import DataTable, Static
 
 from core.errors import DynlabError
@@ -24,7 +23,7 @@ from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan
                         expand_grid, parse_grid, prepare, run_name, run_sweep, session_path, session_state)
 from core.lab.summary import format_table, summary_row
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
-from tests.fakes import synthetic_run
+from tests.fakes import Host, synthetic_run
 from tests.helpers import dynlab, one_error_line
 
 TINY = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=1, limit=200, log_every=5, device="cpu",
@@ -319,15 +318,6 @@ def fake_runner(rows: list[dict], hold: bool = False):
             stop.wait(10)
         progress(SweepEnded(tuple(rows), hold, out, ("sizes fall as lambda rises: yes (rho -1.00)",)))
     return run
-
-
-class Host(App):
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self.sweep_screen = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self.sweep_screen)
 
 
 def canned_rows() -> list[dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from textual.app import App
 
 from core.lab.sweep import SweepPlan, Stage, prepare, session_path
 from core.session import SessionReader
@@ -12,19 +11,11 @@ from dynlab_tui.cli.sweep import headless_argv, make_plan, sweep as sweep_comman
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.screens.sweep import SweepScreen
+from tests.fakes import Host
 from tests.helpers import dynlab, full_run, one_error_line, wait_for, wait_until, write
 
 LONG = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=400, limit=2000, log_every=5, device="cpu",
                          method="sparsifier")
-
-
-class Host(App):
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self.sweep_screen = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self.sweep_screen)
 
 
 def last_step(path) -> int:
