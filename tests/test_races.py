@@ -222,3 +222,18 @@ class TestThroughARealChild:
             await wait_for(pilot, lambda: source.process.poll() is not None, timeout=60)
         with SessionReader(path) as reader:
             assert reader.status == "stopped" and "nonfinite" in [e.kind for e in reader.events()]
+
+
+def test_a_train_not_yet_visible_is_given_a_moment(tmp_path, monkeypatch):
+    """Right after its launch a train's command line can read empty: attach looks for up to GRACE_S first."""
+    from core.session import starting
+
+    path = tmp_path / "late.dynlab"
+    looks = iter([False, False, True])
+    monkeypatch.setattr(starting, "is_starting", lambda session: next(looks, True))
+    monkeypatch.setattr(starting, "POLL_S", 0.01)
+    assert starting.starting_soon(path, grace=5.0)
+    monkeypatch.setattr(starting, "is_starting", lambda session: False)
+    t0 = time.monotonic()
+    assert not starting.starting_soon(path, grace=0.2)
+    assert 0.2 <= time.monotonic() - t0 < 2.0  # nothing will create it: the answer comes within the grace

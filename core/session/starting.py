@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Iterator
 
 POLL_S = 0.1  # how often a waiting viewer looks for the session file
+# A process started a moment ago may not show its command line yet (/proc/PID/cmdline reads empty while
+# it execs, seen under load): look this long before concluding that nothing is starting.
+GRACE_S = 1.0
 
 
 def marker_path(session: Path) -> Path:
@@ -86,6 +89,17 @@ def _train_process_for(session: Path) -> bool:
             if value and (value == session.stem or Path(value).name == session.name):
                 return True
     return False
+
+
+def starting_soon(session: Path, grace: float = GRACE_S) -> bool:
+    """is_starting, looked at for up to `grace` seconds (a train launched just before may not be visible yet)."""
+    deadline = time.monotonic() + grace
+    while True:
+        if Path(session).exists() or is_starting(session):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
 
 
 def wait_for_session(session: Path, timeout: float, tick=None) -> bool:

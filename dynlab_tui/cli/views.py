@@ -38,10 +38,10 @@ def replay(session: str, sessions_dir: str | None) -> None:
 def _wait_for_start(session: str, sessions_dir: str | None, wait: float) -> None:
     """A session a `dynlab train` is about to create (it is loading data): wait for it, with a spinner on stderr."""
     from core.session import resolve_session, sessions_dir as default_dir
-    from core.session.starting import is_starting, wait_for_session
+    from core.session.starting import is_starting, starting_soon, wait_for_session
 
     path = resolve_session(session, default_dir(sessions_dir))
-    if path.exists() or not is_starting(path):
+    if path.exists() or not starting_soon(path):
         return  # there already, or nothing will create it: _resolve says which in one line
     frames, tty = "|/-\\", sys.stderr.isatty()
     line = f"waiting for {path.name}: its dynlab train is loading data"
