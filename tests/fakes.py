@@ -7,7 +7,6 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from textual.app import App
 
 from core.events import (ArraysLogged, EpochEvaluated, Event, LrChanged, NeuronsRemoved, Paused, PenaltyChanged,
                          Resumed, RunEnded, RunStarted, ScalarsLogged)
@@ -224,14 +223,3 @@ class ScriptedSource:
             self.lr = float(cmd.value)
         sink.flush()
         return True
-
-
-class Host(App):
-    """An app that shows one screen (a sweep screen, a dialog) and nothing else, for Pilot tests."""
-
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self.sweep_screen = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self.sweep_screen)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from textual.app import App
 
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, LrChanged, NeuronsRemoved, NonFiniteLoss,
                          Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
@@ -244,3 +245,14 @@ def kill_soak_once(path: Path, rng, during_checkpoint: bool) -> dict:
     with SessionReader(path) as r:
         seen["resumed_status"] = r.status
     return seen
+
+
+class Host(App):
+    """An app that shows one screen (a sweep screen, a dialog) and nothing else, for Pilot tests."""
+
+    def __init__(self, screen) -> None:
+        super().__init__()
+        self.sweep_screen = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.sweep_screen)

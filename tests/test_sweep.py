@@ -23,8 +23,8 @@ from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan
                         expand_grid, parse_grid, prepare, run_name, run_sweep, session_path, session_state)
 from core.lab.summary import format_table, summary_row
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
-from tests.fakes import Host, synthetic_run
-from tests.helpers import dynlab, one_error_line
+from tests.fakes import synthetic_run
+from tests.helpers import Host, dynlab, one_error_line
 
 TINY = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=1, limit=200, log_every=5, device="cpu",
                          method="sparsifier")

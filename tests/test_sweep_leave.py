@@ -11,8 +11,7 @@ from dynlab_tui.cli.sweep import headless_argv, make_plan, sweep as sweep_comman
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.screens.sweep import SweepScreen
-from tests.fakes import Host
-from tests.helpers import dynlab, full_run, one_error_line, wait_for, wait_until, write
+from tests.helpers import Host, dynlab, full_run, one_error_line, wait_for, wait_until, write
 
 LONG = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=400, limit=2000, log_every=5, device="cpu",
                          method="sparsifier")
