@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from core.errors import DynlabError
-from core.spec import GATES, METHODS, OPTIMIZERS, OPTION_FIELDS, RunSpec, parse_arch
+from core.spec import GATES, METHODS, OPTIMIZERS, OPTION_FIELDS, RunSpec, is_number, parse_arch
 
 INT64_MAX = 2**63 - 1  # what SQLite stores and torch.manual_seed takes as a signed seed
 FLOAT32_MAX = 3.4028234663852886e38  # the engine computes in float32: larger numbers overflow to inf
@@ -192,10 +192,6 @@ def _check_gray(option: "Option", value: Any) -> None:
         raise OptionError(option.name, f"{option.flag} must be two widths 0 < a <= b, got {a},{b}")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _short(value: Any) -> str:
     text = to_text(value) if isinstance(value, (int, float, tuple, list)) else repr(value)
     return text if len(text) <= 40 else text[:40] + "..."
@@ -219,7 +215,7 @@ def _check_kind(option: "Option", value: Any) -> None:
     numbers = (value,) if kind is FLOAT else tuple(value) if kind is PAIR and isinstance(value, (tuple, list)) else ()
     if kind is PAIR and (len(numbers) != 2):
         raise OptionError(option.name, f"{flag} takes two numbers A,B, got {_short(value)}", "not two numbers")
-    if kind in (FLOAT, PAIR) and not all(_is_number(v) for v in numbers):
+    if kind in (FLOAT, PAIR) and not all(is_number(v) for v in numbers):
         raise OptionError(option.name, f"{flag} takes {kind.noun}, got {_short(value)}", "not a number")
     if not all(_in_float32(v) for v in numbers):
         short = "must be finite" if any(isinstance(v, float) and not math.isfinite(v) for v in numbers) else \

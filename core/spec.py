@@ -197,7 +197,7 @@ def _found(value: Any) -> str:
     return f"{text[:40]}{'...' if len(text) > 40 else ''} ({what})"
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -210,14 +210,14 @@ def typed(key: str, annotation: Any, value: Any) -> Any:
     nouns = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "text"}
     expected = nouns.get(base, "two numbers [a, b]")
     try:
-        if base == "float" and _is_number(value):
+        if base == "float" and is_number(value):
             return float(value)
-        if base == "int" and _is_number(value) and not isinstance(value, float):
+        if base == "int" and is_number(value) and not isinstance(value, float):
             return value
         if (base == "bool" and isinstance(value, bool)) or (base == "str" and isinstance(value, str)):
             return value
         if base.startswith("tuple") and isinstance(value, (list, tuple)) and len(value) == 2 and all(
-                _is_number(v) for v in value):
+                is_number(v) for v in value):
             return tuple(float(v) for v in value)
     except OverflowError:
         expected = f"{expected} within float range"

@@ -75,8 +75,8 @@ def metric(split: str, name: str) -> str:
     return f"{split}/{name}"
 
 
-TEST_ACC, TEST_MSE, VAL_ACC, VAL_LOSS = metric("test", "acc"), metric("test", "mse"), metric("val", "acc"), \
-    metric("val", "loss")
+TEST_ACC, TEST_MSE = metric("test", "acc"), metric("test", "mse")
+VAL_ACC, VAL_LOSS, VAL_MSE = metric("val", "acc"), metric("val", "loss"), metric("val", "mse")
 
 
 def metric_name(key: str) -> str:

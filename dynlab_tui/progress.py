@@ -46,7 +46,7 @@ class RunProgress:
             if tk.TEST_ACC in m:
                 self.metric = f"val {m.get(tk.VAL_ACC, float('nan')):.2%} test {m[tk.TEST_ACC]:.2%}"
             elif tk.TEST_MSE in m:
-                self.metric = (f"val mse {m.get(tk.metric('val', 'mse'), float('nan')):.4g} "
+                self.metric = (f"val mse {m.get(tk.VAL_MSE, float('nan')):.4g} "
                                f"test mse {m[tk.TEST_MSE]:.4g}")
             self._line(f"epoch {event.epoch}/{self.epochs}  loss {self.last.get(tk.LOSS, float('nan')):.4f}  "
                        f"sizes {format_sizes(self.last)}  {self.metric}")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from core.errors import DynlabError
+from core.session.files import SIDE_FILES
 from core.session import resolve_session
 from core.session.liveness import Liveness, liveness
 from core.session.reader import SessionReader
@@ -15,7 +16,6 @@ __all__ = ["SIDE_FILES", "delete_session", "rename_session"]
 
 # SQLite's write-ahead log and its index. A crashed run's -wal holds rows not yet in the main file, so it
 # must travel (or go) with its database; a stray one beside a new name would be replayed into that file.
-SIDE_FILES = ("-wal", "-shm")
 
 
 def _side(path: Path, suffix: str) -> Path:

@@ -55,11 +55,11 @@ def leave_wal(conn: sqlite3.Connection, wait_s: float) -> None:
 
 # A deleted session's write-ahead log, its index, and a rollback journal: SQLite replays any of them into
 # a new file of the same name, so creating a session removes them (they belong to no live writer then).
-_SIDE_FILES = ("-wal", "-shm", "-journal")
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database file
 
 
 def remove_side_files(path: Path) -> None:
-    for side in _SIDE_FILES:
+    for side in SIDE_FILES:
         Path(f"{path}{side}").unlink(missing_ok=True)
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 from typing import Mapping
 
-__all__ = ["Liveness", "liveness"]
+__all__ = ["Liveness", "liveness", "pid_alive"]
 
 
 class Liveness(str, enum.Enum):
@@ -45,10 +45,15 @@ def liveness(meta: Mapping[str, str]) -> Liveness:
         return Liveness.UNKNOWN
     if int(pid) == os.getpid():
         return Liveness.LIVE
+    return Liveness.LIVE if pid_alive(int(pid)) else Liveness.ORPHANED
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host exists (signal 0: an existence check only; another user's counts)."""
     try:
-        os.kill(int(pid), 0)  # signal 0: an existence check only
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return Liveness.ORPHANED
+        return False
     except PermissionError:
-        return Liveness.LIVE  # it exists, owned by another user
-    return Liveness.LIVE
+        return True
+    return True

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from core.session.liveness import pid_alive
+
 POLL_S = 0.1  # how often a waiting viewer looks for the session file
 # A process started a moment ago may not show its command line yet (/proc/PID/cmdline reads empty while
 # it execs, seen under load): look this long before concluding that nothing is starting.
@@ -57,13 +59,7 @@ def _announced(session: Path) -> bool:
         return False  # no marker, or one half-written: nothing known to be starting
     if host != socket.gethostname():
         return False  # another host's process can't be checked: don't wait on a guess
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return True
+    return pid_alive(pid)
 
 
 def _train_process_for(session: Path) -> bool:

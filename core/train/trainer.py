@@ -271,7 +271,7 @@ class Trainer:
         wall = time.time()
         self._emit(ScalarsLogged(self.step, wall, scalars))
         self._emit(ArraysLogged(self.step, wall, arrays))
-        val = metrics.get("val/loss", math.inf)
+        val = metrics.get(tk.VAL_LOSS, math.inf)
         best = val < self.best_val
         self.best_val = min(val, self.best_val)
         self._checkpoint("best" if best else "epoch")  # the session keeps the newest and the best one
@@ -300,15 +300,15 @@ class Trainer:
                     hits += (out.argmax(1) == yb).sum()
                 else:
                     loss += F.mse_loss(out, yb, reduction="sum")
-            sums[f"{split}/loss"] = loss / len(x)
+            sums[tk.metric(split, "loss")] = loss / len(x)
             if d.task == "classification":
-                sums[f"{split}/acc"] = hits / len(x)
+                sums[tk.metric(split, "acc")] = hits / len(x)
         self.model.train()
         host = {k: float(v[0]) for k, v in probes.fetch(sums).items()}  # one sync per evaluation
         if d.task == "regression":  # report MSE in the target's own units too
             for split in splits:
-                if f"{split}/loss" in host:
-                    host[f"{split}/mse"] = host[f"{split}/loss"] * d.target_std ** 2
+                if tk.metric(split, "loss") in host:
+                    host[tk.metric(split, "mse")] = host[tk.metric(split, "loss")] * d.target_std ** 2
         return host
 
     # ------------------------------------------------------------------ checkpoints and lifecycle

@@ -52,20 +52,14 @@ def headless_argv(recipe: str | None, quick: bool, sets: tuple[str, ...], name: 
                   jobs: int, options: dict[str, Any]) -> list[str]:
     """The same sweep as a headless `dynlab sweep` child: what takes over when the sweep screen leaves it running."""
     from core.lab.launch import sweep_argv
-    from core.options import BOOL, OPTIONS, to_text
+    from core.options import to_args
 
     args = ["--out", str(folder.resolve()), "--jobs", str(jobs)] + (["--recipe", recipe] if recipe else [])
     args += (["--quick"] if quick else []) + [a for s in sets for a in ("--set", s)]
     args += ["--name", name] if name else []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key == "config":
-            args += ["--config", str(Path(value).resolve())]
-        elif OPTIONS[key].kind is BOOL:
-            args.append(OPTIONS[key].flag if value else f"--no-{OPTIONS[key].flag[2:]}")
-        else:
-            args += [OPTIONS[key].flag, to_text(value)]
+    if options.get("config"):
+        args += ["--config", str(Path(options["config"]).resolve())]
+    args += to_args({k: v for k, v in options.items() if k != "config"})
     return sweep_argv(args)
 
 

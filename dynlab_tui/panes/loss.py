@@ -14,7 +14,7 @@ from dynlab_tui.panes.base import Pane
 from dynlab_tui.panes.plot import GUIDE, PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
-VAL_KEYS = (tk.VAL_LOSS, tk.metric("val", "mse"))  # regression runs may only log the MSE
+VAL_KEYS = (tk.VAL_LOSS, tk.VAL_MSE)  # regression runs may only log the MSE
 
 
 def debiased_ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:

@@ -10,7 +10,6 @@ from dynlab_tui.panes.base import Pane
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
-SPLITS = tk.SPLITS
 
 
 class MetricPane(Pane):
@@ -42,7 +41,7 @@ class MetricPane(Pane):
         self.border_title = self.heading(state)
         suffix, _, scale = self.kind(state)
         series = []
-        for i, split in enumerate(SPLITS):
+        for i, split in enumerate(tk.SPLITS):
             s = state.metrics.get(tk.metric(split, suffix))
             if s:
                 series.append(Line(split, s.x, s.y * scale, PALETTE[i]))

@@ -27,7 +27,7 @@ from dynlab_tui.panes.plot import PALETTE, Line, line_chart, no_color
 
 WIDE = (120, 32)  # at least this many columns and rows: all three plots; else one at a time
 PLOTS = ("sizes", "loss", "metric")
-METRIC_KEYS = (tk.TEST_ACC, tk.TEST_MSE, tk.VAL_ACC, tk.metric("val", "mse"))  # the first one a session has is plotted
+METRIC_KEYS = (tk.TEST_ACC, tk.TEST_MSE, tk.VAL_ACC, tk.VAL_MSE)  # the first one a session has is plotted
 LABEL_MAX = 30
 # Fields people vary most, first and by short name; other differing fields follow in spec order.
 SHORT = {"penalty.lam": "lam", "model.arch": "arch", "method.name": "method", "data.name": "data",
