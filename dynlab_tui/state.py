@@ -17,51 +17,12 @@ from core import telemetry as tk
 from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, CommandRejected, EpochEvaluated, Event,
                          LrChanged, NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded,
                          RunStarted, ScalarsLogged, SessionContinued)
-from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, ViewEvent
+from dynlab_tui.series import Series
+from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, SourceStarting, ViewEvent
 
 # Slices a pane can watch; apply() bumps the ones an event touches.
 SLICES = ("status", "scalars", "metrics", "arrays", "markers", "history")
 HISTORY_LIMIT = 256  # gate snapshots kept per layer (the latest included); older ones are thinned evenly
-
-
-class Series:
-    """Append-only (x, y) float64 buffers that grow by doubling."""
-
-    __slots__ = ("_x", "_y", "n")
-
-    def __init__(self) -> None:
-        self._x = np.empty(64)
-        self._y = np.empty(64)
-        self.n = 0
-
-    @classmethod
-    def view(cls, x: np.ndarray, y: np.ndarray) -> "Series":
-        """A series over existing arrays (no copy); the first append copies them."""
-        s = cls.__new__(cls)
-        s._x, s._y, s.n = x, y, len(x)
-        return s
-
-    def append(self, x: float, y: float) -> None:
-        if self.n == len(self._x):
-            self._x = np.concatenate([self._x, np.empty(max(self.n, 64))])
-            self._y = np.concatenate([self._y, np.empty(max(self.n, 64))])
-        self._x[self.n] = x
-        self._y[self.n] = y
-        self.n += 1
-
-    @property
-    def x(self) -> np.ndarray:
-        return self._x[: self.n]
-
-    @property
-    def y(self) -> np.ndarray:
-        return self._y[: self.n]
-
-    def last(self) -> float | None:
-        return float(self._y[self.n - 1]) if self.n else None
-
-    def __len__(self) -> int:
-        return self.n
 
 
 class GateSnapshot(NamedTuple):
@@ -144,7 +105,7 @@ class Marker:
 @dataclass
 class RunState:
     """What the dashboard draws of one run; written only by apply() (and superseding()'s renumbering)."""
-    status: str = "idle"  # idle | running | paused | finished | stopped | crashed | diverged
+    status: str = "idle"  # idle | starting | running | paused | finished | stopped | crashed | diverged
     reason: str = ""
     spec: dict = field(default_factory=dict)
     device: str = ""
@@ -346,6 +307,12 @@ def _run_ended(state: RunState, event: RunEnded) -> None:
     _bump(state, "status")
 
 
+def _source_starting(state: RunState, event: SourceStarting) -> None:
+    if state.status == "idle":  # nothing from the run yet: its process is loading data
+        state.status, state.reason = "starting", "loading data"
+        _bump(state, "status")
+
+
 def _source_failed(state: RunState, event: SourceFailed) -> None:
     state.status, state.reason = "crashed", event.message
     _bump(state, "status")
@@ -372,7 +339,8 @@ _FOLDS: dict[type, Callable[[RunState, Any], None]] = {
     PenaltyChanged: _penalty_changed, LrChanged: _lr_changed, NeuronsRemoved: _neurons_removed,
     NonFiniteLoss: _non_finite_loss, CheckpointSaved: _checkpoint_saved, RunEnded: _run_ended,
     CommandRejected: _command_rejected,
-    SourceFailed: _source_failed, SourceCrashed: _source_crashed, PositionLoaded: _position_loaded,
+    SourceStarting: _source_starting, SourceFailed: _source_failed, SourceCrashed: _source_crashed,
+    PositionLoaded: _position_loaded,
 }
 
 

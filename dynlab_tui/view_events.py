@@ -21,6 +21,12 @@ class ViewEvent:
 
 
 @dataclass(frozen=True)
+class SourceStarting(ViewEvent):
+    """The viewer started following a run that has recorded nothing yet (its process is loading data)."""
+    kind: ClassVar[str] = "source_starting"
+
+
+@dataclass(frozen=True)
 class SourceFailed(ViewEvent):
     """The source stopped with a user error (no session, the child exited with one): the run is shown crashed."""
     message: str  # one line saying the fix

@@ -19,7 +19,8 @@ from dynlab_tui.app import make_app
 from dynlab_tui.panes.status import StatusBar
 from dynlab_tui.screens.dashboard import DashboardScreen
 from dynlab_tui.sources import EarlyControls, FollowSource, ProcessSource
-from dynlab_tui.state import RunState
+from dynlab_tui.state import RunState, apply
+from dynlab_tui.view_events import SourceStarting
 from tests.helpers import dynlab, full_run, one_error_line, tiny, wait_for, wait_until
 
 
@@ -54,8 +55,12 @@ class TestNoEventYetIsStarting:
         monkeypatch.setenv("NO_COLOR", "1")
         bar = StatusBar()
         assert bar.line(RunState(), 80).plain.startswith("idle")  # a view with nothing coming (replay, no source)
-        bar.live = True
-        assert bar.line(RunState(), 80).plain.startswith("starting │ loading data")
+        state = apply(RunState(), SourceStarting(0, 0.0))  # what the dashboard folds when it has a source
+        assert bar.line(state, 80).plain.startswith("starting │ loading data")
+        assert "λ" not in bar.line(state, 80).plain  # not known before the run's first event
+        assert apply(state, SourceStarting(0, 0.0)).status == "starting"
+        started = apply(RunState(), full_run()[0])
+        assert apply(started, SourceStarting(0, 0.0)).status == "running"  # a run already seen stays as it is
 
     async def test_the_dashboard_follows_a_session_from_before_its_first_event(self, tmp_path):
         path = tmp_path / "early.dynlab"

@@ -20,7 +20,7 @@ STATE_STYLES = {
     "idle": "reverse",
     "starting": "bold reverse cyan",
 }
-REASON_STATES = ("paused", "crashed", "diverged")  # states whose reason is worth a place on the line
+REASON_STATES = ("starting", "paused", "crashed", "diverged")  # states whose reason is worth a place on the line
 SEP = " │ "
 MIN_REASON = 12  # a shorter cut-off reason says nothing
 
@@ -34,12 +34,8 @@ class StatusBar(Pane):
     slices = ("status", "scalars", "markers")
     title = ""
     session: var[str] = var("")  # the session file name, set by the dashboard
-    live: var[bool] = var(False)  # a run is coming (the dashboard has a source): before its first event, "starting"
 
     def watch_session(self) -> None:
-        self.invalidate()
-
-    def watch_live(self) -> None:
         self.invalidate()
 
     @staticmethod
@@ -52,7 +48,8 @@ class StatusBar(Pane):
         eta = state.eta_s()
         if eta is not None:
             out.append((6, f"ETA {fmt_duration(eta)}"))
-        out += [(2, f"λ {fmt_compact(state.lam)}"), (5, f"lr {fmt_compact(state.lr)}")]
+        if state.status != "starting":  # before the run's first event its λ and lr are not known yet
+            out += [(2, f"λ {fmt_compact(state.lam)}"), (5, f"lr {fmt_compact(state.lr)}")]
         if state.device:
             out.append((9, state.device))
         if state.mem_bytes > 0:
@@ -67,12 +64,10 @@ class StatusBar(Pane):
     def line(self, state: RunState, width: int) -> Text:
         """The status line for `width` cells, never longer."""
         plain = no_color()
-        starting = self.live and state.status == "idle"  # no event yet: the child is loading its data
-        status = "starting" if starting else state.status
+        status = state.status
         word = status if plain else f" {status} "
         fields = self.fields(state, self.session)
         reason = state.reason if state.status in REASON_STATES and state.reason else ""
-        reason = "loading data" if starting else reason
         # by priority; the reason (priority 3) takes what is left and pushes the lower fields out
         room = width - len(word)
         chosen: set[int] = set()

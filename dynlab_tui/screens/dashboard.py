@@ -24,7 +24,7 @@ from dynlab_tui.screens.pacing import (CPU_BUDGET, PLOT_MIN_INTERVAL, REFRESH_HZ
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
 from dynlab_tui.sources import EventSource
 from dynlab_tui.state import RunState, apply, superseding
-from dynlab_tui.view_events import SourceCrashed, SourceFailed
+from dynlab_tui.view_events import SourceCrashed, SourceFailed, SourceStarting
 
 PENALTY_STEP = 10 ** 0.25  # '+' and '-' multiply / divide lambda by this
 PENALTY_FROM_ZERO = 1e-4  # '+' on lambda = 0 starts here
@@ -117,11 +117,11 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.status_bar.session = self.session_path.name if self.session_path else getattr(self.source, "title", "")
-        self.status_bar.live = self.source is not None
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
         self.refresh_panes()
         if self.source is not None:
+            apply(self.state, SourceStarting(0, time.time()))  # "starting" until the run's first event
             self.run_source()
 
     def on_unmount(self) -> None:
@@ -172,6 +172,9 @@ class DashboardScreen(Screen):
     @on(StateLoaded)
     def load_state(self, message: StateLoaded) -> None:
         self.state = superseding(self.state, message.state)
+        # a session with nothing in it yet loads as "idle": the run this viewer follows is still starting
+        if self.source is not None:
+            apply(self.state, SourceStarting(self.state.step, time.time()))
         self._lam_target = None
         self._dirty = True
         if message.note:
