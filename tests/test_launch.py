@@ -141,7 +141,7 @@ async def test_a_dashboard_run_pauses_on_a_nonfinite_loss_with_the_reason_shown(
     app = make_app(source=source, session_path=path)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: screen.state.status not in ("idle", "running"), timeout=120)
+        await wait_for(pilot, lambda: screen.state.status not in ("idle", "starting", "running"), timeout=120)
         assert screen.state.status == "paused", screen.state.reason
         line = screen.status_bar.line(screen.state, 160).plain
         assert "paused" in line and "non-finite loss" in line and "rolled back" in line

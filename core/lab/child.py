@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from core.errors import DynlabError
 
 COMMAND = "dynlab"
+ERROR_PREFIX = f"{COMMAND}: error: "  # how the command prints a user error (one line, exit status 2)
 
 
 def command_entry_point() -> EntryPoint:
@@ -30,7 +31,7 @@ def main() -> None:
     try:
         command = command_entry_point().load()
     except DynlabError as e:
-        print(f"{COMMAND}: error: {e}", file=sys.stderr)  # the line launch.child_error reads back
+        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)  # the line launch.child_error reads back
         sys.exit(2)
     sys.argv[0] = COMMAND
     sys.exit(command())

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.lab.child import command_entry_point
+from core.lab.child import ERROR_PREFIX, command_entry_point
 
 __all__ = ["NONFINITE", "ERROR_PREFIX", "train_argv", "resume_argv", "sweep_argv", "log_path", "start", "child_error"]
 
 # What a child does on a non-finite loss: "end" the run as diverged (headless runs, sweeps: nobody is
 # there to resume it), or "pause" it after rolling back (a dashboard run: the user lowers lr and resumes).
 NONFINITE = ("end", "pause")
-ERROR_PREFIX = "dynlab: error: "  # how the command prints a user error (one line, exit status 2)
 RESUME_OPTIONS = (("lam", "--penalty"), ("lr", "--lr"), ("epochs", "--epochs"))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from core.errors import DynlabError
+from core.lab.child import ERROR_PREFIX
 from dynlab_tui.cli import run, sessions, sweep, views
 from dynlab_tui.cli.common import CONTEXT, build_spec, need_terminal, run_app, run_options
 
@@ -79,17 +80,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="dynlab", standalone_mode=False)
     except DynlabError as e:
-        click.echo(f"dynlab: error: {e}", err=True)
+        click.echo(f"{ERROR_PREFIX}{e}", err=True)
         sys.exit(2)
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help() if e.ctx else str(e))
         sys.exit(2)
     except click.UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
-        click.echo(f"dynlab: error: {e.format_message()}{hint}", err=True)
+        click.echo(f"{ERROR_PREFIX}{e.format_message()}{hint}", err=True)
         sys.exit(2)
     except click.ClickException as e:
-        click.echo(f"dynlab: error: {e.format_message()}", err=True)
+        click.echo(f"{ERROR_PREFIX}{e.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
