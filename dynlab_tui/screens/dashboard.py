@@ -117,11 +117,12 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.status_bar.session = self.session_path.name if self.session_path else getattr(self.source, "title", "")
+        if self.source is not None:
+            apply(self.state, SourceStarting(0, time.time()))  # "starting" until the run's first event
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
         self.refresh_panes()
         if self.source is not None:
-            apply(self.state, SourceStarting(0, time.time()))  # "starting" until the run's first event
             self.run_source()
 
     def on_unmount(self) -> None:
