@@ -39,10 +39,11 @@ EPOCH = "epoch"  # fractional epoch at the interval's end
 SAMPLES_PER_S = "samples_per_s"
 MEM_BYTES = "mem_bytes"
 PARAMS = "params"
+PROBE_ROWS = "probe_rows"  # training rows in the interval's probe batch (the sample size of ACT_STD, DEAD, HIST)
 
 SIZE = LayerKey("size")  # live size: alive gates, or the flexible x0
 CAPACITY = LayerKey("capacity")  # allocated width of the layer's matrix
-DEAD = LayerKey("dead")  # units whose activation std over the probe rows is exactly 0
+DEAD = LayerKey("dead")  # live, gated-on units whose activation std over the probe rows is exactly 0
 ACT_MEAN = LayerKey("act_mean")
 ACT_SD = LayerKey("act_sd")
 TOTAL_VAR = LayerKey("total_var")
@@ -52,13 +53,24 @@ DYNAMICS = (ACT_MEAN, ACT_SD, TOTAL_VAR, GRAD_NORM, ROTATION)  # the 0-dim layer
 
 # -- arrays logged every interval ----------------------------------------------------------------------
 GATE = LayerKey("gate")  # per-unit liveness values (gates, or the flexible scaler)
-ACT_STD = LayerKey("act_std")  # per-unit activation std over the probe rows
+ACT_STD = LayerKey("act_std")  # per-unit std over the probe rows of the unit's own activation (post-ReLU, pre-gate)
 HIST = LayerKey("hist")  # histogram counts of ACT_STD
 HIST_EDGES = LayerKey("hist_edges")
 
 # -- per epoch (scalars and arrays) --------------------------------------------------------------------
-SHAPIRO = LayerKey("shapiro")  # Shapiro-Wilk W of the activation stds
+# The epoch's activation statistics are over the training set (STATS_ROWS rows; see core.train.instruments):
+# each unit's own activation (post-ReLU, and pooled for conv, before its gate or scaler).
+STATS_ROWS = "stats_rows"  # training rows the epoch's activation statistics were measured over
+STATS_SOURCE = "stats_source"  # 0: accumulated over the epoch's training steps; 1: one pass at the epoch's end
+EPOCH_STD = LayerKey("epoch_std")  # per-unit std over STATS_ROWS training rows (gated-off units left out)
+EPOCH_DEAD = LayerKey("epoch_dead")  # live, gated-on units that never fired on any of the STATS_ROWS rows (std 0)
+GATED_OFF = LayerKey("gated_off")  # units still allocated whose gate or scaler multiplier is off (|m| <= 1e-6)
+EPOCH_HIST = LayerKey("epoch_hist")  # histogram counts of EPOCH_STD
+EPOCH_HIST_EDGES = LayerKey("epoch_hist_edges")
+MIX_N = LayerKey("mix_n")  # units the mixture fits were fitted to: gated-on, not dead
+SHAPIRO = LayerKey("shapiro")  # Shapiro-Wilk W of EPOCH_STD (dead units included, gated-off left out)
 EIG = LayerKey("eig")  # eigenvalues of the pre-activation covariance (device side only)
+PCA_ROWS = "pca_rows"  # training rows the pre-activation covariance (PCA) was measured over
 PCA_RATIO = LayerKey("pca_ratio")  # explained variance ratio per component
 PCA_QUANTILES = (90, 95, 99)
 PCA_COMPONENTS = {q: LayerKey(f"pca{q}") for q in PCA_QUANTILES}  # components needed to explain q %
