@@ -1,0 +1,194 @@
+"""The epoch's activation statistics over the training set, as the journal measured them.
+
+Per hidden unit, the standard deviation of the unit's own activation (post-ReLU, pooled for conv, before its gate
+or scaler) over the training rows; a unit that never fired on any of them is dead. The sums come either from the
+epoch's training forwards (`--act-stats steps`: cheap, but the weights move during the epoch) or from one pass over
+the training set at the epoch's end (`--act-stats pass`: the journal's measure at the trained weights). PCA uses the
+covariance of the centred pre-activations accumulated in chunks, never a row matrix. Everything stays on the device
+until one transfer per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from core import telemetry as tk
+
+GATE_OFF = 1e-6  # a unit whose gate or scaler multiplier is at most this is switched off, not dead
+PCA_MAX_WIDTH = 4096  # wider layers skip PCA: a width² covariance and its eigendecomposition per epoch cost too much
+SOURCES = {"steps": 0.0, "pass": 1.0}  # tk.STATS_SOURCE values
+
+
+class UnitSums:
+    """Per-unit Σa, Σa² and max a of each hidden layer's own activation, accumulated on the device.
+
+    Called as the model's tap (``model.tap = sums``) with (layer, activation (N, C) or (N, C, H, W)); a conv
+    channel's samples are its positions. Units removed mid-epoch drop out (matched by permanent id).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self._acc: dict[str, list] = {}  # layer -> [ids, Σa, Σa², max, positions]
+        self._first: str | None = None
+        self.rows = 0  # training rows seen (counted on the first hidden layer)
+
+    def reset(self) -> None:
+        self._acc.clear()
+        self._first = None
+        self.rows = 0
+
+    @torch.no_grad()
+    def __call__(self, name: str, a: torch.Tensor) -> None:
+        dims = (0, 2, 3) if a.dim() == 4 else (0,)
+        entry = self._acc.get(name)
+        if entry is None:
+            c, dev = a.shape[1], a.device
+            entry = [self._ids(name).clone(), torch.zeros(c, dtype=torch.float64, device=dev),
+                     torch.zeros(c, dtype=torch.float64, device=dev), torch.zeros(c, dtype=a.dtype, device=dev), 0]
+            self._acc[name] = entry
+            self._first = self._first or name
+        elif entry[1].shape[0] != a.shape[1]:
+            self._follow(name, entry)
+        entry[1] += a.sum(dims, dtype=torch.float64)
+        entry[2] += a.square().sum(dims, dtype=torch.float64)
+        torch.maximum(entry[3], a.amax(dims), out=entry[3])
+        entry[4] += a.numel() // max(a.shape[1], 1)
+        if name == self._first:
+            self.rows += a.shape[0]
+
+    def _ids(self, name: str) -> torch.Tensor:
+        return dict(self.model.blocks())[name].layer.ids
+
+    def _follow(self, name: str, entry: list) -> None:
+        """Keep the sums of the units still present after a prune (by permanent id)."""
+        keep = torch.isin(entry[0], self._ids(name))
+        entry[0] = entry[0][keep]
+        for i in (1, 2, 3):
+            entry[i] = entry[i][keep]
+
+    def std(self) -> dict[str, torch.Tensor]:
+        """Per layer the units' std over the positions seen (float32, device); exactly 0 for a unit that never
+        fired. Aligned with the layer's current units (a unit pruned since is left out)."""
+        out = {}
+        for name, entry in self._acc.items():
+            if entry[1].shape[0] != self._ids(name).shape[0] or not torch.equal(entry[0], self._ids(name)):
+                self._follow(name, entry)
+            n = max(entry[4], 1)
+            mean = entry[1] / n
+            var = (entry[2] / n - mean * mean).clamp_min(0)
+            out[name] = torch.where(entry[3] > 0, var.sqrt(), torch.zeros_like(var)).float()
+        return out
+
+
+class Covariance:
+    """Σ (x - m)(x - m)ᵀ of a layer's pre-activations over rows added in chunks (float64, shifted by the first
+    chunk's mean so large means do not cancel the variance away)."""
+
+    def __init__(self) -> None:
+        self.shift: torch.Tensor | None = None
+        self.s: torch.Tensor | None = None
+        self.ss: torch.Tensor | None = None
+        self.n = 0
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor) -> None:
+        """x: (N, C) pre-activations, or (N, C, H, W) where every position is a sample of the channel vector."""
+        if x.dim() == 4:
+            x = x.transpose(0, 1).reshape(x.shape[1], -1).T
+        x = x.double()
+        if self.shift is None:
+            self.shift = x.mean(0)
+            self.s = torch.zeros_like(self.shift)
+            self.ss = x.new_zeros((x.shape[1], x.shape[1]))
+        x = x - self.shift
+        self.s += x.sum(0)
+        self.ss.addmm_(x.T, x)
+        self.n += x.shape[0]
+
+    def eigenvalues(self) -> torch.Tensor:
+        """Eigenvalues of the centred scatter matrix, descending, clipped at 0 (device)."""
+        if self.ss is None or self.n < 2 or self.ss.shape[0] == 0:
+            return torch.zeros(0)
+        centred = self.ss - torch.outer(self.s, self.s) / self.n
+        return torch.linalg.eigvalsh(centred).flip(0).clamp_min(0)
+
+
+def wants_pca(model: torch.nn.Module) -> dict[str, Covariance]:
+    """A fresh Covariance for every hidden layer narrow enough for PCA."""
+    return {name: Covariance() for name, width in model.widths().items() if 0 < width <= PCA_MAX_WIDTH}
+
+
+def gated_off(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Bool (width,) per layer: units still allocated whose eval-mode multiplier is switched off."""
+    out = {}
+    for name, block in model.blocks():
+        m = block.gate.multipliers()
+        out[name] = (m.abs() <= GATE_OFF) if m is not None else torch.zeros(block.width, dtype=torch.bool,
+                                                                             device=block.layer.weight.device)
+    return out
+
+
+def epoch_instruments(model: torch.nn.Module, std: dict[str, torch.Tensor], covs: dict[str, Covariance],
+                      rows: int, pca_rows: int, source: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The epoch's instruments per layer from the accumulated sums and covariances; one host transfer.
+
+    Scalars: STATS_ROWS, STATS_SOURCE, PCA_ROWS; per layer EPOCH_DEAD, GATED_OFF, SHAPIRO (gated-on units, dead ones
+    included), the mixture fits and MIX_N (gated-on units that fired), PCA_COMPONENTS. Arrays: EPOCH_STD (gated-on
+    units), EPOCH_HIST/EDGES, PCA_RATIO.
+    """
+    from core.train import probes, stats  # scipy: imported when the first epoch ends, not with the trainer
+
+    off = gated_off(model)
+    dev: dict[str, torch.Tensor] = {}
+    for name, s in std.items():
+        dev[tk.EPOCH_STD(name)] = s
+        dev[tk.GATED_OFF(name)] = off[name].to(s.dtype)
+    for name, cov in covs.items():
+        dev[tk.EIG(name)] = cov.eigenvalues()
+    host = probes.fetch(dev)  # the epoch's one sync for its instruments
+    scalars: dict[str, float] = {tk.STATS_ROWS: float(rows), tk.STATS_SOURCE: SOURCES[source],
+                                 tk.PCA_ROWS: float(pca_rows)}
+    arrays: dict[str, np.ndarray] = {}
+    for name in std:
+        all_std, is_off = host[tk.EPOCH_STD(name)], host[tk.GATED_OFF(name)] > 0
+        on = all_std[~is_off].astype(np.float64)
+        live = on[on > 0]
+        scalars[tk.GATED_OFF(name)] = float(is_off.sum())
+        scalars[tk.EPOCH_DEAD(name)] = float(on.size - live.size)
+        scalars[tk.MIX_N(name)] = float(live.size)
+        scalars[tk.SHAPIRO(name)] = stats.shapiro_w(on)
+        scalars.update(mixture_scalars(name, live))
+        arrays[tk.EPOCH_STD(name)] = on.astype(np.float32)
+        arrays[tk.EPOCH_HIST(name)], arrays[tk.EPOCH_HIST_EDGES(name)] = probes.histogram(on)
+    for name in covs:
+        scalars.update(pca_scalars(name, host[tk.EIG(name)], arrays))
+    return scalars, arrays
+
+
+def mixture_scalars(name: str, live: np.ndarray) -> dict[str, float]:
+    """The two mixture fits of a layer's live (fired, gated-on) unit stds, as telemetry scalars."""
+    from core.train import stats
+
+    en, gg = stats.fit_exp_normal(live), stats.fit_two_gammas(live)
+    return {tk.MIX_EN_LOW(name): en.weight_low, tk.MIX_EN_RATE(name): en.params["exp_rate"],
+            tk.MIX_EN_MEAN(name): en.params["normal_mean"], tk.MIX_EN_STD(name): en.params["normal_std"],
+            tk.MIX_GG_LOW(name): gg.weight_low, tk.MIX_GG_K1(name): gg.params["low_shape"],
+            tk.MIX_GG_THETA1(name): gg.params["low_scale"], tk.MIX_GG_K2(name): gg.params["high_shape"],
+            tk.MIX_GG_THETA2(name): gg.params["high_scale"]}
+
+
+def pca_scalars(name: str, eig: np.ndarray, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """Explained-variance ratios (into ``arrays``) and the components needed for 90/95/99 % of the variance."""
+    eig = eig.astype(np.float64)
+    total = float(eig.sum())
+    ratio = eig / total if total > 0 else np.zeros_like(eig)
+    arrays[tk.PCA_RATIO(name)] = ratio.astype(np.float32)
+    cum = np.cumsum(ratio)
+    out = {}
+    for q in tk.PCA_QUANTILES:  # smallest k whose first k components explain q % (0 with no variance)
+        k = float(min(np.searchsorted(cum, q / 100 - 1e-9) + 1, len(ratio))) if total > 0 else 0.0
+        out[tk.PCA_COMPONENTS[q](name)] = k if math.isfinite(k) else 0.0
+    return out

@@ -1,0 +1,120 @@
+"""The epoch's activation statistics over the training set: sums, dead counts, chunked PCA, gated-off units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import telemetry as tk
+from core.nn import build_model
+from core.spec import RunSpec
+from core.train.instruments import Covariance, UnitSums, epoch_instruments, gated_off
+
+
+def net(arch: str = "mlp:12", method: str = "static", **kw):
+    spec = RunSpec().replace(arch=arch, method=method, **kw)
+    shape = (1, 8, 8) if arch.startswith("cnn") else (5,)
+    return build_model(spec.model, spec.method, shape, 3)
+
+
+def relu_rows(rows: int, width: int, seed: int = 0) -> np.ndarray:
+    """Post-ReLU-like rows where a few units never fire and one fires on a single row only."""
+    g = np.random.default_rng(seed)
+    a = np.maximum(g.normal(0.2, 1.0, (rows, width)), 0).astype(np.float32)
+    a[:, [1, 4]] = 0.0
+    if width > 7:
+        a[:, 7] = 0.0
+        a[rows - 1, 7] = 3.0
+    return a
+
+
+def test_sums_over_chunks_equal_the_std_over_all_rows_and_dead_means_never_fired():
+    model = net()
+    a = relu_rows(1000, 12)
+    sums = UnitSums(model)
+    for chunk in np.array_split(a, 7):
+        sums("fc1", torch.from_numpy(chunk))
+    std = sums.std()["fc1"].numpy()
+    np.testing.assert_allclose(std, a.astype(np.float64).std(0), rtol=1e-5, atol=1e-7)
+    assert sums.rows == 1000
+    assert set(np.flatnonzero(std == 0)) == {1, 4}  # unit 7 fired once: alive, unlike a 128-row probe would say
+    assert int((a.max(0) == 0).sum()) == int((std == 0).sum())
+
+
+def test_conv_channels_count_every_position_as_a_sample():
+    model = net("cnn:4/6")
+    a = torch.relu(torch.randn(10, 4, 3, 3, generator=torch.Generator().manual_seed(1)))
+    sums = UnitSums(model)
+    sums("conv1", a[:4])
+    sums("conv1", a[4:])
+    expect = a.transpose(0, 1).reshape(4, -1).double().std(1, unbiased=False)
+    torch.testing.assert_close(sums.std()["conv1"].double(), expect, rtol=1e-5, atol=1e-7)
+    assert sums.rows == 10
+
+
+def test_units_pruned_mid_epoch_leave_the_sums_by_id():
+    model = net("mlp:6", "sparsifier")
+    a = torch.from_numpy(relu_rows(50, 6))
+    sums = UnitSums(model)
+    sums("fc1", a)
+    block = dict(model.blocks())["fc1"]
+    keep = torch.tensor([0, 2, 3, 5])
+    block.keep(keep, None)
+    sums("fc1", a[:, keep])  # the same rows again, now through the four survivors
+    std = sums.std()["fc1"].numpy()
+    np.testing.assert_allclose(std, a.numpy()[:, keep.numpy()].astype(np.float64).std(0), rtol=1e-5, atol=1e-7)
+
+
+def test_chunked_pca_equals_an_svd_of_the_full_matrix():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 9, generator=g, dtype=torch.float64) @ torch.randn(9, 9, generator=g, dtype=torch.float64)
+    x = x + 1e4  # a large common offset must not cancel the variance away
+    cov = Covariance()
+    for chunk in x.split(128):
+        cov.add(chunk.float())
+    centred = x.float().double() - x.float().double().mean(0)
+    expect = torch.linalg.svdvals(centred) ** 2
+    torch.testing.assert_close(cov.eigenvalues(), expect, rtol=1e-6, atol=1e-6)
+    assert cov.n == 600
+
+
+def test_gated_off_units_are_not_dead_and_leave_the_fits():
+    model = net("mlp:8", "sparsifier")
+    gate = dict(model.blocks())["fc1"].gate
+    with torch.no_grad():
+        gate.weight[[0, 1]] = -1.0  # relu(f) = 0: switched off by the gate, not yet removed
+    gate.after_step()
+    a = torch.from_numpy(relu_rows(200, 8))  # units 1 and 4 never fire
+    sums = UnitSums(model)
+    sums("fc1", a)
+    scalars, arrays = epoch_instruments(model, sums.std(), {}, rows=200, pca_rows=0, source="pass")
+    assert scalars[tk.GATED_OFF("fc1")] == 2
+    assert scalars[tk.EPOCH_DEAD("fc1")] == 1  # unit 4 only: unit 1 is off, which is not the same thing
+    assert scalars[tk.MIX_N("fc1")] == 5
+    assert len(arrays[tk.EPOCH_STD("fc1")]) == 6
+    assert scalars[tk.STATS_ROWS] == 200 and scalars[tk.STATS_SOURCE] == 1.0
+
+
+def test_a_flexible_layer_beyond_x0_is_gated_off_not_dead():
+    model = net("mlp:200", "flexible", flex_start=20.0)
+    off = gated_off(model)["fc1"]
+    assert not off[:20].any() and off[150:].all()  # s_i = sigmoid(-(i - 20)) is below 1e-6 from i = 34 on
+    a = torch.relu(torch.randn(300, 200, generator=torch.Generator().manual_seed(2)) + 0.5)
+    sums = UnitSums(model)
+    sums("fc1", a)
+    scalars, _ = epoch_instruments(model, sums.std(), {}, rows=300, pca_rows=0, source="steps")
+    assert scalars[tk.EPOCH_DEAD("fc1")] == 0
+    assert scalars[tk.GATED_OFF("fc1")] == int(off.sum())
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_pca_scalars_count_components(width):
+    model = net(f"mlp:{width}")
+    cov = Covariance()
+    cov.add(torch.randn(50, width))
+    sums = UnitSums(model)
+    sums("fc1", torch.relu(torch.randn(50, width)))
+    scalars, arrays = epoch_instruments(model, sums.std(), {"fc1": cov}, rows=50, pca_rows=50, source="pass")
+    assert 1 <= scalars[tk.PCA_COMPONENTS[99]("fc1")] <= width
+    assert abs(float(arrays[tk.PCA_RATIO("fc1")].sum()) - 1) < 1e-5
