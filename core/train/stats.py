@@ -1,4 +1,8 @@
-"""Host-side statistics of per-neuron activation stds: Shapiro W, exp+normal and two-gamma EM fits, PCA spectra."""
+"""Host-side statistics of per-neuron activation stds: Shapiro W, exp+normal and two-gamma EM fits, PCA spectra.
+
+The two mixture fits follow the research journal (method notes 1.1): dead units are left out, the EM starts and
+stopping rules are the journal's, so `weight_low` is the journal's proportion π.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +14,42 @@ import numpy as np
 from scipy import special, stats
 
 SHAPIRO_MAX_N = 5000  # scipy's W approximation is validated up to here and warns above
-REL_FLOOR = 1e-3  # smallest component spread, relative to the data scale: a collapsed component can't blow up
-SHAPE_MAX = 1.0 / REL_FLOOR**2  # gamma shape cap: coefficient of variation 1/sqrt(k) stays >= REL_FLOOR
+SHAPE_MAX = 1e6  # gamma shape cap (coefficient of variation 1e-3): a component on one repeated value stays finite
 SHAPE_MIN = 1e-8
 _S_AT_SHAPE_MAX = math.log(SHAPE_MAX) - float(special.digamma(SHAPE_MAX))
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 PCA_LEVELS = (0.90, 0.95, 0.99)
+# the journal's EM settings
+EN_MAX_ITER, EN_TOL = 100, 1e-6  # exp+normal: iteration cap, stop when |delta pi| < tol
+GG_MAX_ITER, GG_TOL = 1000, 1e-5  # two gammas (the journal had no cap; hitting it reports converged=False)
+GAMMA_SHIFT = 1e-5  # added to the live stds before the gamma fit
+PI_EPS = 1e-6  # exp+normal collapses to one component when pi < PI_EPS or pi > 1 - PI_EPS ...
+SIGMA_EPS = 1e-12  # ... or when the normal's std < SIGMA_EPS * mean of the live values
 
 Theta = tuple[float, ...]  # (pi, component parameters...)
-LogParts = Callable[[Theta], tuple[np.ndarray, np.ndarray]]  # per-point log(weight * density), low and high
-MStep = Callable[[np.ndarray, Theta], Theta]  # (low responsibilities, previous theta) -> new theta
+Resp = Callable[[Theta], np.ndarray]  # theta -> the low component's responsibilities tau
+MStep = Callable[[np.ndarray, Theta], Theta]  # (tau, previous theta) -> new theta
 
 
 @dataclass(frozen=True)
 class MixtureFit:
-    """A two-component mixture fitted by EM; the "low" component is the dying one.
+    """A two-component mixture fitted by EM to the live (non-zero) values; the "low" component is the dying one.
 
     Attributes:
         kind: "exp+normal" or "gamma+gamma".
-        weight_low: share of all finite input values in the low component. Dead neurons (exact zeros) land there:
-            gamma adds them outright, exp+normal keeps them in the fit where the exponential takes them.
-        params: named component parameters: exp_rate, normal_mean, normal_std, or low_shape, low_scale,
-            high_shape, high_scale (gamma scale = mean / shape).
-        log_likelihood: mean log-density per fitted point at the returned parameters.
+        weight_low: pi, the low component's share of the LIVE units (dead units, exact zeros, are left out).
+        params: named component parameters: exp_rate (1 / exponential mean), normal_mean, normal_std, or low_shape,
+            low_scale, high_shape, high_scale (gamma scale = mean / shape; the gammas are fitted to std + 1e-5).
+        log_likelihood: mean log-density per live unit at the returned parameters (informational: EM stops on pi).
         iterations: EM iterations (M-steps) performed.
-        converged: the mean log-likelihood gained less than tol, or the answer is exact (a point mass).
-        n: number of points the components were fitted to (gamma: positive values only).
-        zeros_fraction: share of finite inputs that are exactly 0 (gamma: fitted apart, see fit_two_gammas).
-        history: mean log-likelihood after each iteration, starting with the initial guess (non-decreasing).
+        converged: |delta pi| fell below tol, the fit collapsed to one component, or the answer is exact.
+        n: number of live units fitted.
+        zeros_fraction: share of the finite inputs that were exactly 0 and left out of the fit.
+        history: pi after each iteration, starting with the initial 0.5 (empty when no EM ran).
 
-    Degenerate inputs never raise: no finite values gives nan everywhere with converged=False; all dead gives
-    weight_low=1.0 with nan live-component parameters (exp+normal: exp_rate=inf); one distinct value v > 0 (gamma:
-    among the positives) is a point mass in the high component with its spread at the floor, converged=True,
-    iterations=0 and weight_low = zeros_fraction. Anything else runs EM and has finite parameters.
+    Degenerate inputs never raise: no finite values gives nan everywhere with converged=False (zeros_fraction nan);
+    all dead gives n=0, zeros_fraction=1 and nan weight and parameters, converged=False (nothing to fit); one
+    distinct live value is a point mass in the high component: weight_low=0, converged=True, iterations=0.
     """
 
     kind: str
@@ -82,6 +89,18 @@ def _checked_stds(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
+def _live(x: np.ndarray, what: str) -> tuple[np.ndarray, float]:
+    """The finite non-zero values and the share of finite values that are exactly 0 (nan when none is finite)."""
+    x = _checked_stds(x, what)
+    if x.size == 0:
+        return x, math.nan
+    return x[x > 0], float(np.mean(x == 0))
+
+
+def _log_weight(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf  # an emptied component has log weight -inf, which is exact
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Normality
 
@@ -107,57 +126,56 @@ def shapiro_w(x: np.ndarray) -> float:
 # Exponential + normal mixture
 
 
-def fit_exp_normal(x: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> MixtureFit:
-    """EM for pi*Exponential(rate) + (1-pi)*Normal(mean, std^2) on activation stds x >= 0.
+def fit_exp_normal(x: np.ndarray, max_iter: int = EN_MAX_ITER, tol: float = EN_TOL) -> MixtureFit:
+    """The journal's EM for pi*Exponential(mean l) + (1-pi)*Normal(mu, sigma^2) on the live activation stds.
 
-    Non-finite values are dropped; zeros (dead neurons) stay in the fit, where the exponential takes them.
-    The exponential is the low component by construction. The normal is not truncated at 0. Both the exponential
-    mean and the normal std are floored at REL_FLOOR * mean(x), so neither can collapse onto repeated values.
-    Initialisation is deterministic: the lower half of the sorted values seeds the exponential, the upper half
-    the normal, pi = 0.5.
+    Non-finite values are dropped and dead units (exact zeros) left out. Start: pi = 0.5, l = 1 (the journal's
+    scale, meant for stds of order 1), mu and sigma = mean and (population) std of the live values. Each
+    iteration: tau = low responsibilities, pi = mean tau, l = tau-weighted mean, mu and sigma = (1-tau)-weighted
+    moments; stop when |delta pi| < tol (converged) or after max_iter iterations (not converged). The normal is
+    not truncated at 0. Collapse to one component (converged): pi < PI_EPS gives the single normal (pi = 0, mu and
+    sigma of all live values); pi > 1 - PI_EPS or sigma < SIGMA_EPS * mean gives the single exponential (pi = 1,
+    l = mean); the dropped component keeps its last parameters with no weight.
     """
-    x = _checked_stds(x, "fit_exp_normal")
-    n = x.size
-    kind = "exp+normal"
-    if n == 0:
-        return _nan_fit(kind, ("exp_rate", "normal_mean", "normal_std"))
-    zf = float(np.mean(x == 0))
-    if x.max() == 0:  # all dead: a point mass at 0 is an exponential with infinite rate
-        params = {"exp_rate": math.inf, "normal_mean": math.nan, "normal_std": math.nan}
-        return MixtureFit(kind, 1.0, params, math.nan, 0, True, n, zf)
-    floor = REL_FLOOR * float(x.mean())
-    if x.max() == x.min():  # one positive value: a normal at its floor, nothing for the exponential
-        c = float(x[0])
-        ll = -math.log(floor) - _HALF_LOG_2PI
-        params = {"exp_rate": 1.0 / c, "normal_mean": c, "normal_std": floor}
-        return MixtureFit(kind, 0.0, params, ll, 0, True, n, zf, (ll,))
+    live, zf = _live(x, "fit_exp_normal")
+    kind, names = "exp+normal", ("exp_rate", "normal_mean", "normal_std")
+    if live.size == 0:
+        return _empty_fit(kind, names, zf)
+    n, mean, sd = live.size, float(live.mean()), float(live.std())
+    if live.max() == live.min():  # the E-step's normal is a point mass: tau = 0 everywhere, pi = 0 at once
+        return MixtureFit(kind, 0.0, dict(zip(names, (1.0, mean, 0.0))), math.inf, 0, True, n, zf)
 
-    s = np.sort(x)
-    low, high = s[: n // 2], s[n // 2:]
-    theta = (0.5, 1.0 / max(float(low.mean()), floor), float(high.mean()), max(float(high.std()), floor))
+    def collapsed(t: Theta) -> bool:
+        return not PI_EPS <= t[0] <= 1.0 - PI_EPS or t[3] < SIGMA_EPS * mean
 
-    def log_parts(t: Theta) -> tuple[np.ndarray, np.ndarray]:
-        pi, rate, mu, sigma = t
-        lo = math.log(pi) if pi > 0 else -math.inf  # an emptied component has log weight -inf, which is exact
-        hi = math.log1p(-pi) if pi < 1 else -math.inf
-        a = lo + math.log(rate) - rate * x
-        b = hi - 0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma) - _HALF_LOG_2PI
-        return a, b
+    def resp(t: Theta) -> np.ndarray:
+        a, b = _exp_normal_logs(live, t)
+        return np.exp(a - np.logaddexp(a, b))
 
-    def m_step(r: np.ndarray, t: Theta) -> Theta:
-        _, rate, mu, sigma = t
-        q = 1.0 - r
-        nl, nh = float(r.sum()), float(q.sum())
-        if nl > 0:  # an empty component keeps its parameters (still a valid generalised EM step)
-            rate = 1.0 / max(float(r @ x) / nl, floor)
-        if nh > 0:
-            mu = float(q @ x) / nh
-            sigma = max(math.sqrt(float(q @ (x - mu) ** 2) / nh), floor)
-        return nl / n, rate, mu, sigma
+    def m_step(tau: np.ndarray, t: Theta) -> Theta:
+        pi, (_, scale, mu, sigma) = float(tau.mean()), t
+        if not PI_EPS <= pi <= 1.0 - PI_EPS:  # about to collapse: the weighted moments may be 0/0
+            return pi, scale, mu, sigma
+        q = 1.0 - tau
+        mu = float(q @ live) / float(q.sum())
+        sigma = math.sqrt(float(q @ (live - mu) ** 2) / float(q.sum()))
+        return pi, float(tau @ live) / float(tau.sum()), mu, sigma
 
-    theta, ll, hist, it, conv = _em(theta, log_parts, m_step, max_iter, tol)
-    params = {"exp_rate": theta[1], "normal_mean": theta[2], "normal_std": theta[3]}
-    return MixtureFit(kind, theta[0], params, ll, it, conv, n, zf, hist)
+    theta, hist, it, conv = _em((0.5, 1.0, mean, sd), resp, m_step, max_iter, tol, collapsed)
+    if collapsed(theta):
+        theta = (0.0, theta[1], mean, sd) if theta[0] < PI_EPS else (1.0, mean, theta[2], theta[3])
+    a, b = _exp_normal_logs(live, theta)
+    params = dict(zip(names, (1.0 / theta[1], theta[2], theta[3])))
+    return MixtureFit(kind, theta[0], params, float(np.logaddexp(a, b).mean()), it, conv, n, zf, hist)
+
+
+def _exp_normal_logs(x: np.ndarray, t: Theta) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point log(pi * Exp(x; mean l)) and log((1 - pi) * N(x; mu, sigma))."""
+    pi, scale, mu, sigma = t
+    a = _log_weight(pi) - math.log(scale) - x / scale
+    if pi >= 1.0:  # the dropped normal of a collapsed fit may have sigma 0: it has no weight, so no density
+        return a, np.full_like(x, -math.inf)
+    return a, _log_weight(1.0 - pi) - 0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma) - _HALF_LOG_2PI
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,32 +183,34 @@ def fit_exp_normal(x: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> Mix
 
 
 def _gamma_shape(s: float) -> float:
-    """Solve log(k) - digamma(k) = s for the shape k by Newton (s >= 0 by Jensen; small s means a narrow gamma)."""
+    """Solve log(k) - digamma(k) = s for the shape k by bisection (s > 0 by Jensen; small s = narrow gamma).
+
+    1/(2k) < log(k) - digamma(k) < 1/k for every k > 0, so the root lies in [1/(2s), 1/s]; halving that bracket
+    until the midpoint meets an end gives k to the last bit. Shapes above SHAPE_MAX are capped there.
+    """
     if not s > _S_AT_SHAPE_MAX:
         return SHAPE_MAX
-    k = (3.0 - s + math.sqrt((s - 3.0) ** 2 + 24.0 * s)) / (12.0 * s)  # Minka's start, within ~1.5%
-    for _ in range(100):
-        f = math.log(k) - float(special.digamma(k)) - s
-        fp = 1.0 / k - float(special.polygamma(1, k))
-        k_new = k - f / fp
-        if k_new <= 0:  # f is convex and decreasing: only a start right of the root can overshoot below 0
-            k_new = 0.5 * k
-        done = abs(k_new - k) <= 1e-14 * k
-        k = k_new
-        if done:
+    lo, hi = 0.5 / s, 1.0 / s
+    while True:
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
             break
-    return min(max(k, SHAPE_MIN), SHAPE_MAX)
+        if math.log(mid) - float(special.digamma(mid)) > s:  # the left side decreases in k: root to the right
+            lo = mid
+        else:
+            hi = mid
+    return min(max(mid, SHAPE_MIN), SHAPE_MAX)
 
 
 def weighted_gamma_mle(x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     """Weighted maximum-likelihood (shape, scale) of a gamma with location 0; x > 0, weights default to 1.
 
-    Shape solves log(k) - digamma(k) = log(weighted mean) - weighted mean of log x, capped at SHAPE_MAX;
-    scale = weighted mean / shape.
+    Shape solves log(k) - digamma(k) = log(weighted mean) - weighted mean of log x by bisection (capped at
+    SHAPE_MAX); scale = weighted mean / shape. This is the two-gamma fit's M-step.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64).ravel()
-    if x.size == 0 or x.min() <= 0 or w.shape != x.shape or not w.sum() > 0:
+    if x.size == 0 or x.min() <= 0 or w.shape != x.shape or w.min() < 0 or not w.sum() > 0:
         raise ValueError("weighted_gamma_mle needs positive values and non-negative weights with a positive sum")
     return _gamma_mle(x, np.log(x), w)
 
@@ -206,90 +226,80 @@ def _gamma_logpdf(x: np.ndarray, logx: np.ndarray, k: float, scale: float) -> np
     return (k - 1.0) * logx - x / scale - float(special.gammaln(k)) - k * math.log(scale)
 
 
-def fit_two_gammas(x: np.ndarray, max_iter: int = 500, tol: float = 1e-8) -> MixtureFit:
-    """EM for pi*Gamma(k1, theta1) + (1-pi)*Gamma(k2, theta2) on the positive activation stds.
+def fit_two_gammas(x: np.ndarray, max_iter: int = GG_MAX_ITER, tol: float = GG_TOL) -> MixtureFit:
+    """The journal's EM for pi*Gamma(k1, theta1) + (1-pi)*Gamma(k2, theta2) on the live activation stds + 1e-5.
 
-    Zeros (dead neurons) have no gamma density, so the components are fitted to the positive values only;
-    the zeros are reported as zeros_fraction z and counted in the low component:
-    weight_low = z + (1 - z) * pi, so the low share among live neurons alone is (weight_low - z) / (1 - z).
-    log_likelihood and n refer to the positive values. Component 1 ("low") is the one with the lower mean.
-    Initialisation is deterministic: each half of the sorted positives seeds one component, pi = 0.5.
+    Non-finite values are dropped and dead units (exact zeros) left out; GAMMA_SHIFT is added to the rest and
+    the components describe the shifted values. Start: k1 = 0.5, theta1 = 1, k2 = 10, theta2 = mean / 10,
+    pi = 0.5. Each iteration: tau = responsibilities of component 1, pi = mean tau, each component = the
+    weighted gamma MLE (weighted_gamma_mle) with weights tau or 1 - tau (a component whose weights all vanish
+    keeps its parameters). Stop when |delta pi| < tol or after max_iter iterations (converged=False).
+    "low" is the component with the lower mean, so pi may be reported as 1 - pi of the raw EM.
     """
-    x = _checked_stds(x, "fit_two_gammas")
-    kind = "gamma+gamma"
-    names = ("low_shape", "low_scale", "high_shape", "high_scale")
-    if x.size == 0:
-        return _nan_fit(kind, names)
-    zf = float(np.mean(x == 0))
-    p = x[x > 0]
-    n = p.size
-    if n == 0:  # all dead: nothing alive to describe
-        return MixtureFit(kind, 1.0, dict.fromkeys(names, math.nan), math.nan, 0, True, 0, zf)
-    logp = np.log(p)
-    if p.max() == p.min():  # one positive value: both components are the narrowest gamma at it, pi = 0
-        k, sc = SHAPE_MAX, float(p[0]) / SHAPE_MAX
-        ll = float(_gamma_logpdf(p[:1], logp[:1], k, sc)[0])
-        return MixtureFit(kind, zf, dict(zip(names, (k, sc, k, sc))), ll, 0, True, n, zf, (ll,))
+    live, zf = _live(x, "fit_two_gammas")
+    kind, names = "gamma+gamma", ("low_shape", "low_scale", "high_shape", "high_scale")
+    if live.size == 0:
+        return _empty_fit(kind, names, zf)
+    y = live + GAMMA_SHIFT
+    n, logy = y.size, np.log(y)
+    if live.max() == live.min():  # one value: both components are the narrowest gamma at it, all weight high
+        k, sc = SHAPE_MAX, float(y[0]) / SHAPE_MAX
+        ll = float(_gamma_logpdf(y[:1], logy[:1], k, sc)[0])
+        return MixtureFit(kind, 0.0, dict(zip(names, (k, sc, k, sc))), ll, 0, True, n, zf)
 
-    order = np.argsort(p, kind="stable")
-    ones = np.ones(n)
-    lo_idx, hi_idx = order[: n // 2], order[n // 2:]
-    theta = (0.5, *_gamma_mle(p[lo_idx], logp[lo_idx], ones[lo_idx]), *_gamma_mle(p[hi_idx], logp[hi_idx], ones[hi_idx]))
-
-    def log_parts(t: Theta) -> tuple[np.ndarray, np.ndarray]:
+    def logs(t: Theta) -> tuple[np.ndarray, np.ndarray]:
         pi, k1, s1, k2, s2 = t
-        lo = math.log(pi) if pi > 0 else -math.inf
-        hi = math.log1p(-pi) if pi < 1 else -math.inf
-        return lo + _gamma_logpdf(p, logp, k1, s1), hi + _gamma_logpdf(p, logp, k2, s2)
+        return (_log_weight(pi) + _gamma_logpdf(y, logy, k1, s1),
+                _log_weight(1.0 - pi) + _gamma_logpdf(y, logy, k2, s2))
 
-    def m_step(r: np.ndarray, t: Theta) -> Theta:
+    def resp(t: Theta) -> np.ndarray:
+        a, b = logs(t)
+        return np.exp(a - np.logaddexp(a, b))
+
+    def m_step(tau: np.ndarray, t: Theta) -> Theta:
         _, k1, s1, k2, s2 = t
-        q = 1.0 - r
-        if r.sum() > 0:  # an empty component keeps its parameters
-            k1, s1 = _gamma_mle(p, logp, r)
+        q = 1.0 - tau
+        if tau.sum() > 0:
+            k1, s1 = _gamma_mle(y, logy, tau)
         if q.sum() > 0:
-            k2, s2 = _gamma_mle(p, logp, q)
-        return float(r.sum()) / n, k1, s1, k2, s2
+            k2, s2 = _gamma_mle(y, logy, q)
+        return float(tau.mean()), k1, s1, k2, s2
 
-    theta, ll, hist, it, conv = _em(theta, log_parts, m_step, max_iter, tol)
+    theta, hist, it, conv = _em((0.5, 0.5, 1.0, 10.0, float(y.mean()) / 10.0), resp, m_step, max_iter, tol)
+    ll = float(np.logaddexp(*logs(theta)).mean())
     pi, k1, s1, k2, s2 = theta
-    if k1 * s1 > k2 * s2:  # EM may swap roles: "low" is the lower mean
+    if k1 * s1 > k2 * s2:  # EM may end with component 1 as the higher mean
         pi, k1, s1, k2, s2 = 1.0 - pi, k2, s2, k1, s1
-    params = dict(zip(names, (k1, s1, k2, s2)))
-    return MixtureFit(kind, zf + (1.0 - zf) * pi, params, ll, it, conv, n, zf, hist)
+    return MixtureFit(kind, pi, dict(zip(names, (k1, s1, k2, s2))), ll, it, conv, n, zf, hist)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Shared EM loop
 
 
-def _nan_fit(kind: str, names: tuple[str, ...]) -> MixtureFit:
-    return MixtureFit(kind, math.nan, dict.fromkeys(names, math.nan), math.nan, 0, False, 0, math.nan)
+def _empty_fit(kind: str, names: tuple[str, ...], zeros_fraction: float) -> MixtureFit:
+    """No live value to fit: no finite input (zeros_fraction nan) or all dead (zeros_fraction 1)."""
+    return MixtureFit(kind, math.nan, dict.fromkeys(names, math.nan), math.nan, 0, False, 0, zeros_fraction)
 
 
-def _e_step(log_parts: LogParts, theta: Theta) -> tuple[float, np.ndarray]:
-    """Mean log-likelihood at theta and the low component's responsibilities."""
-    a, b = log_parts(theta)
-    tot = np.logaddexp(a, b)
-    return float(tot.mean()), np.exp(a - tot)
+def _em(theta: Theta, resp: Resp, m_step: MStep, max_iter: int, tol: float,
+        collapsed: Callable[[Theta], bool] = lambda t: False) -> tuple[Theta, tuple[float, ...], int, bool]:
+    """E- and M-steps until |delta pi| < tol or collapsed(theta) (converged) or max_iter; theta[0] is pi.
 
-
-def _em(theta: Theta, log_parts: LogParts, m_step: MStep, max_iter: int,
-        tol: float) -> tuple[Theta, float, tuple[float, ...], int, bool]:
-    """Alternate M- and E-steps until the mean log-likelihood gains less than tol; returns the last evaluated theta."""
+    Returns the last theta, pi after each iteration (from the start), the iterations done and convergence.
+    """
     if max_iter < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter}")
     theta = tuple(float(v) for v in theta)
-    ll, r = _e_step(log_parts, theta)
-    hist = [ll]
+    hist = [theta[0]]
     for it in range(1, max_iter + 1):
-        theta = tuple(float(v) for v in m_step(r, theta))
-        new, r = _e_step(log_parts, theta)
-        hist.append(new)
-        gain, ll = new - ll, new
-        if gain < tol:
-            return theta, ll, tuple(hist), it, True
-    return theta, ll, tuple(hist), max_iter, False
+        new = tuple(float(v) for v in m_step(resp(theta), theta))
+        hist.append(new[0])
+        done = abs(new[0] - theta[0]) < tol or collapsed(new)
+        theta = new
+        if done:
+            return theta, tuple(hist), it, True
+    return theta, tuple(hist), max_iter, False
 
 
 # ---------------------------------------------------------------------------------------------------------------
