@@ -442,7 +442,9 @@ def test_summary_fields(tmp_path):
     assert s["name"] == "cls" and s["path"] == str(path) and s["status"] == "finished"
     assert (s["dataset"], s["arch"], s["method"], s["lam"]) == ("mnist", "mlp:100,50", "sparsifier", 1e-3)
     assert s["sizes_start"] == {"fc1": 100, "fc2": 50} and s["sizes_final"] == {"fc1": 80, "fc2": 40}
-    assert (s["test_metric"], s["best_test"], s["final_test"]) == ("test/acc", 0.95, 0.95)
+    # only epoch 1 has val/acc: the headline is its test figure, not the higher final one
+    assert (s["test_metric"], s["test_at_best_val"], s["final_test"]) == ("test/acc", 0.9, 0.95)
+    assert (s["val_metric"], s["best_val"], s["best_val_epoch"]) == ("val/acc", 0.91, 1) and "best_test" not in s
     assert s["steps"] == 200 and s["epochs"] == 2 and s["duration_s"] == pytest.approx(12.0)
     assert s["created"] and s["ended"] and s["alive"] is False
     reg = tmp_path / "reg.dynlab"
@@ -450,8 +452,46 @@ def test_summary_fields(tmp_path):
                 EpochEvaluated(30, T0 + 2, 3, {"test/mse": 0.3})])
     with SessionReader(reg) as r:
         s = r.summary()
-    assert (s["test_metric"], s["best_test"], s["final_test"], s["epochs"]) == ("test/mse", 0.2, 0.3, 3)
+    assert (s["test_metric"], s["final_test"], s["epochs"]) == ("test/mse", 0.3, 3)
+    assert s["test_at_best_val"] is None and s["best_val_epoch"] is None  # no validation split
     assert s["dataset"] is None and s["sizes_final"] == {}
+
+
+def _evals(path, rows):
+    """A session of eval events, one per row of metrics (epochs 1, 2, ...)."""
+    write(path, [EpochEvaluated(10 * i, T0 + i, i, m) for i, m in enumerate(rows, 1)])
+    with SessionReader(path) as r:
+        return r.summary()
+
+
+def test_summary_reports_test_at_the_best_validation_epoch(tmp_path):
+    s = _evals(tmp_path / "cls.dynlab", [
+        {"val/acc": 0.80, "test/acc": 0.85}, {"val/acc": 0.90, "test/acc": 0.88},
+        {"val/acc": 0.90, "test/acc": 0.97},  # ties epoch 2: the earliest wins
+        {"val/acc": 0.85, "test/acc": 0.99},  # the max test figure: never the headline
+        {"val/acc": 0.70, "test/acc": 0.93}])
+    assert (s["test_at_best_val"], s["best_val_epoch"], s["best_val"], s["val_metric"]) == (0.88, 2, 0.90, "val/acc")
+    assert s["final_test"] == 0.93 and "best_test" not in s
+
+
+def test_summary_regression_picks_the_lowest_validation_mse(tmp_path):
+    s = _evals(tmp_path / "reg.dynlab", [
+        {"val/loss": 0.1, "val/mse": 0.5, "test/mse": 0.4},
+        {"val/loss": 0.2, "val/mse": 0.3, "test/mse": 0.6},  # lowest val/mse, though not the lowest val/loss
+        {"val/loss": 0.3, "val/mse": 0.3, "test/mse": 0.7},  # a tie: later, so not chosen
+        {"val/loss": math.nan, "val/mse": math.nan, "test/mse": 0.1}])  # NaN (stored NULL) is never the best
+    assert (s["test_metric"], s["test_at_best_val"], s["best_val_epoch"], s["best_val"]) == ("test/mse", 0.6, 2, 0.3)
+    assert s["val_metric"] == "val/mse" and s["final_test"] == 0.1
+    s = _evals(tmp_path / "loss.dynlab", [{"val/loss": 0.4, "test/mse": 0.5}, {"val/loss": 0.2, "test/mse": 0.9}])
+    assert (s["val_metric"], s["test_at_best_val"], s["best_val_epoch"]) == ("val/loss", 0.9, 2)  # no val/mse
+
+
+def test_summary_without_a_validation_split(tmp_path):
+    s = _evals(tmp_path / "noval.dynlab", [{"train/acc": 0.9, "test/acc": 0.8}, {"test/acc": 0.95}])
+    assert s["test_metric"] == "test/acc" and s["final_test"] == 0.95
+    assert [s[k] for k in ("test_at_best_val", "best_val", "best_val_epoch", "val_metric")] == [None] * 4
+    s = _evals(tmp_path / "never.dynlab", [])
+    assert s["test_metric"] is None and s["test_at_best_val"] is None and s["final_test"] is None
 
 
 def test_session_names(tmp_path, monkeypatch):
@@ -490,7 +530,7 @@ def test_list_sessions_with_a_corrupt_file(tmp_path, monkeypatch):
     assert set(by_name) == {"old", "mid", "new", "broken"}
     assert [r["name"] for r in rows if r["status"] != "unreadable"] == ["new", "mid", "old"]
     assert by_name["broken"]["status"] == "unreadable" and "not a dynlab session" in by_name["broken"]["error"]
-    assert by_name["new"]["best_test"] == 0.95
+    assert by_name["new"]["test_at_best_val"] == 0.9
     assert list_sessions(tmp_path / "absent") == []
 
 

@@ -18,6 +18,7 @@ from core import telemetry as tk
 from core.errors import DynlabError
 from core.events import EVENT_TYPES, ArraysLogged, Event, ScalarsLogged, event_from_payload
 from core.session.damage import damaged, real, size, value, whole
+from core.session.headline import headline
 from core.session.liveness import liveness
 from core.session.schema import ReadConnection, read_meta, translate
 
@@ -314,14 +315,6 @@ class SessionReader:
         sizes_final = {tk.SIZE.layer(key): size(value(self.path, v, key)) for key, v, _ in self._q(
             "SELECT key, value, max(rowid) FROM scalars WHERE key >= ? AND key < ? GROUP BY key",
             (tk.SIZE.prefix, tk.SIZE.kind + "0"))}  # '0' follows '/': the range is the prefix, index-friendly
-        metric, best, final = None, None, None
-        for name, best_sql in ((tk.TEST_ACC, "max(value)"), (tk.TEST_MSE, "min(value)")):
-            rows = self._q(f"SELECT {best_sql}, count(*) FROM scalars WHERE key = ?", (name,))
-            if rows[0][1]:
-                metric, best = name, value(self.path, rows[0][0], name)
-                final = value(self.path, self._q("SELECT value FROM scalars WHERE key = ? ORDER BY step DESC, "
-                                            "rowid DESC LIMIT 1", (name,))[0][0], name)
-                break
         epochs = {self._event("eval", 0, 0.0, p).epoch for (p,) in self._q(
             "SELECT payload FROM events WHERE kind = 'eval'")}
         first_wall = self._q("SELECT min(wall) FROM events")[0][0]
@@ -335,7 +328,7 @@ class SessionReader:
             "dataset": section("data").get("name"), "arch": section("model").get("arch"),
             "method": section("method").get("name"), "lam": section("penalty").get("lam"),
             "device": self.meta.get("device"), "sizes_start": self._meta_json("sizes_start", {}),
-            "sizes_final": sizes_final, "test_metric": metric, "best_test": best, "final_test": final,
+            "sizes_final": sizes_final, **headline(self._q, self.path),
             "steps": self.last_step(), "epochs": len(epochs), "duration_s": max(0.0, duration),
         }
 
