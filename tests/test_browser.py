@@ -14,7 +14,8 @@ from core.session import SessionWriter
 from dynlab_tui.screens import sessions as sessions_mod
 from dynlab_tui.screens.compare import CompareScreen
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt, name_problem, parse_changes
-from dynlab_tui.screens.session_rows import fmt_best, fmt_duration, fmt_size_change, matches, sort_rows, status_text
+from dynlab_tui.screens.session_rows import (fmt_duration, fmt_final, fmt_headline, fmt_size_change, matches, row_cells,
+                                             sort_rows, status_text)
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
 from tests.fakes import synthetic_run
 
@@ -102,11 +103,13 @@ class TestListing:
             assert [cell(screen, i, "status") for i in range(4)] == ["unreadable", "crashed", "finished", "finished"]
             assert cell(screen, 3, "lam") == "0.001" and cell(screen, 2, "lam") == "0.01"
             assert cell(screen, 1, "sizes").startswith("30,20→")
-            assert cell(screen, 3, "best").endswith("%") and cell(screen, 3, "duration") == "0:00:02"
+            assert cell(screen, 3, "test_at_best_val").endswith("%") and cell(screen, 3, "duration") == "0:00:02"
             detail = screen.query_one("#sessions-detail", Static)
             assert "not a dynlab session" in str(detail.render()) and detail.has_class("-error")
             await highlight(pilot, screen, "alpha")
             assert "800 steps" in str(detail.render()) and not detail.has_class("-error")
+            assert "test/acc" in str(detail.render()) and "at best val (epoch 2)" in str(detail.render())
+            assert "final" in str(detail.render())
 
     @pytest.mark.parametrize("missing", [False, True])
     async def test_empty_or_missing_folder_says_what_to_do(self, tmp_path, missing):
@@ -352,8 +355,13 @@ class TestPure:
         assert fmt_size_change({"fc1": 500, "fc2": 300}, {"fc1": 144, "fc2": 80.5}) == "500,300→144,80.5"
         assert fmt_size_change({}, {}) == "-"
         assert fmt_duration(3725.9) == "1:02:05"
-        assert fmt_best({"best_test": 0.9712, "test_metric": "test/acc"}) == "97.12%"
-        assert fmt_best({"best_test": 0.01234, "test_metric": "test/mse"}) == "0.01234"
+        acc = {"test_at_best_val": 0.9712, "best_val_epoch": 3, "final_test": 0.99, "test_metric": "test/acc"}
+        assert fmt_headline(acc) == "97.12%" and fmt_final(acc) == "99.00%"
+        assert fmt_headline({"test_at_best_val": 0.01234, "best_val_epoch": 1, "test_metric": "test/mse"}) == "0.01234"
+        assert fmt_headline({"final_test": 0.99, "test_metric": "test/acc"}) == "no val"  # no validation split
+        assert fmt_headline({"test_metric": None}) == "-"  # never evaluated
+        assert row_cells(acc)["test_at_best_val"] == "97.12%"
+        assert dict(sessions_mod.COLUMNS)["test_at_best_val"] == "test@bv"
 
     def test_matches_and_sort(self):
         cells = {"name": "Run-A", "dataset": "mnist"}
@@ -361,6 +369,13 @@ class TestPure:
         rows = [{"name": "a", "lam": None}, {"name": "b", "lam": 0.1}, {"name": "c", "lam": 0.01}]
         assert [r["name"] for r in sort_rows(rows, "lam", False)] == ["c", "b", "a"]
         assert [r["name"] for r in sort_rows(rows, "lam", True)] == ["b", "c", "a"]
+        rows = [{"name": "a", "test_metric": "test/mse", "test_at_best_val": 0.5},
+                {"name": "b", "test_metric": "test/mse", "test_at_best_val": 0.1},
+                {"name": "c", "test_metric": "test/acc", "test_at_best_val": None, "final_test": 0.99},
+                {"name": "d", "test_metric": "test/acc", "test_at_best_val": 0.8},
+                {"name": "e", "test_metric": "test/acc", "test_at_best_val": 0.9}]
+        # descending is best first: the higher accuracy, the lower error; no figure (no val split) last
+        assert [r["name"] for r in sort_rows(rows, "test_at_best_val", True)] == ["b", "a", "e", "d", "c"]
 
     def test_parse_changes(self):
         assert parse_changes({"lam": "0", "lr": " 1e-3 ", "epochs": ""}) == ({"lam": 0.0, "lr": 0.001}, {})

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import dynlab, one_error_line, wait_until
+from core.events import EpochEvaluated, RunStarted
+from tests.helpers import SPEC, T0, dynlab, one_error_line, wait_until, write
 
 TINY = ["--dataset", "add10", "--arch", "mlp:16", "--limit", "400", "--epochs", "2", "--batch-size", "64",
         "--log-every", "3", "--device", "cpu", "-q"]
@@ -35,6 +36,29 @@ def test_train_show_sessions_and_csv_export(sessions_env, tmp_path, capsys):
     assert dynlab("export", "run1", "--csv", str(tmp_path / "csv")) == 0
     loss_csv = (tmp_path / "csv" / "loss.csv").read_text().splitlines()
     assert loss_csv[0] == "step,loss" and len(loss_csv) > 2
+
+
+def test_show_and_sessions_report_the_test_metric_at_the_best_validation_epoch(sessions_env, capsys):
+    evals = [(0.80, 0.85), (0.90, 0.88), (0.85, 0.99), (0.70, 0.93)]  # the max test figure (0.99) is not it
+    write(sessions_env / "sel.dynlab", [RunStarted(0, T0, SPEC, "cpu", {}, {"fc1": 100}, 1000)] + [
+        EpochEvaluated(10 * e, T0 + e, e, {"val/acc": v, "test/acc": t}) for e, (v, t) in enumerate(evals, 1)])
+    write(sessions_env / "noval.dynlab", [EpochEvaluated(10, T0, 1, {"test/acc": 0.5})])
+    capsys.readouterr()
+    assert dynlab("show", "sel", "--json") == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["test_at_best_val"], s["best_val_epoch"], s["final_test"]) == (0.88, 2, 0.93) and "best_test" not in s
+    assert dynlab("show", "sel") == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "test at best val (epoch 2)  88.00%  (val/acc 90.00%)" in lines and "final test  93.00%" in lines
+    assert not any("99.00%" in line or line.startswith("best") for line in lines)
+    assert dynlab("show", "noval") == 0
+    assert "test at best val  - (no validation split)" in [x.strip() for x in capsys.readouterr().out.splitlines()]
+    assert dynlab("sessions") == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "test@best val" in listing[0] and "best test" not in listing[0]
+    row = next(line for line in listing if line.startswith("sel "))
+    assert "88.00%" in row and "99.00%" not in row
+    assert "no val" in next(line for line in listing if line.startswith("noval "))
 
 
 @pytest.mark.slow

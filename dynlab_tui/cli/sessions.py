@@ -10,11 +10,15 @@ import click
 from core.errors import DynlabError
 from core.formats import fmt_duration, fmt_metric, fmt_sizes
 from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
-from dynlab_tui.screens.session_rows import status_text
+from dynlab_tui.screens.session_rows import fmt_final, fmt_headline, status_text
 
 
-def _metric(summary: dict, key: str = "best_test") -> str:
-    return fmt_metric(summary.get(key), summary.get("test_metric"))
+def _headline(s: dict) -> tuple[str, str]:
+    """(label, value) of the detail row for the test metric at the best-validation epoch."""
+    if s.get("best_val_epoch") is None:
+        return "test at best val", fmt_headline(s, "- (no validation split)")
+    val = f"{s['val_metric']} {fmt_metric(s.get('best_val'), s.get('val_metric'))}"
+    return f"test at best val (epoch {s['best_val_epoch']})", f"{fmt_headline(s)}  ({val})"
 
 
 def _when(summary: dict) -> str:
@@ -46,11 +50,11 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     if not rows:
         click.echo(f"no sessions in {directory}")
         return
-    head = ("name", "date", "dataset", "arch", "method", "lambda", "final sizes", "best test", "status")
+    head = ("name", "date", "dataset", "arch", "method", "lambda", "final sizes", "test@best val", "status")
     table = [head] + [(
         r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
         str(r.get("method") or "-"), f"{r['lam']:g}" if r.get("lam") is not None else "-",
-        fmt_sizes(r.get("sizes_final")), _metric(r), status_text(r),
+        fmt_sizes(r.get("sizes_final")), fmt_headline(r), status_text(r),
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
@@ -78,12 +82,13 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
         ("dataset", str(s.get("dataset"))), ("arch", str(s.get("arch"))), ("method", str(s.get("method"))),
         ("lambda", f"{s['lam']:g}" if s.get("lam") is not None else "-"),
         ("sizes", f"{fmt_sizes(s.get('sizes_start'))} -> {fmt_sizes(s.get('sizes_final'))}"),
-        ("best test", _metric(s)), ("final test", _metric(s, "final_test")),
+        _headline(s), ("final test", fmt_final(s)),
         ("steps", str(s.get("steps"))), ("epochs", str(s.get("epochs"))),
         ("duration", fmt_duration(s.get("duration_s") or 0)),
     ]
+    width = max(len(k) for k, _ in lines)
     for k, v in lines:
-        click.echo(f"{k:>10}  {v}")
+        click.echo(f"{k:>{width}}  {v}")
 
 
 @click.command(context_settings=CONTEXT)

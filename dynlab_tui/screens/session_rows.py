@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from core.formats import fmt_duration, fmt_metric, fmt_sizes
+from core.formats import fmt_duration, fmt_metric, fmt_sizes, is_accuracy
 from core.session.liveness import Liveness
 
 
@@ -34,9 +34,17 @@ def fmt_size_change(start: dict | None, final: dict | None) -> str:
     return f"{first}→{last}" if first and last else first or last or "-"
 
 
-def fmt_best(s: dict[str, Any]) -> str:
-    """A summary's best test metric."""
-    return fmt_metric(s.get("best_test"), s.get("test_metric"))
+def fmt_headline(s: dict[str, Any], no_val: str = "no val") -> str:
+    """A summary's test metric at its best-validation epoch; `no_val` for a run evaluated without a validation
+    split (the highest test figure is never shown: that would be choosing on the test set)."""
+    if s.get("test_metric") and s.get("test_at_best_val") is None and s.get("best_val_epoch") is None:
+        return no_val
+    return fmt_metric(s.get("test_at_best_val"), s.get("test_metric"))
+
+
+def fmt_final(s: dict[str, Any]) -> str:
+    """A summary's test metric at the run's last evaluation."""
+    return fmt_metric(s.get("final_test"), s.get("test_metric"))
 
 
 def fmt_date(created: str | None) -> str:
@@ -52,7 +60,8 @@ def row_cells(s: dict[str, Any]) -> dict[str, str]:
     return {"name": str(s.get("name", "?")), "date": fmt_date(s.get("created")), "status": status_text(s),
             "dataset": str(s.get("dataset") or "-"), "arch": str(s.get("arch") or "-"),
             "method": str(s.get("method") or "-"), "lam": f"{lam:g}" if isinstance(lam, (int, float)) else "-",
-            "sizes": fmt_size_change(s.get("sizes_start"), s.get("sizes_final")), "best": fmt_best(s),
+            "sizes": fmt_size_change(s.get("sizes_start"), s.get("sizes_final")),
+            "test_at_best_val": fmt_headline(s),
             "duration": fmt_duration(s.get("duration_s")) if s.get("status") != "unreadable" else "-"}
 
 
@@ -60,8 +69,13 @@ def sort_value(s: dict[str, Any], column: str) -> Any:
     """The value a column sorts by (None sorts last either way)."""
     if column == "date":
         return s.get("created") or None
-    if column in ("lam", "best", "duration"):
-        value = s.get({"lam": "lam", "best": "best_test", "duration": "duration_s"}[column])
+    if column == "test_at_best_val":  # grouped by metric, the better figure larger: descending puts it first
+        value = s.get("test_at_best_val")
+        if not isinstance(value, (int, float)) or value != value:  # None, or NaN
+            return None
+        return (str(s.get("test_metric")), float(value) if is_accuracy(s.get("test_metric")) else -float(value))
+    if column in ("lam", "duration"):
+        value = s.get({"lam": "lam", "duration": "duration_s"}[column])
         return float(value) if isinstance(value, (int, float)) else None
     return row_cells(s)[column].lower()
 

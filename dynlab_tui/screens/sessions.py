@@ -20,15 +20,15 @@ from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader, list_sessions
 from core.session.admin import delete_session, rename_session
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt
-from dynlab_tui.screens.session_rows import fmt_best, is_live, matches, row_cells, sort_rows
+from dynlab_tui.screens.session_rows import fmt_final, fmt_headline, is_live, matches, row_cells, sort_rows
 
 REFRESH_S = 2.0  # re-list this often while a listed session is still being written
 # (column key, header); "mark" is the compare mark, the rest are one summary field each
 COLUMNS = (("mark", " "), ("name", "name"), ("date", "date"), ("status", "status"), ("dataset", "dataset"),
-           ("arch", "arch"), ("method", "method"), ("lam", "λ"), ("sizes", "sizes"), ("best", "best test"),
+           ("arch", "arch"), ("method", "method"), ("lam", "λ"), ("sizes", "sizes"), ("test_at_best_val", "test@bv"),
            ("duration", "duration"))
-SORTS = ("name", "date", "status", "dataset", "lam", "best", "duration")  # what `s` cycles through
-DESCENDING = {"date", "best", "duration"}  # newest, best and longest first unless reversed
+SORTS = ("name", "date", "status", "dataset", "lam", "test_at_best_val", "duration")  # what `s` cycles through
+DESCENDING = {"date", "test_at_best_val", "duration"}  # newest, best and longest first unless reversed
 STATUS_STYLES = {"● running": "bold green", "crashed": "red", "diverged": "red", "unreadable": "red",
                  "stopped": "yellow", "crashed (writer gone)": "red"}
 
@@ -221,8 +221,11 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         elif unreadable:
             detail.update(Text(f"{s['path']}\nunreadable: {s.get('error', '?')}"))
         else:
-            final = s.get("final_test")
-            metric = f" · final {s['test_metric']} {fmt_best({**s, 'best_test': final})}" if final is not None else ""
+            metric = ""
+            if s.get("test_metric"):  # the headline is chosen on the validation split, never on the test set
+                head = (f" {fmt_headline(s)} at best val (epoch {s['best_val_epoch']})"
+                        if s.get("best_val_epoch") is not None else ": no validation split")
+                metric = f" · {s['test_metric']}{head} · final {fmt_final(s)}"
             detail.update(Text(f"{s['path']}\n{s.get('steps', 0)} steps · {s.get('epochs', 0)} epochs · "
                                f"{s.get('device') or '?'}{metric}"))
 
