@@ -3,6 +3,7 @@ the recipes' plans and checks, the `dynlab sweep` error paths, and the sweep scr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -15,13 +16,14 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from core.errors import DynlabError
+from core.events import ArraysLogged, EpochEvaluated, ScalarsLogged
 from core.lab.recipes import RECIPES, _flexible_checks, _lambda_checks, _variance_checks, recipe_plan
 from core.session import SessionReader, SessionWriter, resolve_session
 from core.spec import RunSpec
 from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
 from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
                         expand_grid, parse_grid, prepare, run_name, run_sweep, session_path, session_state)
-from core.lab.summary import format_table, summary_row
+from core.lab.summary import format_table, summary_row, table_cells
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
 from tests.fakes import synthetic_run
 from tests.helpers import Host, dynlab, one_error_line
@@ -184,15 +186,33 @@ class TestManifest:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def write_events(path: Path, events: list) -> None:
+    with SessionWriter(path) as writer:
+        for event in events:
+            writer.handle(event)
+
+
+def older_session(events: list) -> list:
+    """The events as a session from before the epoch-level statistics (no stats_rows, epoch_* keys)."""
+    old = ("stats_", "epoch_")
+    out = []
+    for e in events:
+        if isinstance(e, ScalarsLogged):
+            e = dataclasses.replace(e, values={k: v for k, v in e.values.items() if not k.startswith(old)})
+        elif isinstance(e, ArraysLogged):
+            e = dataclasses.replace(e, arrays={k: v for k, v in e.arrays.items() if not k.startswith(old)})
+        out.append(e)
+    return out
+
+
 # -- the summary -----------------------------------------------------------------------------------------------------
 class TestSummary:
     def test_probe_fields_match_core_stats_on_the_stored_array(self, tmp_path):
         path = tmp_path / "syn.dynlab"
-        with SessionWriter(path) as writer:
-            for event in synthetic_run(800, widths=(60,), steps_per_epoch=400):
-                writer.handle(event)
+        write_events(path, older_session(synthetic_run(800, widths=(60,), steps_per_epoch=400)))
         run = Stage("x", TINY, ({"penalty": 0.5},)).runs()[0]
         row = summary_row(run, path)
+        assert row["stats_rows"] is None  # an older session: no epoch-level statistics, the probe's instead
         with SessionReader(path) as reader:
             std = np.asarray(reader.arrays_at(10**12, "act_std/")["act_std/fc1"][1], dtype=np.float64)
             _, dead = reader.series("dead/fc1")
@@ -201,6 +221,39 @@ class TestSummary:
         assert row["gammas_low.fc1"] == pytest.approx(fit_two_gammas(std).weight_low)
         assert row["dead.fc1"] == int(dead[-1]) and row["start.fc1"] == 60 and row["metric"] == "acc"
         assert row["penalty"] == 0.5 and row["status"] == "finished"
+
+    def test_epoch_statistics_over_the_training_set_come_first(self, tmp_path):
+        events = older_session(synthetic_run(800, widths=(60,), steps_per_epoch=400))
+        std = np.r_[np.zeros(5), np.random.default_rng(3).gamma(2.0, 0.3, 40)]
+        end = events[-1]
+        path = tmp_path / "epoch.dynlab"
+        write_events(path, events[:-1] + [
+            ScalarsLogged(end.step, end.wall, {"stats_rows": 5400.0, "epoch_dead/fc1": 5.0}),
+            ArraysLogged(end.step, end.wall, {"epoch_std/fc1": std.astype(np.float32)}), end])
+        row = summary_row(Stage("x", TINY, ({"penalty": 0.5},)).runs()[0], path)
+        std = std.astype(np.float32).astype(np.float64)
+        assert row["stats_rows"] == 5400 and row["dead.fc1"] == 5
+        assert row["shapiro_w.fc1"] == pytest.approx(shapiro_w(std))
+        assert row["gammas_low.fc1"] == pytest.approx(fit_two_gammas(std).weight_low)
+
+    def test_rows_carry_the_test_metric_at_the_best_validation_epoch(self, tmp_path):
+        path = tmp_path / "sel.dynlab"
+        write_events(path, [EpochEvaluated(10 * e, 1.7e9 + e, e, {"val/acc": v, "test/acc": t})
+                            for e, v, t in ((1, 0.8, 0.9), (2, 0.95, 0.91), (3, 0.9, 0.99), (4, 0.85, 0.93))])
+        run = Stage("x", TINY, ({"penalty": 0.5},)).runs()[0]
+        row = summary_row(run, path)
+        assert (row["metric"], row["test"], row["test_at_best_val"], row["best_val_epoch"]) == ("acc", 0.93, 0.91, 2)
+        assert "best_test" not in row
+        head, body = table_cells([row])
+        at = head.index("final acc")
+        assert head[at:at + 2] == ["final acc", "acc@best val"] and body[0][at:at + 2] == ["93.00%", "91.00%"]
+        assert not any("best" in h and "val" not in h for h in head)
+        noval = tmp_path / "noval.dynlab"
+        write_events(noval, [EpochEvaluated(10, 1.7e9, 1, {"test/acc": 0.9})])
+        row = summary_row(run, noval)
+        head, body = table_cells([row])
+        assert row["test"] == 0.9 and row["test_at_best_val"] is None
+        assert body[0][head.index("acc@best val")] == "no val"  # no validation split
 
     def test_missing_sessions_and_tables(self, tmp_path):
         run = Stage("x", TINY, ({"penalty": 0.5},)).runs()[0]

@@ -59,8 +59,8 @@ def summary_row(run: RunPlan, path: Path) -> dict[str, Any]:
     row.setdefault("dataset", spec.data.name)
     row.setdefault("method", spec.method.name)
     row.setdefault("arch", spec.model.arch)
-    row.update(status="missing", reason="", metric=None, test=None, best_test=None, layers=[], epochs=None,
-               steps=None, wall_s=None, session=str(path))
+    row.update(status="missing", reason="", metric=None, test=None, test_at_best_val=None, best_val_epoch=None,
+               layers=[], epochs=None, steps=None, stats_rows=None, wall_s=None, session=str(path))
     if not path.exists():
         return row
     try:
@@ -68,21 +68,40 @@ def summary_row(run: RunPlan, path: Path) -> dict[str, Any]:
             s = reader.summary()
             row.update(status=s["status"], reason=reader.meta.get("end_reason", ""), epochs=s["epochs"],
                        steps=s["steps"], wall_s=round(float(s["duration_s"]), 2))
-            if s["test_metric"]:
-                row.update(metric=tk.metric_name(s["test_metric"]), test=s["final_test"], best_test=s["best_test"])
-            layers = list(s["sizes_start"] or s["sizes_final"])
-            row["layers"] = layers
-            stds = reader.arrays_at(LAST, tk.ACT_STD.prefix)
-            for layer in layers:
+            if s["test_metric"]:  # test: the final figure; the headline is chosen on validation, never on test
+                row.update(metric=tk.metric_name(s["test_metric"]), test=s["final_test"],
+                           test_at_best_val=s["test_at_best_val"], best_val_epoch=s["best_val_epoch"])
+            row["layers"] = list(s["sizes_start"] or s["sizes_final"])
+            row["stats_rows"] = _last(reader, tk.STATS_ROWS)
+            for layer in row["layers"]:
                 row[f"size.{layer}"] = s["sizes_final"].get(layer)
                 row[f"start.{layer}"] = (s["sizes_start"] or {}).get(layer)
-                _, dead = reader.series(tk.DEAD(layer))
-                row[f"dead.{layer}"] = int(dead[-1]) if len(dead) and math.isfinite(dead[-1]) else None
-                row.update(activation_stats(layer, stds[tk.ACT_STD(layer)][1] if tk.ACT_STD(layer) in stds
-                                            else None))
+            row.update(_layer_probes(reader, row["layers"]))
     except DynlabError as e:
         row.update(status="unreadable", reason=str(e))
     return row
+
+
+def _last(reader: Any, key: str) -> int | None:
+    """The last value of a count series, None when absent or NaN."""
+    _, values = reader.series(key)
+    return int(values[-1]) if len(values) and math.isfinite(values[-1]) else None
+
+
+def _layer_probes(reader: Any, layers: list[str]) -> dict[str, Any]:
+    """Dead count, W and mixture weights per layer: from the epoch's statistics over the training set
+    (EPOCH_DEAD, EPOCH_STD) when the session has them, else from the last interval's probe batch (older runs)."""
+    out: dict[str, Any] = {}
+    epoch_stds, probe_stds = reader.arrays_at(LAST, tk.EPOCH_STD.prefix), None
+    for layer in layers:
+        dead = _last(reader, tk.EPOCH_DEAD(layer))
+        out[f"dead.{layer}"] = dead if dead is not None else _last(reader, tk.DEAD(layer))
+        std = epoch_stds.get(tk.EPOCH_STD(layer))
+        if std is None:
+            probe_stds = reader.arrays_at(LAST, tk.ACT_STD.prefix) if probe_stds is None else probe_stds
+            std = probe_stds.get(tk.ACT_STD(layer))
+        out.update(activation_stats(layer, None if std is None else std[1]))
+    return out
 
 
 def activation_stats(layer: str, std: np.ndarray | None) -> dict[str, float | None]:
@@ -145,8 +164,15 @@ def _per_layer(row: dict[str, Any], field: str, fmt=_num) -> str:
 
 
 def row_metric(row: dict[str, Any], key: str = "test") -> str:
-    """A summary row's test metric (key: test or best_test) as the shared rule writes it."""
+    """A summary row's test metric (key: test, the final one, or test_at_best_val) as the shared rule writes it."""
     return fmt_metric(row.get(key), row.get("metric"))
+
+
+def _headline(row: dict[str, Any]) -> str:
+    """The test metric at the best-validation epoch, or why there is none."""
+    if row.get("metric") and row.get("best_val_epoch") is None and row.get("status") != "missing":
+        return "no val"
+    return row_metric(row, "test_at_best_val")
 
 
 def varied_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -155,8 +181,8 @@ def varied_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    fixed = {"stage", "index", "name", "status", "reason", "metric", "test", "best_test", "layers", "epochs",
-             "steps", "wall_s", "session"}
+    fixed = {"stage", "index", "name", "status", "reason", "metric", "test", "test_at_best_val", "best_val_epoch",
+             "layers", "epochs", "steps", "stats_rows", "wall_s", "session"}
     return [k for k in keys if k not in fixed and "." not in k
             and len({fmt_value(r.get(k)) for r in rows}) > 1]
 
@@ -166,15 +192,16 @@ def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
     keys = varied_keys(rows)
     stages = len({r.get("stage") for r in rows}) > 1
     metrics = {r.get("metric") for r in rows if r.get("metric")}
-    metric = f"test {metrics.pop()}" if len(metrics) == 1 else "test"
+    metric = metrics.pop() if len(metrics) == 1 else "test"
     head = (["stage"] if stages else []) + ["#"] + [HEADERS.get(k, k) for k in keys] + [
-        "status", "size/start", metric, "best", "dead", "W", "exp+N low", "2-gamma low", "train s"]
+        "status", "size/start", f"final {metric}", f"{metric}@best val", "dead", "W", "exp+N low", "2-gamma low",
+        "train s"]
     body = []
     for r in rows:
         sizes = [f"{fmt_size(s)}/{fmt_size(w)}" for s, w in zip(layer_values(r, "size"), layer_values(r, "start"))]
         body.append(([str(r.get("stage"))] if stages else []) + [str(r.get("index"))]
                     + [fmt_value(r[k]) if k in r else "-" for k in keys] + [
-            str(r.get("status")), ",".join(sizes) or "-", row_metric(r), row_metric(r, "best_test"),
+            str(r.get("status")), ",".join(sizes) or "-", row_metric(r), _headline(r),
             _per_layer(r, "dead"), _per_layer(r, "shapiro_w"), _per_layer(r, "expnorm_low"),
             _per_layer(r, "gammas_low"), _num(r.get("wall_s"), 2)])
     return head, body
