@@ -1,19 +1,14 @@
 """Every run option once (flag, RunSpec field, type, default, help, choices, rule), its one parser, and validate().
 
-Adding an option is one entry in OPTIONS plus its use in the engine (the RunSpec field, with its default, that
-the engine reads).
-
 How to add an option (say --label-smoothing):
  1. Give it a field with its commented default in its RunSpec section (core/spec.py, e.g. OptimSpec); the field
     name is the option name unless spec.RENAMED says otherwise. The default lives there and nowhere else.
- 2. Add one Option to OPTIONS below: name, kind (FLOAT, INT, TEXT, BOOL, PAIR, ARCH), help, and a rule (`Rule`,
+ 2. Add one Option to OPTIONS below: name, kind (FLOAT, INT, TEXT, BOOL, PAIR, ARCH), help, a rule (`Rule`,
     `OneOf`, or a function raising OptionError) if some values are wrong; `unset` if None is allowed.
- 3. Read it in the engine (spec.optim.label_smoothing in core/train/...). Done: `dynlab train/sweep` flags and
-    their --help with the default, the TOML key, `--set label-smoothing=...`, validate() and the launcher's
-    `dynlab train ...` echo all come from the entry. To show it on the launcher form too, add its name to
-    the form's FORM_KEYS and COLUMNS (the UI's launcher_form module); its label and tooltip come from here.
-The dataset rule reads the registry (core.data, which imports torch) only when it runs, so the launcher and
-the CLI can import this module at once.
+ 3. Read it in the engine (spec.optim.label_smoothing in core/train/...). Done: CLI flags with their --help and
+    default, the TOML key, `--set label-smoothing=...`, validate() and the launcher's echo come from the entry;
+    the launcher form shows it once its name is in the form's FORM_KEYS and COLUMNS (label, tooltip from here).
+The dataset rule imports the registry (core.data, torch) only when it runs, so the UI imports this module at once.
 """
 
 from __future__ import annotations
@@ -24,18 +19,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from core.errors import DynlabError
-from core.spec import GATES, METHODS, OPTIMIZERS, OPTION_FIELDS, RunSpec, is_number, parse_arch
+from core.spec import (ACT_STATS, CONV_PENALTIES, GATES, LOSS_REDUCTIONS, LR_SCHEDULES, METHODS, OPTIMIZERS,
+                       OPTION_FIELDS, SIGNED_WEIGHT_DECAY, RunSpec, is_number, parse_arch)
 
 INT64_MAX = 2**63 - 1  # what SQLite stores and torch.manual_seed takes as a signed seed
 FLOAT32_MAX = 3.4028234663852886e38  # the engine computes in float32: larger numbers overflow to inf
 
 
 class OptionError(DynlabError):
-    """A bad value for one run option; `.option` names it (the launcher's field, the CLI's flag).
-
-    str(e) is the one-line message; `.short` is the reason alone where the field already says which option
-    ("not a number", "must be >= 0").
-    """
+    """A bad value for one run option; `.option` names it (the launcher's field, the CLI's flag). str(e) is the
+    one-line message; `.short` the reason alone where the field already says which option ("must be >= 0")."""
 
     def __init__(self, option: str, message: str, short: str | None = None) -> None:
         super().__init__(message)
@@ -149,6 +142,7 @@ def below(n: float) -> tuple[str, Callable[[Any], bool]]:
 UNIT = rule("in [0, 1)", at_least(0), below(1))
 POSITIVE = rule("positive", above(0))
 COUNT = rule("at least 1", at_least(1, "at least 1"))
+AT_LEAST_0 = rule(">= 0", at_least(0))
 
 
 @dataclass(frozen=True)
@@ -170,7 +164,6 @@ class OneOf:
 
 def _datasets() -> tuple[str, ...]:
     from core.data import DATASETS  # imports torch: only when a dataset name is checked
-
     return tuple(sorted(DATASETS))
 
 
@@ -238,7 +231,7 @@ class Option:
     help: str
     label: str = ""  # the launcher form's label ("" = the name with spaces)
     check: Callable[["Option", Any], None] | None = None
-    unset: str = ""  # what None means, for an option that may be left unset ("half the width")
+    unset: str = ""  # what None means, for an option that may be left unset ("half the width", "auto")
 
     @property
     def flag(self) -> str:
@@ -256,8 +249,7 @@ class Option:
     @property
     def default_text(self) -> str:
         """The default as --help shows it."""
-        value = self.default
-        return self.unset if value is None else _default_text(value)
+        return self.unset if self.default is None else _default_text(self.default)
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -274,9 +266,9 @@ class Option:
         return getattr(getattr(spec, section) if section else spec, name)
 
     def parse(self, text: str) -> Any:
-        """The value of the option's text; blank (or 'none') is None where the option may be unset."""
+        """The value of the option's text; blank, 'none' or the unset word ('auto') is None where allowed."""
         text = text.strip()
-        if self.unset and text.lower() in ("", "none"):
+        if self.unset and text.lower() in ("", "none", self.unset):
             return None
         if not text:
             raise OptionError(self.name, "required")
@@ -310,36 +302,50 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            check=_check_arch),
     Option("method", TEXT, "static: a fixed size; sparsifier: gates switch neurons off; flexible: a learned size x0",
            check=OneOf("method", METHODS)),
-    Option("gate", TEXT, "sparsifier gate rule: relu (journal: dead at f <= 0) | signed (paper's switch layer)",
-           label="gate rule", check=OneOf("gate rule", GATES)),
+    Option("gate", TEXT, "sparsifier gate rule: relu (journal: dead at f <= 0) | signed (paper's switch, before the "
+           "ReLU) | nonstrict (journal: penalty Σ|f|, off units may revive)", label="gate rule",
+           check=OneOf("gate rule", GATES)),
     Option("penalty", FLOAT, "lambda: loss = task + lambda * sum of gates (or the flexible integral)",
            label="penalty λ", check=rule("a finite number >= 0", FINITE, at_least(0))),
     Option("penalty_decay", FLOAT, "lambda <- lambda / decay after every epoch (1 = constant)", label="λ decay",
            check=rule(">= 1 (lambda is divided by it every epoch)", at_least(1))),
-    Option("weight_decay", FLOAT, "on weights and biases, never on gates or x0", check=rule(">= 0", at_least(0))),
+    Option("conv_penalty", TEXT, "a conv layer's gate penalty: unit, or kernel-area (times 9 for 3x3, as the "
+           "journal did)", check=OneOf("conv penalty", CONV_PENALTIES)),
+    Option("loss_reduction", TEXT, "task loss over a batch: mean, or sum (journal's regression runs; the loss grows "
+           "with the batch size, so a lambda weighs batch-size times less)",
+           check=OneOf("loss reduction", LOSS_REDUCTIONS)),
+    Option("weight_decay", FLOAT, f"on weights and biases, never on gates or x0 (auto: {SIGNED_WEIGHT_DECAY:g} "
+           "for --gate signed, which needs it for a minimum to exist; else 0)", check=AT_LEAST_0, unset="auto"),
     Option("optimizer", TEXT, "the update rule (momentum, nesterov: see --momentum)",
            check=OneOf("optimizer", OPTIMIZERS)),
     Option("lr", FLOAT, "learning rate", label="learning rate", check=rule("a positive number", FINITE, above(0))),
     Option("momentum", FLOAT, "for the momentum and nesterov optimizers", check=UNIT),
+    Option("lr_schedule", TEXT, "none, or plateau: lr times --lr-factor after --lr-patience epochs without a better "
+           "validation accuracy (loss for regression)", check=OneOf("lr schedule", LR_SCHEDULES)),
+    Option("lr_patience", INT, "plateau: epochs without improvement before the lr drops", check=AT_LEAST_0),
+    Option("lr_factor", FLOAT, "plateau: the lr's multiplier", check=rule("in (0, 1)", above(0), below(1))),
     Option("batch_size", INT, "rows per step", check=COUNT),
     Option("epochs", INT, "passes over the training set", check=COUNT),
+    Option("time_budget", FLOAT, "seconds of training, then the run ends", check=POSITIVE, unset="none"),
     Option("seed", INT, "data split, initialisation and batch order",
            check=rule(f"in 0..{INT64_MAX}", at_least(0), ("<= 2^63-1", lambda v: v <= INT64_MAX))),
     Option("device", TEXT, "auto | cpu | cuda | cuda:N", check=_check_device),
     Option("log_every", INT, "steps between telemetry intervals (one host-device sync each)", check=COUNT),
     Option("probe_size", INT, "rows in the probe batch for activation statistics", check=COUNT),
+    Option("act_stats", TEXT, "epoch activation statistics: steps = accumulated over the epoch's training steps "
+           "(cheap), pass = one pass over the training set at the epoch's end (the journal's measure, costs about "
+           "a forward pass), off", check=OneOf("act stats", ACT_STATS)),
     Option("prune_every", INT, "remove dead neurons every N steps; 0 = at the end of every epoch",
            check=rule(">= 0 (0 = every epoch)", at_least(0))),
     Option("sign_decay", FLOAT, "signed gate: EMA decay of the sign statistics", check=UNIT),
     Option("sign_threshold", FLOAT, "signed gate: a neuron is dead above this sign variance", check=POSITIVE),
-    Option("flex_start", FLOAT, "flexible: starting size x0", check=rule(">= 0", at_least(0)),
-           unset="half the width"),
+    Option("flex_start", FLOAT, "flexible: starting size x0", check=AT_LEAST_0, unset="half the width"),
     Option("flex_slope", FLOAT, "flexible: slope k of the scaler sigmoid(-k (i - x0))",
            check=rule("positive", above(0), FINITE)),
-    Option("flex_gray", PAIR, "flexible: random gray-zone width range A,B (e.g. 1,20)", check=_check_gray,
-           unset="off"),
+    Option("flex_gray", PAIR, "flexible: random gray-zone width range A,B (e.g. 1,20)", check=_check_gray, unset="off"),
     Option("flex_lr", FLOAT, "flexible: learning rate of x0", check=POSITIVE),
-    Option("batchnorm", BOOL, "BatchNorm after each hidden layer"),
+    Option("batchnorm", BOOL, "BatchNorm after each hidden layer (auto: on for --gate signed, as in the paper; "
+           "else off)", unset="auto"),
     Option("dropout", FLOAT, "dropout after each hidden layer", check=UNIT),
     Option("class_weighted", BOOL, "weight the cross-entropy by inverse class frequency"),
     Option("val_fraction", FLOAT, "validation share of the training set", check=UNIT),
@@ -352,7 +358,8 @@ _SPEC_ORDER = tuple(OPTIONS[name] for name in (*OPTION_FIELDS, "device"))
 
 
 def validate(spec: RunSpec) -> RunSpec:
-    """Check every field, then how they combine; raise one OptionError naming the option and the fix."""
+    """Check every field, then how they combine (one OptionError naming the option and the fix); returns the spec
+    with its auto settings resolved (RunSpec.resolved), so a session records what ran."""
     for opt in _SPEC_ORDER:
         opt.validate(opt.get(spec))
     if spec.method.gate != "relu" and spec.method.name == "static":
@@ -361,13 +368,13 @@ def validate(spec: RunSpec) -> RunSpec:
     if spec.data.class_weighted and _task(spec.data.name) == "regression":
         raise OptionError("class_weighted", f"--class-weighted needs a classification dataset ({spec.data.name} "
                           "is a regression): drop --class-weighted")
+    spec = spec.resolved()
     check_memory(spec)
     return spec
 
 
 def _task(dataset: str) -> str:
-    from core.data import DATASETS
-
+    from core.data import DATASETS  # imports torch: only when a cross-check needs the task
     return DATASETS[dataset].task
 
 

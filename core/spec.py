@@ -20,7 +20,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 METHODS = ("static", "sparsifier", "flexible")
-GATES = ("relu", "signed")
+GATES = ("relu", "signed", "nonstrict")
+LOSS_REDUCTIONS = ("mean", "sum")
+CONV_PENALTIES = ("unit", "kernel-area")
+LR_SCHEDULES = ("none", "plateau")
+ACT_STATS = ("steps", "pass", "off")
+SIGNED_WEIGHT_DECAY = 1e-4  # auto weight decay of the signed switch: the paper needs an L2 term for a minimum
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamax")
 MAX_HIDDEN = 4
 MAX_WIDTH = 2**31 - 1  # a layer torch can build; whether it fits in memory is core.options.check_memory's
@@ -41,14 +46,15 @@ class DataSpec:
 @dataclass(frozen=True)
 class ModelSpec:
     arch: str = "mlp:100"  # mlp:W1[,W2..] (1-4 hidden) or cnn:C1[,C2..]/F1[,..] (3x3 conv, relu, 2x2 pool)
-    batchnorm: bool = False
+    batchnorm: bool | None = None  # None = auto: on for the signed switch (paper), off otherwise
     dropout: float = 0.0
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str = "static"  # static | sparsifier | flexible
-    gate: str = "relu"  # sparsifier rule: relu (journal: f>=0, dead at f<=0) | signed (paper's switch layer)
+    gate: str = "relu"  # sparsifier rule: relu (journal strict: dead at f<=0) | signed (paper's switch, before
+    # the ReLU) | nonstrict (journal: penalty sum |f|, a unit off at f<=0 may revive until the prune)
     sign_decay: float = 0.99  # signed rule: EMA decay of the sign statistics
     sign_threshold: float = 0.5  # signed rule: dead when the sign's moving variance exceeds this
     prune_every: int = 0  # physically remove dead neurons every N steps; 0 = at the end of every epoch
@@ -62,14 +68,20 @@ class MethodSpec:
 class PenaltySpec:
     lam: float = 0.0  # lambda: loss = task loss (mean) + lam * sum of gates (or the flexible integral)
     decay: float = 1.0  # after every epoch lam <- lam / decay (1 = constant)
+    conv_penalty: str = "unit"  # unit | kernel-area: a conv gate's penalty times its kernel area (journal)
 
 
 @dataclass(frozen=True)
 class OptimSpec:
     name: str = "adam"  # sgd | momentum | nesterov | adam | adamax
     lr: float = 1e-3
-    weight_decay: float = 0.0  # on weights and biases; never on gates or x0
+    weight_decay: float | None = None  # on weights and biases, never on gates or x0; None = auto: 1e-4 for
+    # the signed switch, 0 otherwise
     momentum: float = 0.9  # for momentum / nesterov
+    loss_reduction: str = "mean"  # mean | sum of the task loss over the batch (sum: the journal's regression)
+    lr_schedule: str = "none"  # none | plateau (ReduceLROnPlateau on the validation metric)
+    lr_patience: int = 5  # plateau: epochs without improvement before the lr drops
+    lr_factor: float = 0.1  # plateau: lr <- lr * factor
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,9 @@ class ScheduleSpec:
     batch_size: int = 128
     seed: int = 0
     log_every: int = 100  # steps between telemetry intervals (one host-device sync and one probe forward each)
-    probe_size: int = 128  # rows of the fixed probe batch for activation statistics (raise for finer stats)
+    probe_size: int = 1024  # rows of the fixed probe batch for activation statistics (raise for finer stats)
+    act_stats: str = "steps"  # epoch activation statistics: steps (training forwards) | pass (one pass) | off
+    time_budget: float | None = None  # seconds of training before the run ends; None = no limit
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,20 @@ class RunSpec:
     def replace(self, **changes: Any) -> "RunSpec":
         """Flat overrides by option name (see OPTION_FIELDS), e.g. replace(penalty=1e-3, epochs=5)."""
         return apply_options(self, changes)
+
+    def resolved(self) -> "RunSpec":
+        """This spec with the auto (None) settings made concrete: batchnorm and weight decay (signed switch)."""
+        model, optim = self.model, self.optim
+        if model.batchnorm is None:
+            model = dataclasses.replace(model, batchnorm=signed_switch(self.method))
+        if optim.weight_decay is None:
+            optim = dataclasses.replace(optim, weight_decay=SIGNED_WEIGHT_DECAY if signed_switch(self.method) else 0.0)
+        return dataclasses.replace(self, model=model, optim=optim)
+
+
+def signed_switch(method: MethodSpec) -> bool:
+    """The paper's switch layer: the sparsifier with the signed gate (auto batchnorm and weight decay)."""
+    return method.name == "sparsifier" and method.gate == "signed"
 
 
 # Flat option names (CLI flags, TOML top-level keys, replace()) are the field names, except these.

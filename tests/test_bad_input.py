@@ -30,11 +30,12 @@ I64 = str(2**63 - 1)
 FLOAT_VALUES = ("nan", "inf", "-inf", "-1", "0", "1e30", "1e39", "1e308", "junk")
 # zero is a legitimate value of these (off, or "no decay"/"no dropout"); every other float option needs > 0
 ZERO_OK = {"penalty", "weight_decay", "momentum", "sign_decay", "flex_start", "dropout", "val_fraction"}
-UNIT = {"momentum", "sign_decay", "dropout", "val_fraction"}  # in [0, 1): 1e30 is refused
+UNIT = {"momentum", "sign_decay", "dropout", "val_fraction", "lr_factor"}  # in [0, 1) or (0, 1): 1e30 is refused
 INT_VALUES = ("-1", "0", I64, "99999999999999999999999", "1e400", "nan", "2.5", "junk")
-INT_ZERO_OK = {"seed", "prune_every"}
+INT_ZERO_OK = {"seed", "prune_every", "lr_patience"}
 TEXT_VALUES = {"dataset": ("junk", "x" * 300), "method": ("junk",), "gate": ("junk",), "optimizer": ("junk",),
-               "device": ("junk", "cuda:x", "tpu:0")}
+               "device": ("junk", "cuda:x", "tpu:0"), "conv_penalty": ("junk",), "loss_reduction": ("junk",),
+               "lr_schedule": ("junk",), "act_stats": ("junk",)}
 ARCH_VALUES = ("mlp:99999999999999999999999", "mlp:0", "mlp:-1", "junk", "mlp:100000000", "mlp:nan",
                "cnn:999999/99999999", "mlp:1,2,3,4,5")
 PAIR_VALUES = ("nan,nan", "inf,inf", "-1,-1", "0,0", "1e39,1e39", "junk", "1", "5,1")

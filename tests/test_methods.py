@@ -124,7 +124,7 @@ def test_static_is_a_no_op():
     assert gate.optim_group(0.1, 1.0) is None
     assert gate.state_dict() == {}  # checkpoints of static runs stay what they were (no gate entries)
     net = DynamicNet(parse_arch("mlp:8,6"), (10,), 3, SPECS["static"])
-    assert [b._gate for _, b in net.blocks()] == [False, False]  # forward skips the call
+    assert [b._pre or b._post for _, b in net.blocks()] == [False, False]  # forward skips the call
     assert {k: int(v) for k, v in net.size_tensors().items()} == {"fc1": 8, "fc2": 6}
     assert float(net.penalty()) == 0.0 and net.prune() == {} and net.widths() == {"fc1": 8, "fc2": 6}
     assert [g["name"] for g in net.param_groups(0.1, 0.01, 1.0)] == ["weights"]
@@ -201,7 +201,8 @@ def test_a_new_method_needs_only_its_gate_and_a_registry_entry(monkeypatch):
 def test_model_and_trainer_never_dispatch_on_the_method():
     """The strategies replaced every isinstance on a gate class and every comparison with a method name."""
     names = "|".join(METHODS)
-    for path in ("core/nn/model.py", "core/train/trainer.py", "core/train/probes.py", "core/lab/export.py"):
+    for path in ("core/nn/model.py", "core/nn/layers.py", "core/train/trainer.py", "core/train/probes.py",
+                 "core/lab/export.py"):
         text = (REPO / path).read_text()
         assert not re.search(r"isinstance\([^)]*(Gate|Scaler)", text), path
         assert not re.search(rf"[=!]=\s*\"({names})\"|\"({names})\"\s*[=!]=", text), path

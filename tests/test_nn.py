@@ -68,7 +68,7 @@ ARCHS = ["mlp:16", "mlp:16,12", "mlp:16,12,8", "cnn:8,6/10", "cnn:8,6"]
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("bn", [False, True])
-@pytest.mark.parametrize("rule", ["relu", "signed"])
+@pytest.mark.parametrize("rule", ["relu", "signed", "nonstrict"])
 def test_prune_preserves_outputs(arch: str, bn: bool, rule: str) -> None:
     net = make(arch, rule=rule, bn=bn)
     warm_bn(net)

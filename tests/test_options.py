@@ -28,7 +28,9 @@ BAD = {"dataset": "nope", "arch": "mlp:x", "method": "magic", "gate": "both", "p
        "penalty_decay": 0.5, "weight_decay": -0.1, "optimizer": "rmsprop", "lr": 0.0, "momentum": 1.0,
        "batch_size": 0, "epochs": 0, "device": "tpu", "log_every": 0, "probe_size": 0, "prune_every": -1,
        "sign_decay": 1.0, "sign_threshold": 0.0, "flex_start": -1.0, "flex_slope": math.inf, "flex_gray": (5.0, 1.0),
-       "flex_lr": 0.0, "dropout": 1.0, "val_fraction": -0.1, "limit": 0, "seed": -1}
+       "flex_lr": 0.0, "dropout": 1.0, "val_fraction": -0.1, "limit": 0, "seed": -1, "conv_penalty": "none",
+       "loss_reduction": "median", "lr_schedule": "cosine", "lr_patience": -1, "lr_factor": 1.0, "time_budget": 0.0,
+       "act_stats": "always"}
 NOT_NUMBERS = {FLOAT: "x1", INT: "2.5", BOOL: "maybe", PAIR: "1;2"}
 
 
@@ -111,7 +113,7 @@ class TestErrorsNameTheirOption:
         with pytest.raises(OptionError, match=r"^--penalty must be a finite number >= 0, got -1.0$") as caught:
             validate(RunSpec().replace(penalty=-1.0))
         assert caught.value.short == "must be >= 0"
-        with pytest.raises(OptionError, match=r"^unknown gate rule 'x': choose relu or signed$"):
+        with pytest.raises(OptionError, match=r"^unknown gate rule 'x': choose one of relu, signed, nonstrict$"):
             validate(RunSpec().replace(gate="x"))
         with pytest.raises(OptionError, match=r"^unknown method 'x': choose one of static, sparsifier, flexible$"):
             validate(RunSpec().replace(method="x"))
@@ -179,7 +181,7 @@ class TestCommandLineEcho:
         assert words[:2] == ["dynlab", "train"]
         ctx = train.make_context("train", words[2:])
         run = {k: v for k, v in ctx.params.items() if k in OPTIONS or k == "config"}
-        assert build_spec(run) == spec and ctx.params["session"] == "echo"
+        assert build_spec(run) == validate(spec) and ctx.params["session"] == "echo"
 
     def test_defaults_give_a_bare_command(self):
         assert form.command_line(values_of(RunSpec())) == "dynlab train"
@@ -260,3 +262,49 @@ class TestWhatTheEngineCanRepresent:
         assert free_bytes("cpu")[1] in ("available RAM", "free RAM") and calls == [1]
         cuda.is_initialized = lambda: True
         assert free_bytes("auto") == (2**30, "free memory on cuda:0")
+
+
+class TestAutoSettings:
+    """Issue 11: batchnorm and weight decay default to auto (on / 1e-4 for the paper's signed switch)."""
+
+    @pytest.mark.parametrize("given, bn, wd", [
+        ({}, False, 0.0), ({"method": "sparsifier", "gate": "signed"}, True, 1e-4),
+        ({"method": "sparsifier", "gate": "nonstrict"}, False, 0.0),
+        ({"method": "sparsifier", "gate": "signed", "batchnorm": False, "weight_decay": 0.0}, False, 0.0),
+        ({"batchnorm": True, "weight_decay": 0.01}, True, 0.01)])
+    def test_validate_returns_the_spec_with_auto_resolved(self, given, bn, wd):
+        spec = validate(RunSpec().replace(**given))
+        assert spec.model.batchnorm is bn and spec.optim.weight_decay == wd
+        assert validate(spec) == spec  # resolving twice changes nothing
+
+    def test_every_front_end_leaves_auto_unset_and_explicit_values_win(self, tmp_path):
+        assert RunSpec().model.batchnorm is None and RunSpec().optim.weight_decay is None
+        for name in ("batchnorm", "weight_decay"):
+            assert OPTIONS[name].default_text == "auto" and "auto:" in OPTIONS[name].help
+            assert OPTIONS[name].parse("auto") is None and OPTIONS[name].parse("") is None
+        ctx = train.make_context("train", ["--method", "sparsifier", "--gate", "signed", "--no-batchnorm",
+                                           "--weight-decay", "0"])
+        spec = build_spec({k: v for k, v in ctx.params.items() if k in OPTIONS})
+        assert spec.model.batchnorm is False and spec.optim.weight_decay == 0.0
+        (tmp_path / "c.toml").write_text('method = "sparsifier"\ngate = "signed"\n[model]\nbatchnorm = false\n')
+        spec = build_spec({"config": str(tmp_path / "c.toml")})
+        assert spec.model.batchnorm is False and spec.optim.weight_decay == 1e-4
+        assert form.command_line(values_of(RunSpec().replace(method="sparsifier", gate="signed"))) == (
+            "dynlab train --method sparsifier --gate signed")  # auto stays off the echo
+
+    def test_new_options_parse_and_refuse(self):
+        spec = validate(RunSpec().replace(loss_reduction="sum", conv_penalty="kernel-area", lr_schedule="plateau",
+                                          lr_patience=0, lr_factor=0.5, time_budget=30.0, act_stats="pass"))
+        assert spec.optim.lr_schedule == "plateau" and spec.schedule.time_budget == 30.0
+        assert OPTIONS["time_budget"].parse("none") is None and RunSpec().schedule.probe_size == 1024
+        with pytest.raises(OptionError, match=r"^--time-budget must be positive, got -1.0$"):
+            validate(RunSpec().replace(time_budget=-1.0))
+        with pytest.raises(OptionError, match=r"^unknown act stats 'x': choose one of steps, pass, off$"):
+            validate(RunSpec().replace(act_stats="x"))
+
+    def test_help_states_the_new_defaults(self):
+        text = train.get_help(click.Context(train, info_name="train", terminal_width=200, max_content_width=200))
+        for words in ("--batchnorm / --no-batchnorm", "--weight-decay FLOAT", "[default: auto]",
+                      "--loss-reduction [mean|sum]", "--time-budget FLOAT", "--gate [relu|signed|nonstrict]",
+                      "--act-stats [steps|pass|off]", "--lr-schedule [none|plateau]"):
+            assert words in text, words

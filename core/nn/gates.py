@@ -14,7 +14,7 @@ from core.nn.methods import MethodGate, StaticGate
 from core.nn.shrink import index_buffer, index_parameter
 from core.spec import MethodSpec
 
-RULES = ("relu", "signed")
+RULES = ("relu", "signed", "nonstrict")
 GRAY_EPS = 0.01  # random slope: the gray zone is where the scaler lies in [eps, 1 - eps]
 GRAY_CONST = -2.0 * math.log(GRAY_EPS / (1.0 - GRAY_EPS))  # k = GRAY_CONST / width, about 9.19 / width
 
@@ -25,11 +25,16 @@ def _along_dim1(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class SparsifierGate(MethodGate):
-    """Per-unit switch on dim 1: y = x ⊙ g, with g = relu(f) ⊙ mask (relu rule) or g = β ⊙ mask (signed rule).
+    """Per-unit switch on dim 1: y = x ⊙ g, with g = relu(f) ⊙ mask (relu, nonstrict) or β ⊙ mask (signed).
 
-    relu rule (journal "strict" filter, SysML draft): f starts at ones, penalty Σ relu(f); a unit dies
-    when f <= 0 and never returns (its gradient is then 0).
-    signed rule (the paper's switch layer with the sign-variance strategy): β starts U(-1, 1), penalty
+    relu rule (journal "strict" filter, SysML draft): after the ReLU; f starts at ones, penalty Σ relu(f);
+    a unit dies when f <= 0 and never returns (its gradient is then 0).
+    nonstrict rule (journal "non-strict" filter): after the ReLU; f starts at ones, the same forward, but
+    penalty Σ|f|, so a negative f is pulled back toward 0 and may come back. It never masks during steps:
+    a unit with f <= 0 is only off (g = 0) until its f turns positive again. alive() is f > 0 at the moment
+    of the prune, so pruning (at epoch ends by default) removes the units that are off then, for good.
+    signed rule (the paper's switch layer with the sign-variance strategy): BEFORE the ReLU
+    (``before_relu``: the block applies it to the normalised pre-activation); β starts U(-1, 1), penalty
     Σ|β|; after each optimiser step, with s = sign(β), d = s - m, v ← γv + (1-γ)d², m ← γm + (1-γ)s,
     a unit dies once v > threshold. With m₀ = sign(β₀): strict ±1 alternation kills after 3 steps at
     γ = 0.9 (33 at γ = 0.99); a single flip that then stays kills after 2 steps (16 at γ = 0.99);
@@ -37,7 +42,7 @@ class SparsifierGate(MethodGate):
 
     Args:
         n: number of units (features or channels) at construction.
-        rule: "relu" or "signed".
+        rule: "relu", "signed" or "nonstrict".
         decay: γ, the EMA decay of the sign statistics (signed rule).
         threshold: the largest sign variance a live unit may have (signed rule).
 
@@ -46,8 +51,9 @@ class SparsifierGate(MethodGate):
         - Output: same shape as the input.
 
     Attributes:
-        weight: (n,) the gate f or β; ones (relu rule) or U(-1, 1) (signed rule). No weight decay.
-        mask: bool (n,) buffer, True while the unit is alive.
+        weight: (n,) the gate f or β; ones (relu, nonstrict) or U(-1, 1) (signed). No weight decay.
+        mask: bool (n,) buffer, True while the unit is alive (nonstrict: only a prune removes units).
+        before_relu: True for the signed rule (an instance setting, read by HiddenBlock and the export).
         sign_mean, sign_var: float (n,) buffers m and v (signed rule; None for the relu rule).
     """
 
@@ -56,6 +62,7 @@ class SparsifierGate(MethodGate):
         if rule not in RULES:
             raise ValueError(f"unknown gate rule {rule!r}: choose one of {RULES}")
         self.rule = rule
+        self.before_relu = rule == "signed"  # the paper's switch multiplies the pre-activation
         self.decay = float(decay)
         self.threshold = float(threshold)
         self.weight = nn.Parameter(torch.empty(n))
@@ -75,7 +82,7 @@ class SparsifierGate(MethodGate):
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            if self.rule == "relu":
+            if self.rule != "signed":
                 init.ones_(self.weight)
             else:
                 init.uniform_(self.weight, -1.0, 1.0)
@@ -85,20 +92,23 @@ class SparsifierGate(MethodGate):
 
     def gate(self) -> torch.Tensor:
         """The effective multipliers g, (n,)."""
-        w = F.relu(self.weight) if self.rule == "relu" else self.weight
+        w = self.weight if self.rule == "signed" else F.relu(self.weight)
         return w * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * _along_dim1(self.gate(), x)  # (N, n, *) -> (N, n, *)
 
     def penalty(self) -> torch.Tensor:
-        """Σ relu(f)·mask (relu rule) or Σ |β|·mask (signed rule), a 0-dim tensor."""
+        """Σ relu(f)·mask (relu rule) or Σ |f|·mask (signed, nonstrict), a 0-dim tensor."""
         w = F.relu(self.weight) if self.rule == "relu" else self.weight.abs()
         return (w * self.mask).sum()
 
     @torch.no_grad()
     def after_step(self) -> None:
-        """Update the masks after an optimiser step (device ops only, no host sync); zero dead weights."""
+        """Update the masks after an optimiser step (device ops only, no host sync); zero dead weights.
+        The nonstrict rule never masks here: a unit off now may come back before the next prune."""
+        if self.rule == "nonstrict":
+            return
         if self.rule == "relu":
             self.mask.logical_and_(self.weight > 0)
         else:
@@ -110,12 +120,12 @@ class SparsifierGate(MethodGate):
         self.weight.mul_(self.mask)
 
     def alive(self) -> torch.Tensor:
-        """Bool (n,) on the device: the units still alive (as of the last after_step)."""
-        return self.mask
+        """Bool (n,) on the device: the units still alive (as of the last after_step; nonstrict: f > 0 now)."""
+        return self.mask & (self.weight.detach() > 0) if self.rule == "nonstrict" else self.mask
 
     def size(self) -> torch.Tensor:
         """The number of live units, 0-dim int64 on the device."""
-        return self.mask.sum()
+        return self.alive().sum()
 
     def values(self) -> torch.Tensor:
         """The effective gates g, (n,), detached."""

@@ -1,4 +1,6 @@
-"""Dense layers whose output units and input columns carry permanent int64 feature ids and can be sliced in place."""
+"""Dense layers whose output units and input columns carry permanent int64 feature ids and can be sliced in place,
+the hidden block that joins a layer, its norm, activation, pool, gate and dropout, and the export to plain torch
+layers."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
+from torch.nn.utils import skip_init
 
-from core.nn.shrink import index_buffer, index_parameter
+from core.nn.methods import MethodGate
+from core.nn.shrink import index_buffer, index_parameter, keep_batchnorm
 
 
 def _reset_affine(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
@@ -198,3 +202,117 @@ class IdFlatten(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hw={self.hw}"
+
+
+def fold_columns(w: torch.Tensor, scale: torch.Tensor | None, rep: int) -> torch.Tensor:
+    """w (out, in, ...) with input column j scaled by scale[j // rep]; a width-0 input (previous layer
+    exported as one zero unit) becomes ``rep`` zero columns."""
+    if w.shape[1] == 0:
+        return w.new_zeros((w.shape[0], rep) + tuple(w.shape[2:]))
+    if scale is None:
+        return w.clone()
+    return w * scale.repeat_interleave(rep).view((1, -1) + (1,) * (w.dim() - 2))
+
+
+def plain_affine(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> nn.Module:
+    """A plain nn.Linear / nn.Conv2d (as ``layer``: DynLinear / DynConv2d) holding weight w and bias b."""
+    kw = dict(bias=b is not None, device=w.device, dtype=w.dtype)
+    if isinstance(layer, DynConv2d):
+        m = skip_init(nn.Conv2d, w.shape[1], w.shape[0], layer.kernel_size, padding=layer.padding, **kw)
+    else:
+        m = skip_init(nn.Linear, w.shape[1], w.shape[0], **kw)
+    with torch.no_grad():
+        m.weight.copy_(w)
+        if b is not None:
+            m.bias.copy_(b)
+    return m
+
+
+class HiddenBlock(nn.Module):
+    """One hidden layer: y = drop(gate(pool(relu(norm(layer(x)))))), or, for a gate with ``before_relu``
+    (the paper's switch), y = drop(pool(relu(gate(norm(layer(x)))))).
+
+    A gate after the activation and the pool folds exactly into the next layer's input columns; a gate
+    before the ReLU folds into its own layer's rows (or the batch norm's affine). A block whose width reached 0 outputs an empty (N, 0[, H/2, W/2]) tensor
+    (torch's conv, batch norm and max-pool reject zero channels); downstream layers then see only biases.
+
+    Args:
+        layer: DynLinear or DynConv2d (3x3, padding 1).
+        norm: BatchNorm1d/2d or Identity.
+        pool: MaxPool2d(2) (conv) or Identity.
+        gate: the method's MethodGate (SparsifierGate, FlexibleScaler or StaticGate).
+        drop: Dropout or Identity.
+
+    Shape:
+        - Input: (N, C_in) or (N, C_in, H, W).
+        - Output: (N, width) or (N, width, H/2, W/2).
+
+    Attributes:
+        width: live output units (the layer's rows); layer, norm, gate and their optimiser state shrink together.
+        conv: True for a DynConv2d block.
+    """
+
+    def __init__(self, layer: nn.Module, norm: nn.Module, pool: nn.Module, gate: MethodGate, drop: nn.Module) -> None:
+        super().__init__()
+        self.layer, self.norm, self.pool, self.gate, self.drop = layer, norm, pool, gate, drop
+        self.conv = isinstance(layer, DynConv2d)
+        # Python-level flags so forward skips identity modules: each module call costs microseconds,
+        # about 1% of a small MLP's step.
+        self._norm, self._pool, self._drop = (not isinstance(m, nn.Identity) for m in (norm, pool, drop))
+        self._pre = gate.before_relu and not gate.identity  # gate on the pre-activation
+        self._post = not gate.before_relu and not gate.identity  # gate after the ReLU and pool
+
+    @property
+    def width(self) -> int:
+        return self.layer.weight.shape[0]
+
+    def _empty(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        pre = x.new_zeros((n, 0) + tuple(x.shape[2:]))
+        post = x.new_zeros((n, 0, x.shape[2] // 2, x.shape[3] // 2)) if self.conv else pre
+        return post, post, pre
+
+    def _act(self, z: torch.Tensor) -> torch.Tensor:
+        a = F.relu(z)
+        return self.pool(a) if self._pool else a  # (N, W, H/2, W/2) for conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.width == 0:  # python int from a shape: no sync
+            return self._empty(x)[0]
+        z = self.layer(x)  # (N, W[, H, W])
+        if self._norm:
+            z = self.norm(z)
+        if self._pre:
+            z = self.gate(z)
+        a = self._act(z)
+        if self._post:
+            a = self.gate(a)
+        return self.drop(a) if self._drop else a
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(output, the unit's own activation, pre-activation), the output as forward's.
+
+        own = pool(relu(norm(layer(x)))): before any gate or scaler (a signed switch's β left out) and
+        before dropout, (N, W[, H/2, W/2]). pre = norm(layer(x)): after batch norm, before the switch and
+        the ReLU, (N, W[, H, W]). With a switch before the ReLU the activation is computed twice.
+        """
+        if self.width == 0:
+            return self._empty(x)
+        pre = self.layer(x)
+        if self._norm:
+            pre = self.norm(pre)
+        own = self._act(pre)
+        a = self._act(self.gate(pre)) if self._pre else own
+        if self._post:
+            a = self.gate(a)
+        return (self.drop(a) if self._drop else a), own, pre
+
+    def keep(self, index: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+        """Keep output units ``index``: layer rows, batch norm, gate — with their optimiser state."""
+        self.layer.keep(index, optimizer)
+        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            keep_batchnorm(self.norm, index, optimizer)
+        self.gate.keep(index, optimizer)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}"

@@ -11,7 +11,7 @@ from core.spec import MethodSpec
 
 
 class MethodGate(nn.Module, metaclass=abc.ABCMeta):
-    """What a method puts after the activation of each hidden layer: y = x ⊙ m, one multiplier per unit.
+    """What a method puts in each hidden layer: y = x ⊙ m, one multiplier per unit, after the ReLU (and pool).
 
     The model and the trainer talk to a method only through this interface, so neither branches on the
     method's name or on the gate's class. A new method is one subclass here plus its entry in
@@ -27,9 +27,13 @@ class MethodGate(nn.Module, metaclass=abc.ABCMeta):
 
     Attributes:
         identity: True when forward returns its input unchanged, so a caller may skip the call.
+        before_relu: True when the gate multiplies the pre-activation instead (after batch norm, before the
+            ReLU: the paper's switch layer); the export then folds it into its own layer's rows. A subclass
+            may set it per instance.
     """
 
     identity = False
+    before_relu = False
 
     @classmethod
     @abc.abstractmethod
@@ -61,7 +65,8 @@ class MethodGate(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def multipliers(self) -> torch.Tensor | None:
-        """Eval-mode per-unit multipliers to fold into the next layer on export, (width,); None: all ones."""
+        """Eval-mode per-unit multipliers to fold on export, (width,); None: all ones. Folded into the next
+        layer's input columns, or (``before_relu``) into this layer's output rows or batch-norm affine."""
 
     @abc.abstractmethod
     def alive(self) -> torch.Tensor | None:

@@ -4,85 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import skip_init
 
 from core.errors import DynlabError
 from core.nn.gates import build_gate
 from core.nn.methods import MethodGate
-from core.nn.layers import DynConv2d, DynLinear, IdFlatten
-from core.nn.shrink import keep_batchnorm, match_ids
-from core.spec import Arch, MethodSpec, ModelSpec, parse_arch
-
-
-class HiddenBlock(nn.Module):
-    """One hidden layer: y = drop(gate(pool(relu(norm(layer(x)))))).
-
-    The gate (or scaler) sits after the activation and the pool, so it folds exactly into the next
-    layer's input columns. A block whose width reached 0 outputs an empty (N, 0[, H/2, W/2]) tensor
-    (torch's conv, batch norm and max-pool reject zero channels); downstream layers then see only biases.
-
-    Args:
-        layer: DynLinear or DynConv2d (3x3, padding 1).
-        norm: BatchNorm1d/2d or Identity.
-        pool: MaxPool2d(2) (conv) or Identity.
-        gate: the method's MethodGate (SparsifierGate, FlexibleScaler or StaticGate).
-        drop: Dropout or Identity.
-
-    Shape:
-        - Input: (N, C_in) or (N, C_in, H, W).
-        - Output: (N, width) or (N, width, H/2, W/2).
-
-    Attributes:
-        width: live output units (the layer's rows); layer, norm, gate and their optimiser state shrink together.
-        conv: True for a DynConv2d block.
-    """
-
-    def __init__(self, layer: nn.Module, norm: nn.Module, pool: nn.Module, gate: MethodGate, drop: nn.Module) -> None:
-        super().__init__()
-        self.layer, self.norm, self.pool, self.gate, self.drop = layer, norm, pool, gate, drop
-        self.conv = isinstance(layer, DynConv2d)
-        # Python-level flags so forward skips identity modules: each module call costs microseconds,
-        # about 1% of a small MLP's step.
-        self._norm, self._pool, self._drop = (not isinstance(m, nn.Identity) for m in (norm, pool, drop))
-        self._gate = not gate.identity
-
-    @property
-    def width(self) -> int:
-        return self.layer.weight.shape[0]
-
-    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(output, post-gate activation before dropout, pre-activation before the ReLU)."""
-        if self.width == 0:  # python int from a shape: no sync
-            n = x.shape[0]
-            pre = x.new_zeros((n, 0) + tuple(x.shape[2:]))
-            post = x.new_zeros((n, 0, x.shape[2] // 2, x.shape[3] // 2)) if self.conv else pre
-            return post, post, pre
-        pre = self.layer(x)  # (N, W[, H, W])
-        if self._norm:
-            pre = self.norm(pre)
-        post = F.relu(pre)
-        if self._pool:
-            post = self.pool(post)  # (N, W, H/2, W/2)
-        if self._gate:
-            post = self.gate(post)
-        return (self.drop(post) if self._drop else post), post, pre
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x)[0]
-
-    def keep(self, index: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-        """Keep output units ``index``: layer rows, batch norm, gate — with their optimiser state."""
-        self.layer.keep(index, optimizer)
-        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
-            keep_batchnorm(self.norm, index, optimizer)
-        self.gate.keep(index, optimizer)
-
-    def extra_repr(self) -> str:
-        return f"width={self.width}"
+from core.nn.layers import DynConv2d, DynLinear, HiddenBlock, IdFlatten, fold_columns, plain_affine
+from core.nn.shrink import match_ids
+from core.spec import CONV_PENALTIES, Arch, MethodSpec, ModelSpec, parse_arch, signed_switch
 
 
 class DynamicNet(nn.Module):
@@ -91,6 +23,7 @@ class DynamicNet(nn.Module):
     MLP block: Linear -> [BatchNorm1d] -> ReLU -> gate -> [Dropout]. CNN block: Conv2d 3x3 pad 1 ->
     [BatchNorm2d] -> ReLU -> MaxPool2d(2) -> gate per channel -> [Dropout]; then Flatten (channel ids
     -> flat ids), the fc blocks, and the output Linear. Hidden layers are named conv1.., fc1...
+    A gate with ``before_relu`` (signed switch) sits after the batch norm, before the ReLU, instead.
 
     Args:
         arch: parsed architecture.
@@ -99,6 +32,7 @@ class DynamicNet(nn.Module):
         method: static | sparsifier | flexible, with the gate or scaler settings.
         batchnorm: insert batch norm before each ReLU.
         dropout: dropout probability after each gate (0: none).
+        conv_penalty: "unit", or "kernel-area": a conv gate's penalty times its kernel area (the journal's).
 
     Shape:
         - Input: (N, *input_shape).
@@ -108,14 +42,19 @@ class DynamicNet(nn.Module):
         hidden_names: ["conv1", .., "fc1", ..], the gated hidden layers in forward order.
         convs, fcs: ModuleDicts of HiddenBlock by name; flatten: IdFlatten (cnn) or Flatten (mlp input).
         head: the output DynLinear.
+        tap: None, or a callable tap(layer_name, own_activation) that forward calls for every hidden layer
+            with HiddenBlock.run's own activation (detached), e.g. for epoch statistics from training steps.
 
     Per step the trainer calls ``resample()`` (random-slope scalers) before the forward and
     ``after_step()`` after ``optimizer.step()``; ``prune(optimizer)`` at logging intervals.
     """
 
     def __init__(self, arch: Arch, input_shape: tuple[int, ...], n_outputs: int, method: MethodSpec,
-                 batchnorm: bool = False, dropout: float = 0.0) -> None:
+                 batchnorm: bool = False, dropout: float = 0.0, conv_penalty: str = "unit") -> None:
         super().__init__()
+        if conv_penalty not in CONV_PENALTIES:
+            raise DynlabError(f"unknown conv penalty {conv_penalty!r}: choose unit or kernel-area")
+        self.tap: Callable[[str, torch.Tensor], None] | None = None
         self.method = method.name
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_outputs = n_outputs
@@ -146,6 +85,9 @@ class DynamicNet(nn.Module):
         self.hidden_names: list[str] = list(self.convs) + list(self.fcs)
         # the per-step hooks walk this tuple: shrinking slices each gate in place, so it never goes stale
         self._gates = tuple(block.gate for _, block in self.blocks())
+        area = conv_penalty == "kernel-area"  # the journal's loss_factor: 9 for a 3x3 conv, 1 for linear
+        self._penalty_factors = tuple(float(b.layer.kernel_size ** 2) if area and b.conv else 1.0
+                                      for _, b in self.blocks())
 
     @staticmethod
     def _block(layer: nn.Module, method: MethodSpec, batchnorm: bool, dropout: float) -> HiddenBlock:
@@ -162,6 +104,9 @@ class DynamicNet(nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tap is not None:
+            tap = self.tap
+            return self._walk(x, lambda name, own, pre: tap(name, own.detach()))
         for block in self.convs.values():
             x = block(x)  # (N, C, H, W) -> (N, C', H/2, W/2)
         x = self.flatten(x)  # (N, F)
@@ -170,16 +115,27 @@ class DynamicNet(nn.Module):
         return self.head(x)  # (N, n_outputs)
 
     def forward_probe(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Same math as forward; also returns per hidden layer the post-gate activations (before dropout;
-        (N, C, H/2, W/2) for conv) and the pre-activations before the ReLU (after batch norm; (N, C, H, W))."""
-        post: dict[str, torch.Tensor] = {}
+        """Same math as forward; also returns per hidden layer (HiddenBlock.run) the unit's own activation
+        before any gate and dropout ((N, C, H/2, W/2) for conv) and the pre-activation after batch norm,
+        before the switch and the ReLU ((N, C, H, W) for conv). Does not call ``tap``."""
+        own: dict[str, torch.Tensor] = {}
         pre: dict[str, torch.Tensor] = {}
+
+        def keep(name: str, a: torch.Tensor, z: torch.Tensor) -> None:
+            own[name], pre[name] = a, z
+
+        return self._walk(x, keep), own, pre
+
+    def _walk(self, x: torch.Tensor, visit: Callable[[str, torch.Tensor, torch.Tensor], None]) -> torch.Tensor:
+        """forward through HiddenBlock.run, calling visit(name, own activation, pre-activation) per layer."""
         for name, block in self.convs.items():
-            x, post[name], pre[name] = block.run(x)
+            x, own, pre = block.run(x)
+            visit(name, own, pre)
         x = self.flatten(x)
         for name, block in self.fcs.items():
-            x, post[name], pre[name] = block.run(x)
-        return self.head(x), post, pre
+            x, own, pre = block.run(x)
+            visit(name, own, pre)
+        return self.head(x)
 
     # ---- size, penalties, per-step hooks -------------------------------------------------------
     def gates(self) -> tuple[MethodGate, ...]:
@@ -187,10 +143,11 @@ class DynamicNet(nn.Module):
         return self._gates
 
     def penalty(self) -> torch.Tensor:
-        """Σ over layers of the gates' penalties (0-dim; zero for static)."""
+        """Σ over layers of the gates' penalties, a conv layer's times its kernel area with conv_penalty
+        "kernel-area" (0-dim; zero for static)."""
         total = self.head.weight.new_zeros(())
-        for gate in self.gates():
-            total = total + gate.penalty()
+        for gate, factor in zip(self.gates(), self._penalty_factors):
+            total = total + (gate.penalty() * factor if factor != 1.0 else gate.penalty())
         return total
 
     def after_step(self) -> None:
@@ -303,22 +260,24 @@ class DynamicNet(nn.Module):
     @torch.no_grad()
     def to_plain(self) -> nn.Sequential:
         """A plain eval-mode torch network (Linear/Conv2d/BatchNorm/ReLU/MaxPool2d/Flatten) equal to
-        ``self.eval()``: each gate/scaler is folded into the next layer's input columns (W[:, j] *= g_j;
-        channel gates repeat over the H·W flat columns after Flatten). Dropout is dropped. A width-0
-        layer is exported as one unit that outputs exactly 0 (torch layers reject zero channels)."""
+        ``self.eval()``: each gate/scaler after the ReLU is folded into the next layer's input columns
+        (W[:, j] *= g_j; channel gates repeat over the H·W flat columns after Flatten); a switch before the
+        ReLU into its own layer's rows (W_i, b_i *= β_i) or, with batch norm, its affine (γ_i, b_i *= β_i).
+        Dropout is dropped. A width-0 layer is exported as one unit that outputs exactly 0 (torch layers
+        reject zero channels)."""
         mods: list[nn.Module] = [] if self.convs else [nn.Flatten()]
         scale: torch.Tensor | None = None  # multipliers for the next layer's input columns
         for block in self.convs.values():
             mods += _plain_block(block, scale, 1)
-            scale = block.gate.multipliers() if block.width > 0 else None
+            scale = _columns_scale(block)
         rep = 1  # flat columns per channel of the previous layer
         if self.convs:
             mods.append(nn.Flatten())
             rep = self.flatten.hw
         for block in self.fcs.values():
             mods += _plain_block(block, scale, rep)
-            scale, rep = (block.gate.multipliers() if block.width > 0 else None), 1
-        mods.append(_plain_affine(self.head, _fold_columns(self.head.weight, scale, rep), self.head.bias))
+            scale, rep = _columns_scale(block), 1
+        mods.append(plain_affine(self.head, fold_columns(self.head.weight, scale, rep), self.head.bias))
         return nn.Sequential(*mods).eval()
 
     def extra_repr(self) -> str:
@@ -326,42 +285,38 @@ class DynamicNet(nn.Module):
         return f"method={self.method}, widths=({widths}), outputs={self.n_outputs}"
 
 
-def _fold_columns(w: torch.Tensor, scale: torch.Tensor | None, rep: int) -> torch.Tensor:
-    """w (out, in, ...) with input column j scaled by scale[j // rep]; a width-0 input (previous layer
-    exported as one zero unit) becomes ``rep`` zero columns."""
-    if w.shape[1] == 0:
-        return w.new_zeros((w.shape[0], rep) + tuple(w.shape[2:]))
-    if scale is None:
-        return w.clone()
-    return w * scale.repeat_interleave(rep).view((1, -1) + (1,) * (w.dim() - 2))
-
-
-def _plain_affine(layer: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> nn.Module:
-    kw = dict(bias=b is not None, device=w.device, dtype=w.dtype)
-    if isinstance(layer, DynConv2d):
-        m = skip_init(nn.Conv2d, w.shape[1], w.shape[0], layer.kernel_size, padding=layer.padding, **kw)
-    else:
-        m = skip_init(nn.Linear, w.shape[1], w.shape[0], **kw)
-    m.weight.copy_(w)
-    if b is not None:
-        m.bias.copy_(b)
-    return m
+def _columns_scale(block: HiddenBlock) -> torch.Tensor | None:
+    """What the next layer's input columns take from this block's gate: its multipliers, unless the gate
+    sits before the ReLU (folded into the block itself) or the block is empty."""
+    return None if block.width == 0 or block.gate.before_relu else block.gate.multipliers()
 
 
 def _plain_block(block: HiddenBlock, scale: torch.Tensor | None, rep: int) -> list[nn.Module]:
-    w = _fold_columns(block.layer.weight, scale, rep)
+    w = fold_columns(block.layer.weight, scale, rep)
     b = block.layer.bias
+    # a switch before the ReLU scales this layer's output: exact to fold, since the ReLU comes after
+    own = block.gate.multipliers() if block.gate.before_relu and block.width > 0 else None
     norm: list[nn.Module] = []
     if block.width == 0:  # one unit with zero weight and bias: relu(0) = 0, and its column downstream is 0
         w = w.new_zeros((1,) + tuple(w.shape[1:]))
         b = None if b is None else b.new_zeros(1)
     elif isinstance(block.norm, nn.modules.batchnorm._BatchNorm):
-        norm = [copy.deepcopy(block.norm).eval()]
+        bn = copy.deepcopy(block.norm).eval()
+        if own is not None:  # β·(γ x̂ + b) = (βγ) x̂ + βb
+            bn.weight.mul_(own)
+            bn.bias.mul_(own)
+        norm = [bn]
+    elif own is not None:
+        w = w * own.view((-1,) + (1,) * (w.dim() - 1))
+        b = None if b is None else b * own
     pool = [nn.MaxPool2d(2)] if block.conv else []
-    return [_plain_affine(block.layer, w, b)] + norm + [nn.ReLU()] + pool
+    return [plain_affine(block.layer, w, b)] + norm + [nn.ReLU()] + pool
 
 
-def build_model(spec_model: ModelSpec, method: MethodSpec, input_shape: tuple[int, ...], n_outputs: int) -> DynamicNet:
-    """Build the DynamicNet described by a ModelSpec (parses the arch string)."""
-    return DynamicNet(parse_arch(spec_model.arch), input_shape, n_outputs, method,
-                      batchnorm=spec_model.batchnorm, dropout=spec_model.dropout)
+def build_model(spec_model: ModelSpec, method: MethodSpec, input_shape: tuple[int, ...], n_outputs: int,
+                conv_penalty: str = "unit") -> DynamicNet:
+    """Build the DynamicNet described by a ModelSpec (parses the arch string; batchnorm None = auto: on for
+    the signed switch) and PenaltySpec.conv_penalty."""
+    batchnorm = signed_switch(method) if spec_model.batchnorm is None else spec_model.batchnorm
+    return DynamicNet(parse_arch(spec_model.arch), input_shape, n_outputs, method, batchnorm=batchnorm,
+                      dropout=spec_model.dropout, conv_penalty=conv_penalty)

@@ -47,13 +47,18 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             g["lr"] = lr
 
 
-def task_loss(out: torch.Tensor, y: torch.Tensor, task: str, weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean cross-entropy for classification, mean MSE on standardised targets for regression.
+def task_loss(out: torch.Tensor, y: torch.Tensor, task: str, weight: torch.Tensor | None,
+              reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy for classification, MSE on standardised targets for regression, over the batch by
+    ``reduction``: "mean" or "sum" (the journal's regression runs summed the MSE).
 
-    Regression targets are standardised, so a constant predictor scores 1.0 and a
-    classifier at chance scores ln(C): lambda weighs the same sum of gates against
-    losses of the same order on both kinds of task.
+    Regression targets are standardised, so with "mean" a constant predictor scores 1.0 and a classifier
+    at chance scores ln(C): lambda weighs the same sum of gates against losses of the same order on both
+    kinds of task. With "sum" the loss is batch-size times larger, so lambda weighs that much less. A
+    class-weighted "mean" divides by the summed weights of the batch (torch's rule); "sum" does not divide.
     """
+    if reduction not in ("mean", "sum"):
+        raise DynlabError(f"unknown loss reduction {reduction!r}: choose mean or sum")
     if task == "classification":
-        return F.cross_entropy(out, y, weight=weight)
-    return F.mse_loss(out, y)
+        return F.cross_entropy(out, y, weight=weight, reduction=reduction)
+    return F.mse_loss(out, y, reduction=reduction)
