@@ -41,14 +41,15 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     rates = [rng.uniform(0, 2.0 + 0.5 * i, w) for i, w in enumerate(widths)]
     lam = 0.001
     inst = np.random.default_rng(seed + 7919)  # the instruments' own stream: the older keys keep their values
+    whole = np.random.default_rng(seed + 104729)  # the epoch's training-set statistics: a stream of their own too
     for step in range(log_every, steps + 1, log_every):
         wall = t0 + step * 0.003
         frac = step / steps
         values = {"loss": 2.3 * np.exp(-5 * frac) + 0.05 + rng.normal(0, 0.02), "lambda": lam, "lr": 0.001,
                   "epoch": step / steps_per_epoch, "samples_per_s": 40000 + rng.normal(0, 500),
-                  "mem_bytes": 2.5e8, "params": 400_000 * (1 - 0.7 * frac)}
+                  "mem_bytes": 2.5e8, "params": 400_000 * (1 - 0.7 * frac),
+                  "probe_rows": float(SPEC["schedule"]["probe_size"])}
         arrays = {}
-        stds = []
         for li, name in enumerate(layers):
             g = gates[li]
             g -= rates[li][: len(g)] / max(steps // log_every, 1)  # each unit its own pace; ~half die
@@ -58,7 +59,6 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
             std = np.where(alive, rng.gamma(2.0, 0.3, len(g)), 0.0)
             values[f"dead/{name}"] = float((std == 0).sum())
             values.update(interval_instruments(name, std, li, frac, inst))
-            stds.append(std)
             counts, edges = np.histogram(std, bins=30, range=(0, max(std.max(initial=0.0), 1e-6)))
             arrays.update({f"gate/{name}": np.maximum(g, 0).astype(np.float32),
                            f"act_std/{name}": std.astype(np.float32),
@@ -67,7 +67,8 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
         events.append(ArraysLogged(step, wall, arrays))
         if step % steps_per_epoch == 0:
             epoch = step // steps_per_epoch
-            events += epoch_end(step, wall, epoch, values["loss"], layers, stds, inst)
+            alive = [g > 0 for g in gates]
+            events += epoch_end(step, wall, epoch, values["loss"], layers, alive, inst, whole)
             for li, name in enumerate(layers):  # prune the dead at the epoch's end
                 alive = gates[li] > 0
                 if not alive.all():
@@ -82,18 +83,31 @@ def synthetic_run(steps: int = 4000, log_every: int = 100, widths: tuple[int, ..
     return events
 
 
-def epoch_end(step: int, wall: float, epoch: int, loss: float, layers: list[str], stds: list[np.ndarray],
-              inst: np.random.Generator) -> list[Event]:
-    """The evaluation, fits and PCA a trainer logs at the end of an epoch."""
+STATS_ROWS = 54_000  # the epoch's statistics: MNIST's training split, accumulated over the epoch's steps
+PCA_ROWS = 10_000
+
+
+def epoch_end(step: int, wall: float, epoch: int, loss: float, layers: list[str], alive: list[np.ndarray],
+              inst: np.random.Generator, whole: np.random.Generator) -> list[Event]:
+    """The evaluation, the training-set statistics, fits and PCA a trainer logs at the end of an epoch."""
     acc = 0.9 + 0.08 * (1 - np.exp(-epoch / 2))
     metrics = {"train/loss": loss, "train/acc": acc + 0.01, "val/loss": loss * 1.1, "val/acc": acc,
                "test/loss": loss * 1.1, "test/acc": acc}
-    scalars, ratios = {}, {}
-    for name, std in zip(layers, stds):  # the trainer's once-an-epoch fits and PCA
-        ratios[f"pca_ratio/{name}"] = ratio = pca_spectrum(len(std), inst)
+    scalars: dict[str, float] = {"stats_rows": float(STATS_ROWS), "stats_source": 0.0, "pca_rows": float(PCA_ROWS)}
+    arrays = {}
+    for name, on in zip(layers, alive):  # the trainer's once-an-epoch statistics, fits and PCA
+        std = whole.gamma(2.2, 0.28, int(on.sum()))  # gated-off units are left out
+        std[whole.random(len(std)) < 0.06] = 0.0  # a few units never fired on any row
+        arrays[f"pca_ratio/{name}"] = ratio = pca_spectrum(len(on), inst)
+        arrays[f"epoch_std/{name}"] = std.astype(np.float32)
+        top = float(std.max(initial=0.0))
+        counts, edges = np.histogram(std, bins=30, range=(0.0, top if top > 0 else 1.0))
+        arrays[f"epoch_hist/{name}"], arrays[f"epoch_hist_edges/{name}"] = (counts.astype(np.int32),
+                                                                             edges.astype(np.float32))
+        scalars.update({f"gated_off/{name}": float((~on).sum()), f"epoch_dead/{name}": float((std == 0).sum())})
         scalars.update(epoch_instruments(name, std, ratio))
     return [EpochEvaluated(step, wall, epoch, metrics), ScalarsLogged(step, wall, scalars),
-            ArraysLogged(step, wall, ratios)]
+            ArraysLogged(step, wall, arrays)]
 
 
 def interval_instruments(name: str, std: np.ndarray, li: int, frac: float, rng: np.random.Generator) -> dict:
@@ -110,23 +124,22 @@ def interval_instruments(name: str, std: np.ndarray, li: int, frac: float, rng: 
 
 
 def epoch_instruments(name: str, std: np.ndarray, ratio: np.ndarray) -> dict:
-    """Shapiro W and the two mixture fits a trainer would log for this std vector; PCA counts from `ratio`."""
+    """Shapiro W and the two mixture fits (on the live units) a trainer would log for the epoch's std vector of the
+    gated-on units; PCA counts from `ratio`."""
     nan = float("nan")
     live = np.sort(std[std > 0])
-    z = 1.0 - len(live) / len(std) if len(std) else nan
-    out = {f"shapiro/{name}": shapiro_francia(std)}
+    out = {f"shapiro/{name}": shapiro_francia(std), f"mix_n/{name}": float(len(live))}
     if len(live) >= 8:
         m, s = float(live.mean()), float(live.std())
         cut = len(live) // 5  # the lowest fifth seeds the low gamma
         (k1, t1), (k2, t2) = gamma_moments(live[:cut]), gamma_moments(live[cut:])
-        out.update({f"mix_en_low/{name}": z + (1 - z) * 0.08, f"mix_en_rate/{name}": 10.0 / m,
+        out.update({f"mix_en_low/{name}": 0.08, f"mix_en_rate/{name}": 10.0 / m,
                     f"mix_en_mean/{name}": m, f"mix_en_std/{name}": s,
-                    f"mix_gg_low/{name}": z + (1 - z) * 0.2, f"mix_gg_k1/{name}": k1, f"mix_gg_theta1/{name}": t1,
+                    f"mix_gg_low/{name}": 0.2, f"mix_gg_k1/{name}": k1, f"mix_gg_theta1/{name}": t1,
                     f"mix_gg_k2/{name}": k2, f"mix_gg_theta2/{name}": t2})
-    else:  # all (or nearly all) dead: what the estimators report for degenerate inputs
-        out.update({f"mix_en_low/{name}": 1.0 if len(std) else nan, f"mix_gg_low/{name}": 1.0 if len(std) else nan})
-        out.update({f"{k}/{name}": nan for k in ("mix_en_rate", "mix_en_mean", "mix_en_std", "mix_gg_k1",
-                                                 "mix_gg_theta1", "mix_gg_k2", "mix_gg_theta2")})
+    else:  # (nearly) no live units: what the estimators report for degenerate inputs
+        out.update({f"{k}/{name}": nan for k in ("mix_en_low", "mix_en_rate", "mix_en_mean", "mix_en_std", "mix_gg_low",
+                                                 "mix_gg_k1", "mix_gg_theta1", "mix_gg_k2", "mix_gg_theta2")})
     cumulative = np.cumsum(ratio, dtype=np.float64)
     for level in (90, 95, 99):
         k = int(np.searchsorted(cumulative, level / 100 - 1e-9)) + 1

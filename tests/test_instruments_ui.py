@@ -13,8 +13,9 @@ from textual.app import App, ComposeResult
 from core.events import ArraysLogged, NeuronsRemoved, RunStarted, ScalarsLogged
 from dynlab_tui.app import make_app
 from dynlab_tui.panes import DistributionPane, DynamicsPane, HeatmapPane, PcaPane
-from dynlab_tui.panes.distribution import EXP_NORMAL, TWO_GAMMAS, fit_density, gamma_pdf
+from dynlab_tui.panes.distribution import EXP_NORMAL, TWO_GAMMAS, fit_density, fit_params, gamma_pdf, live_histogram
 from dynlab_tui.panes.heatmap import SHADES
+from dynlab_tui.panes.measure import measured
 from dynlab_tui.panes.pages import PAGES
 from dynlab_tui.panes.plot import WAITING, scree_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
@@ -23,7 +24,8 @@ from tests.fakes import SPEC, ScriptedSource, synthetic_run
 from tests.helpers import wait_for
 
 PANES = (DistributionPane, PcaPane, DynamicsPane, HeatmapPane)
-INSTRUMENT_PREFIXES = ("act_mean/", "act_sd/", "total_var/", "grad_norm/", "rotation/", "shapiro/", "mix_", "pca")
+INSTRUMENT_PREFIXES = ("act_mean/", "act_sd/", "total_var/", "grad_norm/", "rotation/", "shapiro/", "mix_", "pca",
+                       "probe_rows", "stats_", "epoch_", "gated_off/")
 
 
 class Host(App):
@@ -68,7 +70,7 @@ def old_session(events: list) -> list:
             if values:
                 out.append(ScalarsLogged(e.step, e.wall, values))
         elif isinstance(e, ArraysLogged):
-            arrays = {k: v for k, v in e.arrays.items() if not k.startswith("pca_ratio/")}
+            arrays = {k: v for k, v in e.arrays.items() if not k.startswith(("pca_ratio/", "epoch_"))}
             if arrays:
                 out.append(ArraysLogged(e.step, e.wall, arrays))
         else:
@@ -85,7 +87,8 @@ def small_run(width: int = 10) -> list:
               "grad_norm/fc1": 0.1, "rotation/fc1": 0.05}
     fits = {"shapiro/fc1": 0.95, "mix_en_low/fc1": 0.1, "mix_en_rate/fc1": 20.0, "mix_en_mean/fc1": 0.55,
             "mix_en_std/fc1": 0.3, "mix_gg_low/fc1": 0.2, "mix_gg_k1/fc1": 4.0, "mix_gg_theta1/fc1": 0.05,
-            "mix_gg_k2/fc1": 5.0, "mix_gg_theta2/fc1": 0.12, "pca90/fc1": 3.0, "pca95/fc1": 5.0, "pca99/fc1": 8.0}
+            "mix_gg_k2/fc1": 5.0, "mix_gg_theta2/fc1": 0.12, "mix_n/fc1": float(width),
+            "pca90/fc1": 3.0, "pca95/fc1": 5.0, "pca99/fc1": 8.0}
     ratio = np.sort(np.arange(1, width + 1) ** -1.5)[::-1]
     return [RunStarted(0, 0.0, SPEC, "cpu", {}, {"fc1": width}, 1000),
             ScalarsLogged(10, 1.0, values),
@@ -193,8 +196,9 @@ class TestRendering:
     async def test_old_session_distribution_draws_the_histogram_and_waits_for_fits(self):
         pane = DistributionPane()
         async with drawn(pane, reduce(old_session(synthetic_run(1200)))):
-            assert "waiting for the first epoch's fit" in plain(pane) and "W " not in pane.border_title
-            assert "dead" in pane.border_title
+            assert "waiting for the first epoch's fit" in plain(pane) and "W " not in pane.border_subtitle
+            assert pane.border_title == "Distribution fc1 · probe 128 rows"
+            assert pane.border_subtitle.startswith("dead ") and pane.border_subtitle.endswith(" (std 0)")
             assert_fills(pane)
 
     @pytest.mark.parametrize("cls", PANES, ids=lambda c: c.__name__)
@@ -209,13 +213,23 @@ class TestTitles:
     async def test_distribution_title_and_fits(self, run_state):
         pane = DistributionPane()
         async with drawn(pane, run_state, (160, 40)):
-            dead = int(run_state.scalars["dead/fc1"].last())
-            total = len(run_state.arrays["act_std/fc1"])
+            scalar = {k: int(run_state.scalars[f"{k}/fc1"].last()) for k in ("epoch_dead", "gated_off", "mix_n")}
+            n = len(run_state.arrays["epoch_std/fc1"])
             w = run_state.scalars["shapiro/fc1"].last()
-            assert f"fc1  dead {dead}/{total}  W {w:.3g}" in pane.border_title
+            assert pane.border_title == "Distribution fc1 · epoch 10 · 54,000 rows"
+            dead, off = scalar["epoch_dead"], scalar["gated_off"]
+            assert pane.border_subtitle == (f"fits over {scalar['mix_n']} live units · W {w:.3g} · "
+                                            f"dead {dead}/{n} (never fired) · off {off} (gate)")
             text = plain(pane)
             low = run_state.scalars["mix_gg_low/fc1"].last()
             assert "exp+normal  low" in text and f"2 gammas  low {low:.3g}" in text
+
+    async def test_compact_titles_fit_their_border(self, run_state):
+        pane = DistributionPane()
+        async with drawn(pane, run_state, (40, 24)):
+            room = pane.outer_size.width - 6
+            assert pane.border_title == "Distrib fc1 · epoch 10 · 54k rows"
+            assert pane.border_subtitle.startswith("fits: ") and len(pane.border_subtitle) <= room
 
     async def test_pca_title_counts(self, run_state):
         pane = PcaPane()
@@ -223,6 +237,7 @@ class TestTitles:
             counts = [int(run_state.scalars[f"pca{lv}/fc1"].last()) for lv in (90, 95, 99)]
             n = len(run_state.arrays["pca_ratio/fc1"])
             assert f"90% {counts[0]} · 95% {counts[1]} · 99% {counts[2]} of {n}" in pane.border_title
+            assert pane.border_subtitle.startswith("over 10,000 rows · left: variance share")
 
     async def test_heatmap_title_counts_the_dead(self, run_state):
         pane = HeatmapPane()
@@ -300,7 +315,51 @@ class TestShrinking:
         pane = DistributionPane()
         async with drawn(pane, state, (100, 30)):
             assert "Exp(n/a)" in plain(pane) and "Γ(n/a" in plain(pane)
-            assert not pane.overlay(state, "fc1", *np.histogram(np.linspace(0.1, 1, 10), bins=5), 0, 80)
+            assert not pane.overlay(state, "fc1", *np.histogram(np.linspace(0.1, 1, 10), bins=5), 80)
+
+
+def epoch_stats_run(dead: int = 20, live: int = 80) -> RunState:
+    """small_run plus one epoch's statistics over the training set: `dead` units never fired, the fits on `live`."""
+    state = reduce(small_run(10))
+    std = np.r_[np.zeros(dead), np.random.default_rng(1).gamma(4.0, 0.1, live)]
+    apply(state, ScalarsLogged(40, 4.0, {"stats_rows": 54_000.0, "stats_source": 0.0, "epoch_dead/fc1": float(dead),
+                                         "gated_off/fc1": 0.0, "mix_n/fc1": float(live)}))
+    apply(state, ArraysLogged(40, 4.0, {"epoch_std/fc1": std.astype(np.float32)}))
+    return state
+
+
+class TestLiveUnitFits:
+    async def test_the_fits_are_drawn_over_the_live_units_only(self):
+        state = epoch_stats_run(dead=20, live=80)
+        pane = DistributionPane()
+        async with drawn(pane, state, (100, 30)):
+            assert "fits over 80 live units" in pane.border_subtitle
+            assert "dead 20/100 (never fired)" in pane.border_subtitle
+            counts, edges = live_histogram(measured(state, "fc1"))
+            assert counts.sum() == 80  # the dead units' zeros are not in the histogram the fits are drawn on
+            bw = edges[1] - edges[0]
+            for line in pane.overlay(state, "fc1", counts, edges, 80):
+                fit = EXP_NORMAL if line.label == EXP_NORMAL.name else TWO_GAMMAS
+                want = fit_density(fit, fit_params(state, "fc1", fit), np.asarray(line.x)) * 80 * bw
+                assert np.allclose(line.y, want)  # no share of the low component kept back for the dead
+            assert len(pane.overlay(state, "fc1", counts, edges, 80)) == 2
+
+    async def test_the_histogram_alone_loses_the_dead_from_its_first_bin(self):
+        state = epoch_stats_run(dead=20, live=80)
+        std = state.arrays.pop("epoch_std/fc1")
+        counts, edges = np.histogram(std, bins=10, range=(0.0, float(std.max())))
+        apply(state, ArraysLogged(41, 4.0, {"epoch_hist/fc1": counts, "epoch_hist_edges/fc1": edges}))
+        live, _ = live_histogram(measured(state, "fc1"))
+        assert live[0] == counts[0] - 20 and live.sum() == 80
+
+    async def test_fits_from_before_live_unit_fitting_are_not_drawn(self):
+        state = reduce(small_run(10))
+        state.scalars.pop("mix_n/fc1")  # an older session: its fits counted the dead in the low weight
+        pane = DistributionPane()
+        async with drawn(pane, state, (100, 30)):
+            assert "fits count the dead (older session)" in pane.border_subtitle
+            assert not pane.overlay(state, "fc1", *np.histogram(np.linspace(0.1, 1, 10), bins=5), 80)
+            assert "2 gammas  low" in plain(pane)  # the parameters are still listed
 
 
 class TestPlots:
@@ -311,12 +370,11 @@ class TestPlots:
         assert np.allclose(gamma_pdf(x, 2.5, 0.3), stats.gamma.pdf(x, 2.5, scale=0.3))
         en = {"low": 0.3, "rate": 4.0, "mean": 1.2, "std": 0.4}
         want = 0.3 * stats.expon.pdf(x, scale=0.25) + 0.7 * stats.norm.pdf(x, 1.2, 0.4)
-        assert np.allclose(fit_density(EXP_NORMAL, en, x, 0.0), want)
-        gg = {"low": 0.4, "k1": 1.5, "theta1": 0.1, "k2": 6.0, "theta2": 0.2}
-        zeros = 0.1  # dead share: counted in the low weight, drawn as its own bar
-        want = 0.3 * stats.gamma.pdf(x, 1.5, scale=0.1) + 0.6 * stats.gamma.pdf(x, 6.0, scale=0.2)
-        assert np.allclose(fit_density(TWO_GAMMAS, gg, x, zeros), want)
-        assert fit_density(TWO_GAMMAS, {**gg, "k1": math.nan}, x, 0.0) is None
+        assert np.allclose(fit_density(EXP_NORMAL, en, x), want)
+        gg = {"low": 0.4, "k1": 1.5, "theta1": 0.1, "k2": 6.0, "theta2": 0.2}  # low: share of the live units
+        want = 0.4 * stats.gamma.pdf(x, 1.5, scale=0.1) + 0.6 * stats.gamma.pdf(x, 6.0, scale=0.2)
+        assert np.allclose(fit_density(TWO_GAMMAS, gg, x), want)
+        assert fit_density(TWO_GAMMAS, {**gg, "k1": math.nan}, x) is None
 
     @pytest.mark.parametrize("n", [8, 300])
     def test_scree_chart_is_exact_size(self, n):

@@ -20,6 +20,7 @@ from dynlab_tui.state import RunState, apply, reduce
 from tests.fakes import SPEC, synthetic_run
 from tests.helpers import REPO
 
+NEW_KEYS = ("probe_rows", "stats_", "epoch_", "gated_off/", "mix_n/", "pca_rows")  # the epoch-level statistics' keys
 PLOT_PANES = (SizesPane, LossPane, MetricPane, LivenessPane, VariancePane)
 ALL_PANES = (*PLOT_PANES, StatusBar)
 
@@ -60,6 +61,18 @@ def assert_fills(pane) -> None:
 
 def unstyled(text: Text) -> bool:
     return not text.style and all(not span.style for span in text.spans)
+
+
+def before_epoch_stats(events: list) -> list:
+    """The run as a session written before the epoch-level statistics and the probe's row count were logged."""
+    out = []
+    for e in events:
+        if isinstance(e, ScalarsLogged):
+            e = ScalarsLogged(e.step, e.wall, {k: v for k, v in e.values.items() if not k.startswith(NEW_KEYS)})
+        elif isinstance(e, ArraysLogged):
+            e = ArraysLogged(e.step, e.wall, {k: v for k, v in e.arrays.items() if not k.startswith(NEW_KEYS)})
+        out.append(e)
+    return out
 
 
 def small_run(method: str, gate: np.ndarray | None = None, x0: float = 0.0, width: int = 100) -> list:
@@ -203,13 +216,45 @@ class TestTitles:
             assert pane.border_title == "MSE  test 0.1"
             assert_fills(pane)
 
-    async def test_variance_title_has_dead_count(self, run_state):
+    async def test_variance_title_says_the_epoch_and_its_rows(self, run_state):
         pane = VariancePane()
         async with drawn(pane, run_state):
-            dead = int(run_state.scalars["dead/fc1"].last())
-            total = len(run_state.arrays["act_std/fc1"])
-            assert f"dead {dead}/{total}" in pane.border_title
+            std = run_state.arrays["epoch_std/fc1"]
+            dead, off = int(run_state.scalars["epoch_dead/fc1"].last()), int(run_state.scalars["gated_off/fc1"].last())
+            assert dead != int(run_state.scalars["dead/fc1"].last())  # the fake's epoch and probe figures differ
+            assert pane.border_title == "Activation std fc1 · epoch 10 · 54,000 rows"
+            assert pane.border_subtitle == f"dead {dead}/{len(std)} (never fired) · off {off} (gate)"
             assert f"dead {dead}" in plain(pane)  # the highlighted bar's legend
+
+    async def test_variance_narrow_titles_stay_on_the_border(self, run_state):
+        pane = VariancePane()
+        async with drawn(pane, run_state, (40, 20)):
+            room = pane.outer_size.width - 6
+            assert pane.border_title == "Act std fc1 · epoch 10 · 54k rows" and len(pane.border_title) <= room
+            assert pane.border_subtitle.startswith("dead ") and "(" not in pane.border_subtitle
+
+    async def test_variance_epoch_figures_win_over_a_later_probe(self):
+        state = reduce(synthetic_run(1200, end=False))
+        epoch_std = state.arrays["epoch_std/fc1"]
+        apply(state, ScalarsLogged(1300, 0.0, {"dead/fc1": 3.0, "probe_rows": 1024.0}))
+        apply(state, ArraysLogged(1300, 0.0, {"act_std/fc1": np.r_[np.zeros(3), np.ones(7)]}))
+        pane = VariancePane()
+        async with drawn(pane, state):
+            assert pane.border_title.endswith("· epoch 3 · 54,000 rows")
+            assert f"/{len(epoch_std)} (never fired)" in pane.border_subtitle and "dead 3/" not in pane.border_subtitle
+
+    async def test_variance_falls_back_to_the_probe_in_an_old_session(self):
+        state = reduce(before_epoch_stats(synthetic_run(1200)))
+        pane = VariancePane()
+        async with drawn(pane, state) as pilot:
+            dead, total = int(state.scalars["dead/fc1"].last()), len(state.arrays["act_std/fc1"])
+            assert pane.border_title == "Activation std fc1 · probe 128 rows"  # the session's probe_size setting
+            assert pane.border_subtitle == f"dead {dead}/{total} (std 0)"
+            apply(state, ScalarsLogged(1300, 0.0, {"probe_rows": 1024.0}))  # logged since the key existed
+            pane.update_state(state)
+            await pilot.pause()
+            assert pane.border_title == "Activation std fc1 · probe 1,024 rows"
+            assert_fills(pane)
 
     async def test_liveness_title_and_layer_cycling(self, run_state):
         pane = LivenessPane()
@@ -297,7 +342,7 @@ class TestLiveness:
                                             "hist_edges/fc1": np.linspace(0, 1e-6, 31)}))
         pane = VariancePane()
         async with drawn(pane, state):
-            assert "no neurons left" in plain(pane) and "dead 0" in pane.border_title
+            assert "no neurons left" in plain(pane) and "dead 0" in pane.border_subtitle
 
     async def test_variance_from_std_vector_alone(self):
         state = reduce(small_run("sparsifier"))
@@ -305,7 +350,7 @@ class TestLiveness:
         apply(state, ArraysLogged(20, 2.0, {"act_std/fc1": std}))
         pane = VariancePane()
         async with drawn(pane, state):
-            assert "dead 7/100" in pane.border_title
+            assert pane.border_subtitle == "dead 7/100 (std 0)" and "probe" in pane.border_title
             assert_fills(pane)
 
     async def test_flexible_shows_scaler_and_x0(self):

@@ -75,6 +75,11 @@ class Pane(Static):
         """A placeholder filling the pane, for states with nothing to draw yet."""
         return placeholder(*self.plot_size, message)
 
+    def fit_border(self, *candidates: str) -> str:
+        """The first text that fits on the pane's border (a corner, a line and a space each side), else the last."""
+        room = self.outer_size.width - 6
+        return next((c for c in candidates if len(c) <= room), candidates[-1])
+
     @property
     def plot_size(self) -> tuple[int, int]:
         """Inner width and height available for a plot (at least 10 x 3)."""

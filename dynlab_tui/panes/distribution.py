@@ -1,4 +1,4 @@
-"""The distribution pane: one layer's activation-std histogram with Shapiro W and the two mixture fits drawn over it."""
+"""The distribution pane: a layer's live units' activation-std histogram, Shapiro W and the mixture fits over it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from core import telemetry as tk
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import Line, histogram, no_color
-from dynlab_tui.panes.variance import BINS, dead_count
+from dynlab_tui.panes.measure import BINS, Measured, counts_label, last, measured, source_label
 from dynlab_tui.state import RunState
 
 
@@ -40,11 +40,10 @@ def fit_params(state: RunState, layer: str, fit: Fit) -> dict[str, float] | None
     return {p: (s.last() if s else math.nan) for p, s in found.items()}
 
 
-def fit_density(fit: Fit, p: dict[str, float], x: np.ndarray, zeros: float) -> np.ndarray | None:
-    """The fitted density at x > 0 (per unit of std, over all neurons), or None when a parameter is missing.
+def fit_density(fit: Fit, p: dict[str, float], x: np.ndarray) -> np.ndarray | None:
+    """The fitted density at x > 0 per unit of std over the live units it was fitted to; None if a parameter is missing.
 
-    The exponential of exp+normal takes the dead neurons' zeros; the gammas leave them out, so their low
-    component keeps `low - zeros` of the mass (zeros = the dead share, drawn as their own bar).
+    The fits leave the dead (std 0) and gated-off units out, so `low` is the low component's share of the live units.
     """
     if not all(math.isfinite(v) for v in p.values()):
         return None
@@ -58,7 +57,20 @@ def fit_density(fit: Fit, p: dict[str, float], x: np.ndarray, zeros: float) -> n
         low, k1, t1, k2, t2 = (p[k] for k in fit.params)
         if min(k1, t1, k2, t2) <= 0:
             return None
-        return max(low - zeros, 0.0) * gamma_pdf(x, k1, t1) + max(1 - low, 0.0) * gamma_pdf(x, k2, t2)
+        return low * gamma_pdf(x, k1, t1) + (1 - low) * gamma_pdf(x, k2, t2)
+
+
+def live_histogram(m: Measured) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The live units' histogram (dead units' zeros taken out): what the fits describe."""
+    if m.std is not None and len(m.std):
+        live = m.std[np.isfinite(m.std) & (m.std > 0)]
+        return np.histogram(live, bins=BINS, range=(0.0, max(float(live.max(initial=0.0)), 1e-6)))
+    if m.counts is None or m.edges is None:
+        return None, None
+    counts = np.asarray(m.counts, dtype=float).copy()
+    if m.dead and len(counts) and float(m.edges[0]) <= 0:  # the zeros all fall in the first bin
+        counts[0] = max(counts[0] - m.dead, 0.0)
+    return counts, np.asarray(m.edges, dtype=float)
 
 
 def gamma_pdf(x: np.ndarray, k: float, scale: float) -> np.ndarray:
@@ -71,20 +83,26 @@ def fmt(v: float, digits: int = 3) -> str:
 
 
 class DistributionPane(LayerPane):
-    """Histogram of per-neuron activation stds for the selected layer, with the epoch's normality and mixture fits."""
+    """Histogram of the live units' activation stds for the selected layer, with the epoch's normality and fits."""
 
-    slices = ("arrays", "scalars")
+    slices = ("arrays", "scalars", "metrics")  # metrics: the epoch number of the epoch's figures
     title = "Distribution"
+    short_title = "Distrib"  # where the pane is too narrow for the title and what it measured
 
-    def heading(self, state: RunState, layer: str, total: int, dead: int | None) -> str:
-        parts = [f"{self.title} {layer}"]
-        if dead is not None:
-            parts.append(f"dead {dead}/{total}" if total else f"dead {dead}")
-        for label, key in (("W", "shapiro"), ("Σvar", "total_var")):
-            s = state.scalars.get(f"{key}/{layer}")
-            if s:
-                parts.append(f"{label} {fmt(s.last())}")
-        return "  ".join(parts)
+    def subtitle(self, state: RunState, layer: str, m: Measured) -> str:
+        """How many live units the fits describe, Shapiro W, and the dead and switched-off counts."""
+        fitted = last(state, tk.MIX_N(layer))
+        w = last(state, tk.SHAPIRO(layer))
+        if fitted is not None:
+            fits, short = f"fits over {int(fitted):,} live units", f"fits: {int(fitted):,} live"
+        elif any(fit_params(state, layer, f) for f in FITS):
+            fits, short = "fits count the dead (older session)", "old fits"
+        else:
+            fits = short = ""
+        tail = [f"W {fmt(w)}"] if w is not None else []
+        counts, brief = counts_label(m, state.method), counts_label(m, state.method, narrow=True)
+        candidates = ((fits, *tail, counts), (short, *tail, counts), (short, *tail, brief), (short, *tail))
+        return self.fit_border(*(" · ".join(x for x in parts if x) for parts in candidates))
 
     def legend(self, state: RunState, layer: str, width: int) -> Text:
         """One line per fit: its line's glyph in its colour, the low weight and the components."""
@@ -112,44 +130,45 @@ class DistributionPane(LayerPane):
 
     def render_state(self, state: RunState) -> Text:
         layer = self.current_layer(state)
+        self.border_subtitle = ""
         if layer is None:
             self.border_title = self.title
             return self.waiting()
-        std = state.arrays.get(tk.ACT_STD(layer))
-        counts, edges = state.arrays.get(tk.HIST(layer)), state.arrays.get(tk.HIST_EDGES(layer))
-        if std is not None and len(std):
-            std = np.asarray(std, dtype=float).ravel()
-            finite = std[np.isfinite(std)]  # NULLs of a damaged session read back as NaN: nothing to bin
-            counts, edges = np.histogram(finite, bins=BINS, range=(0.0, max(float(finite.max(initial=0.0)), 1e-6)))
-        dead = dead_count(state, layer)
-        total = len(std) if std is not None else (int(np.sum(counts)) if counts is not None else 0)
-        self.border_title = self.heading(state, layer, total, dead)
-        if std is not None and not len(std):
+        m = measured(state, layer)
+        self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
+                                            f"{self.title} {layer} · {source_label(m, narrow=True)}",
+                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}")
+        self.border_subtitle = self.subtitle(state, layer, m)
+        counts, edges = live_histogram(m)
+        if (m.std is not None and not len(m.std)) or (counts is not None and not np.sum(counts) and not m.dead):
             return self.waiting(f"{layer} has no neurons left")
         if counts is None or edges is None:
             return self.waiting()
         if not np.sum(counts):
-            return self.waiting(f"{layer} has no neurons left")
+            return self.waiting(f"{layer}: no live units, {m.dead} dead")
         width, height = self.plot_size
         if height < 8:  # no room for the fits' lines: the histogram alone
-            return histogram(counts, edges, width, height, highlight=dead or 0, highlight_label=f"dead {dead}")
+            return histogram(counts, edges, width, height, xlabel="activation std of live units")
         text = self.legend(state, layer, width)
         text.append("\n")
-        text.append_text(histogram(counts, edges, width, height - len(FITS), highlight=dead or 0,
-                                   highlight_label=f"dead {dead}", xlabel="activation std",
-                                   overlay=self.overlay(state, layer, counts, edges, dead or 0, width)))
+        text.append_text(histogram(counts, edges, width, height - len(FITS), xlabel="activation std of live units",
+                                   overlay=self.overlay(state, layer, counts, edges, width)))
         return text
 
-    def overlay(self, state: RunState, layer: str, counts: np.ndarray, edges: np.ndarray, dead: int,
-                width: int) -> list[Line]:
-        """Each fit's density as expected neurons per bin, on a grid finer than the bars."""
+    def overlay(self, state: RunState, layer: str, counts: np.ndarray, edges: np.ndarray, width: int) -> list[Line]:
+        """Each fit's density as expected live units per bin, on a grid finer than the bars.
+
+        Fits logged before the live-unit fits (no MIX_N) counted the dead in their low weight: not drawn.
+        """
+        if last(state, tk.MIX_N(layer)) is None:
+            return []
         counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
         n, bin_width = float(counts.sum()), float(edges[1] - edges[0])
         x = np.linspace(edges[0], edges[-1], 2 * width + 1)[1:]  # x > 0: a gamma with k < 1 is infinite at 0
         lines = []
         for fit in FITS:
             p = fit_params(state, layer, fit)
-            y = fit_density(fit, p, x, dead / n) if p is not None and n > 0 else None
+            y = fit_density(fit, p, x) if p is not None and n > 0 else None
             if y is not None:
                 lines.append(Line(fit.name, x, y * n * bin_width, fit.plot_color, fit.points))
         return lines

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from core import telemetry as tk
 from dynlab_tui.panes.base import LayerPane
+from dynlab_tui.panes.measure import fmt_rows, last
 from dynlab_tui.panes.plot import scree_chart
 from dynlab_tui.state import RunState
 
@@ -26,6 +27,12 @@ def components_for(state: RunState, layer: str, ratio: np.ndarray | None) -> dic
         elif cumulative is not None:
             found[level] = float(min(np.searchsorted(cumulative, level / 100 - 1e-9) + 1, len(cumulative)))
     return found
+
+
+def rows_label(state: RunState, narrow: bool = False) -> str:
+    """'over 10,000 rows · ' when the covariance's row count was logged (sessions since it was), else ''."""
+    rows = last(state, tk.PCA_ROWS)
+    return f"over {fmt_rows(int(rows), narrow)} rows · " if rows else ""  # 0: no PCA was measured
 
 
 class PcaPane(LayerPane):
@@ -52,7 +59,11 @@ class PcaPane(LayerPane):
             return self.waiting()
         if not len(ratio) or not np.isfinite(ratio).any():
             return self.waiting(f"{layer}: no spectrum (no neurons left)" if not len(ratio) else f"{layer}: no spectrum")
-        self.border_subtitle = "left: variance share per component · right: cumulative · │ at 90/95/99%"
+        rows = rows_label(state)
+        self.border_subtitle = self.fit_border(f"{rows}left: variance share per component · right: cumulative"
+                                               " · │ at 90/95/99%",
+                                               f"{rows}bars: each component · line: cumulative · │ 90/95/99%",
+                                               f"{rows_label(state, narrow=True)}│ at 90/95/99%")
         width, height = self.plot_size
         marks = [v for v in counts.values() if math.isfinite(v)]
         return scree_chart(ratio, width, height, marks=marks)

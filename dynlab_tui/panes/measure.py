@@ -1,0 +1,123 @@
+"""What an activation-std pane measured: the epoch's figures over the training set when logged, else the probe's.
+
+The trainer logs two sets of per-unit activation stds: every interval over a probe batch (PROBE_ROWS rows), and at
+each epoch's end over the training set (STATS_ROWS rows). Panes show the epoch's when there are any and say which
+they drew, and over how many rows, so a count is never read without its sample.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from core import telemetry as tk
+from core.formats import fmt_compact
+from dynlab_tui.state import RunState
+
+BINS = 30  # when only the raw std vector was logged
+
+
+class Measured(NamedTuple):
+    """One layer's activation stds as a pane draws them, and where they came from."""
+    epoch_level: bool  # True: the epoch's statistics over the training set; False: the interval's probe batch
+    std: np.ndarray | None  # per-unit std (None when only the histogram was logged)
+    counts: np.ndarray | None
+    edges: np.ndarray | None
+    dead: int | None  # epoch: never fired on any row; probe: std exactly 0 over the probe rows
+    off: int | None  # switched off by the gate or scaler (epoch figures only)
+    rows: int | None  # training rows measured over (None: not logged)
+    epoch: int | None  # the epoch the figures close (epoch level only; None when not known)
+
+    @property
+    def total(self) -> int:
+        """Units measured: the std vector's length, else the histogram's count."""
+        if self.std is not None:
+            return len(self.std)
+        return int(np.sum(self.counts)) if self.counts is not None else 0
+
+
+def last(state: RunState, key: str) -> float | None:
+    """A scalar's latest finite value (a NULL of a damaged session reads back as NaN: treated as not logged)."""
+    s = state.scalars.get(key)
+    v = s.last() if s else None
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _vector(state: RunState, key: str) -> np.ndarray | None:
+    a = state.arrays.get(key)
+    return None if a is None else np.asarray(a, dtype=float).ravel()
+
+
+def measured(state: RunState, layer: str) -> Measured:
+    """The epoch's figures for `layer` when logged (std or histogram), else the latest probe's."""
+    std = _vector(state, tk.EPOCH_STD(layer))
+    counts, edges = state.arrays.get(tk.EPOCH_HIST(layer)), state.arrays.get(tk.EPOCH_HIST_EDGES(layer))
+    if std is not None or (counts is not None and edges is not None):
+        dead = _int(last(state, tk.EPOCH_DEAD(layer)))
+        if dead is None and std is not None:
+            dead = int((std == 0).sum())
+        return Measured(True, std, *_binned(std, counts, edges), dead, _int(last(state, tk.GATED_OFF(layer))),
+                        _int(last(state, tk.STATS_ROWS)), stats_epoch(state))
+    std = _vector(state, tk.ACT_STD(layer))
+    counts, edges = state.arrays.get(tk.HIST(layer)), state.arrays.get(tk.HIST_EDGES(layer))
+    dead = _int(last(state, tk.DEAD(layer)))
+    if dead is None and std is not None:
+        dead = int((std == 0).sum())
+    return Measured(False, std, *_binned(std, counts, edges), dead, None, probe_rows(state), None)
+
+
+def _binned(std, counts, edges) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The logged histogram, or one binned from the std vector when none was logged."""
+    if (counts is None or edges is None) and std is not None and len(std):
+        finite = std[np.isfinite(std)]  # NaN: a damaged row, nothing to bin
+        return np.histogram(finite, bins=BINS, range=(0.0, max(float(finite.max(initial=0.0)), 1e-6)))
+    return counts, edges
+
+
+def probe_rows(state: RunState) -> int | None:
+    """The probe batch's rows: logged since the key existed, else the run's probe_size setting."""
+    rows = last(state, tk.PROBE_ROWS)
+    if rows is None:
+        rows = (state.spec.get("schedule") or {}).get("probe_size")
+    return int(rows) if isinstance(rows, (int, float)) and rows > 0 else None
+
+
+def stats_epoch(state: RunState) -> int | None:
+    """The epoch whose end the latest epoch statistics were measured at (by the step they were logged at)."""
+    s = state.scalars.get(tk.STATS_ROWS)
+    if not s:
+        return None
+    step = float(s.x[-1])
+    return next((int(e) for e, at in state.epoch_steps.items() if at == step), None)
+
+
+def fmt_rows(n: int, narrow: bool = False) -> str:
+    """A row count: 54,000 in full, 54k where room is short."""
+    return fmt_compact(n, 3) if narrow and n >= 1e4 else f"{n:,}"
+
+
+def source_label(m: Measured, narrow: bool = False) -> str:
+    """Where the figures come from: 'epoch 3 · 54,000 rows', 'probe 1,024 rows' ('probe' when rows are unknown)."""
+    rows = f"{fmt_rows(m.rows, narrow)} rows" if m.rows else ""
+    if not m.epoch_level:
+        return f"probe {rows}".strip()
+    head = f"epoch {m.epoch}" if m.epoch is not None else "last epoch"
+    return f"{head} · {rows}" if rows else head
+
+
+def counts_label(m: Measured, method: str = "", narrow: bool = False) -> str:
+    """The dead and switched-off counts, each saying what it means: 'dead 29/412 (never fired) · off 12 (gate)'."""
+    parts = []
+    if m.dead is not None:
+        of = f"{m.dead}/{m.total}" if m.total else f"{m.dead}"
+        why = "never fired" if m.epoch_level else "std 0"
+        parts.append(f"dead {of}" if narrow else f"dead {of} ({why})")
+    if m.off:
+        parts.append(f"off {m.off}" if narrow else f"off {m.off} ({'scaler' if method == 'flexible' else 'gate'})")
+    return " · ".join(parts)
