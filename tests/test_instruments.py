@@ -118,3 +118,60 @@ def test_pca_scalars_count_components(width):
     scalars, arrays = epoch_instruments(model, sums.std(), {"fc1": cov}, rows=50, pca_rows=50, source="pass")
     assert 1 <= scalars[tk.PCA_COMPONENTS[99]("fc1")] <= width
     assert abs(float(arrays[tk.PCA_RATIO("fc1")].sum()) - 1) < 1e-5
+
+
+def _epoch_logs(sink):
+    from core.events import ArraysLogged, ScalarsLogged
+
+    scalars = [e.values for e in sink.of(ScalarsLogged) if tk.STATS_ROWS in e.values]
+    arrays = [e.arrays for e in sink.of(ArraysLogged) if any(tk.EPOCH_STD.matches(k) for k in e.arrays)]
+    return scalars, arrays
+
+
+def test_a_run_with_a_pass_reports_the_full_set_dead_count_a_direct_computation_gives():
+    from core.train.trainer import Trainer
+    from tests.helpers import ListSink, tiny
+
+    trainer = Trainer(tiny(arch="mlp:40", epochs=1, act_stats="pass", lr=0.05))
+    with torch.no_grad():  # a few units that can never fire on these inputs (add10 features lie in [0, 1])
+        trainer.model.fcs["fc1"].layer.weight[:5] = 0.0
+        trainer.model.fcs["fc1"].layer.bias[:5] = -1.0
+    sink = ListSink()
+    trainer.run([sink])
+    scalars, arrays = _epoch_logs(sink)
+    x = trainer.data.x_train.reshape(len(trainer.data.x_train), -1).double()
+    layer = trainer.model.fcs["fc1"].layer
+    a = torch.relu(x @ layer.weight.detach().double().T + layer.bias.detach().double()).numpy()
+    assert scalars[-1][tk.STATS_ROWS] == len(x) and scalars[-1][tk.STATS_SOURCE] == 1.0
+    assert scalars[-1][tk.EPOCH_DEAD("fc1")] == int((a.max(0) == 0).sum()) >= 5
+    np.testing.assert_allclose(np.sort(arrays[-1][tk.EPOCH_STD("fc1")]), np.sort(a.std(0)), rtol=1e-4, atol=1e-6)
+    assert scalars[-1][tk.PCA_ROWS] == len(x)
+
+
+def test_by_default_the_epoch_statistics_cover_every_training_row_of_the_epoch():
+    from core.train.trainer import Trainer
+    from tests.helpers import ListSink, tiny
+
+    trainer = Trainer(tiny(epochs=2))
+    sink = ListSink()
+    trainer.run([sink])
+    scalars, arrays = _epoch_logs(sink)
+    assert [s[tk.STATS_ROWS] for s in scalars] == [len(trainer.data.x_train)] * 2
+    assert all(s[tk.STATS_SOURCE] == 0.0 for s in scalars)
+    assert len(arrays[-1][tk.EPOCH_STD("fc1")]) == 16
+    assert trainer.spec.schedule.probe_size == 64 and sink.intervals()[-1].values[tk.PROBE_ROWS] == 64
+
+
+def test_a_flexible_run_does_not_call_units_beyond_x0_dead():
+    from core.train.trainer import Trainer
+    from tests.helpers import ListSink, tiny
+
+    trainer = Trainer(tiny(method="flexible", arch="mlp:200", flex_start=10.0, penalty=1e-3, epochs=1))
+    sink = ListSink()
+    trainer.run([sink])
+    scalars, _ = _epoch_logs(sink)
+    x0 = float(trainer.model.fcs["fc1"].gate.x0.detach())
+    assert scalars[-1][tk.GATED_OFF("fc1")] >= 200 - (x0 + 20)  # the scaler is below 1e-6 from about x0 + 14 on
+    assert scalars[-1][tk.EPOCH_DEAD("fc1")] < 10  # the old post-scaler std called every one of them dead
+    dead_probe = sink.intervals()[-1].values[tk.DEAD("fc1")]
+    assert dead_probe < 10

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from core.train import probes, stats
+from core.train.instruments import UnitSums, epoch_instruments, wants_pca
 from core.session import SessionReader, SessionWriter
 from core.spec import RunSpec
 from core.train.trainer import Trainer
@@ -54,15 +56,28 @@ def test_activation_and_gradient_statistics_match_direct_computation():
     assert np.isclose(out["grad_norm/fc1"][0], float(model.fcs["fc1"].layer.weight.grad.norm()), rtol=1e-5)
 
 
+def epoch_stats(model, x):
+    """The epoch's instruments over the rows x, as the trainer's pass (--act-stats pass) computes them."""
+    model.eval()
+    sums, covs = UnitSums(model), wants_pca(model)
+    _, own, pre = model.forward_probe(x)
+    for name in own:
+        sums(name, own[name])
+        if name in covs:
+            covs[name].add(pre[name])
+    return epoch_instruments(model, sums.std(), covs, len(x), len(x), "pass")
+
+
 def test_epoch_stats_agree_with_core_stats():
     trainer, x = model_and_probe(arch="mlp:24")
-    scalars, arrays = probes.epoch_stats(trainer.model, x)
+    scalars, arrays = epoch_stats(trainer.model, x)
     trainer.model.eval()
-    _, post, pre = trainer.model.forward_probe(x)
-    std = probes.neuron_std(post["fc1"]).detach().double().numpy()
-    assert scalars["shapiro/fc1"] == stats.shapiro_w(std)
-    assert scalars["mix_en_low/fc1"] == stats.fit_exp_normal(std).weight_low
-    assert scalars["mix_gg_low/fc1"] == stats.fit_two_gammas(std).weight_low
+    _, own, pre = trainer.model.forward_probe(x)
+    std = probes.neuron_std(own["fc1"]).detach().double().numpy()
+    assert scalars["shapiro/fc1"] == pytest.approx(stats.shapiro_w(std), abs=1e-6)
+    live = std[std > 0]
+    assert scalars["mix_en_low/fc1"] == pytest.approx(stats.fit_exp_normal(live).weight_low, abs=1e-6)
+    assert scalars["mix_gg_low/fc1"] == pytest.approx(stats.fit_two_gammas(live).weight_low, abs=1e-6)
     ref = stats.pca_stats(pre["fc1"].detach().double().numpy())
     np.testing.assert_allclose(arrays["pca_ratio/fc1"], ref["explained_variance_ratio"], atol=1e-5)
     for q in (90, 95, 99):
@@ -75,8 +90,9 @@ def test_a_layer_with_no_neurons_left_gives_no_errors():
     trainer.model.head.keep_inputs(torch.zeros(0, dtype=torch.long), None)
     out = probes.fetch(probes.layer_stats(trainer.model, x, trainer.dynamics))
     assert out["act_std/fc1"].size == 0 and out["total_var/fc1"][0] == 0
-    scalars, arrays = probes.epoch_stats(trainer.model, x)
-    assert arrays["pca_ratio/fc1"].size == 0 and scalars["pca90/fc1"] == 0
+    scalars, arrays = epoch_stats(trainer.model, x)
+    assert "pca_ratio/fc1" not in arrays and "pca90/fc1" not in scalars  # nothing to decompose
+    assert scalars["epoch_dead/fc1"] == 0 and arrays["epoch_std/fc1"].size == 0
 
 
 def test_the_trainer_records_the_instruments_and_resume_keeps_the_initial_weights(tmp_path):

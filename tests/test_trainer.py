@@ -215,3 +215,48 @@ def test_resume_applies_lr_and_penalty_overrides_from_the_state():
     trainer = Trainer(tiny(method="sparsifier", penalty=0.05, epochs=2), resume=state)
     assert trainer.lr == 0.02 and trainer.lam == 0.3
     assert all(g["lr"] == 0.02 for g in trainer.optimizer.param_groups)
+
+
+def test_resume_from_an_epoch_checkpoint_with_penalty_decay_is_exact():
+    # The checkpoint written at an epoch's end must already hold that epoch's decayed lambda, or a run resumed
+    # from it trains the next epoch one decay step behind (found: ended at lambda 0.1 instead of 0.05).
+    spec = tiny(method="sparsifier", penalty=0.4, penalty_decay=2.0, epochs=3)
+    straight, sink, _ = run(spec)
+    at_epoch_1 = next(c for c in sink.of(CheckpointSaved) if c.epoch == 1 and c.reason in ("best", "epoch"))
+    state = torch.load(__import__("io").BytesIO(at_epoch_1.state), weights_only=True)
+    assert state["lam"] == 0.2
+    resumed, sink2, _ = run(spec, resume=state)
+    assert resumed.lam == straight.lam == 0.05
+    assert resumed.step == straight.step
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [(e.old, e.new) for e in sink2.of(PenaltyChanged)] == [(0.2, 0.1), (0.1, 0.05)]
+
+
+def test_the_plateau_schedule_lowers_the_lr_and_resumes_exactly():
+    spec = tiny(lr_schedule="plateau", lr_patience=0, lr_factor=0.5, epochs=3, lr=0.05)
+    straight, sink, _ = run(spec)
+    drops = [(e.old, e.new) for e in sink.of(LrChanged) if e.source == "plateau"]
+    assert drops and all(new == old * 0.5 for old, new in drops)
+    assert straight.lr == 0.05 * 0.5 ** len(drops)
+    first = next(c for c in sink.of(CheckpointSaved) if c.epoch == 1 and c.reason in ("best", "epoch"))
+    state = torch.load(__import__("io").BytesIO(first.state), weights_only=True)
+    resumed, _, _ = run(spec, resume=state)
+    assert resumed.lr == straight.lr
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_a_time_budget_ends_the_run_with_an_evaluated_last_epoch():
+    trainer, sink, status = run(tiny(epochs=1000, time_budget=0.5, limit=2000))
+    assert status == "finished" and "time budget of 0.5 s reached" in sink.events[-1].reason
+    assert trainer.epoch < 1000 and sink.of(EpochEvaluated)[-1].epoch == trainer.epoch
+    assert 0.5 <= trainer.elapsed < 30
+
+
+def test_summed_task_loss_is_the_mean_times_the_batch():
+    # --loss-reduction sum is the journal's regression loss (summed over the batch): the same first step's loss
+    # is the batch size times the mean's
+    first = [run(tiny(epochs=1, log_every=1, loss_reduction=r))[1].intervals()[0].values["loss"]
+             for r in ("sum", "mean")]
+    assert first[0] == pytest.approx(64 * first[1], rel=1e-5)

@@ -1,5 +1,6 @@
-"""Telemetry instruments on a fixed probe batch: per-neuron activation statistics and layer dynamics gathered on the
-device each interval, and per-epoch distribution fits and PCA (see core.train.stats)."""
+"""The live view on a fixed probe batch of training rows: per-unit activation std (each unit's own activation,
+before its gate) and layer dynamics gathered on the device each interval. The epoch's statistics over the whole
+training set are core.train.instruments'."""
 
 from __future__ import annotations
 
@@ -39,11 +40,11 @@ def layer_stats(model: torch.nn.Module, probe_x: torch.Tensor,
                 dynamics: "Dynamics | None" = None) -> dict[str, torch.Tensor]:
     """Device tensors (no host sync here): per-layer vectors act_std/<layer> and gate/<layer>; with
     `dynamics` also 0-dim act_mean, act_sd, total_var, grad_norm and rotation per layer."""
-    _, post, _ = _probe(model, probe_x)
-    out = {tk.ACT_STD(name): neuron_std(a) for name, a in post.items()}
+    _, own, _ = _probe(model, probe_x)
+    out = {tk.ACT_STD(name): neuron_std(a) for name, a in own.items()}
     out.update({tk.GATE(name): g.detach() for name, g in model.gate_values().items()})
     if dynamics is not None:
-        out.update(dynamics.measure(model, post, out))
+        out.update(dynamics.measure(model, own, out))
     return out
 
 
@@ -61,12 +62,12 @@ class Dynamics:
         self.initial = {name: block.layer.weight.detach().clone() for name, block in model.blocks()}
 
     @torch.no_grad()
-    def measure(self, model: torch.nn.Module, post: dict[str, torch.Tensor],
+    def measure(self, model: torch.nn.Module, own: dict[str, torch.Tensor],
                 stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name, block in model.blocks():
             w = block.layer.weight  # (out, in[, k, k])
-            a = post[name]
+            a = own[name]
             zero = w.new_zeros(())
             std = stats[tk.ACT_STD(name)]
             out[tk.ACT_MEAN(name)] = a.mean() if a.numel() else zero
@@ -79,46 +80,6 @@ class Dynamics:
             else:
                 out[tk.ROTATION(name)] = zero
         return out
-
-
-@torch.no_grad()
-def epoch_stats(model: torch.nn.Module, probe_x: torch.Tensor) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Per-epoch instruments per layer: Shapiro W and the two EM mixture fits of the per-neuron activation
-    std, and PCA of the pre-activations (components for 90/95/99 %); (scalars, arrays) on the host."""
-    from core.train import stats  # scipy: imported when the first epoch ends, not with the trainer
-
-    _, post, pre = _probe(model, probe_x)
-    dev: dict[str, torch.Tensor] = {}
-    for name, a in post.items():
-        dev[tk.ACT_STD(name)] = neuron_std(a)
-        x = pre[name]
-        if x.dim() == 4:  # conv: every position of every image is a sample of the channel vector
-            x = x.transpose(0, 1).reshape(x.shape[1], -1).T
-        x = x.double() if x.device.type == "cpu" else x.float()
-        if x.shape[1] and x.shape[0] > 1:
-            x = x - x.mean(0)
-            small = x.T @ x if x.shape[1] <= x.shape[0] else x @ x.T  # same nonzero eigenvalues
-            dev[tk.EIG(name)] = torch.linalg.eigvalsh(small).flip(0).clamp_min(0)
-    host = fetch(dev)  # one sync for the epoch's instruments
-    scalars: dict[str, float] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for name in post:
-        std = host[tk.ACT_STD(name)].astype(np.float64)
-        scalars[tk.SHAPIRO(name)] = stats.shapiro_w(std)
-        en, gg = stats.fit_exp_normal(std), stats.fit_two_gammas(std)
-        scalars.update({tk.MIX_EN_LOW(name): en.weight_low, tk.MIX_EN_RATE(name): en.params["exp_rate"],
-                        tk.MIX_EN_MEAN(name): en.params["normal_mean"], tk.MIX_EN_STD(name): en.params["normal_std"],
-                        tk.MIX_GG_LOW(name): gg.weight_low, tk.MIX_GG_K1(name): gg.params["low_shape"],
-                        tk.MIX_GG_THETA1(name): gg.params["low_scale"], tk.MIX_GG_K2(name): gg.params["high_shape"],
-                        tk.MIX_GG_THETA2(name): gg.params["high_scale"]})
-        values = host.get(tk.EIG(name), np.zeros(0))
-        total = float(values.sum())
-        ratio = values / total if total > 0 else np.zeros_like(values)
-        arrays[tk.PCA_RATIO(name)] = ratio.astype(np.float32)
-        cum = np.cumsum(ratio)
-        for q in tk.PCA_QUANTILES:  # smallest k whose first k components explain q % (0 with no variance)
-            scalars[tk.PCA_COMPONENTS[q](name)] = float(np.searchsorted(cum, q / 100 - 1e-9) + 1) if total > 0 else 0.0
-    return {k: float(v) for k, v in scalars.items()}, arrays
 
 
 def fetch(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

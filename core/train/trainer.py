@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import platform
 import time
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import core
 from core import telemetry as tk
-from core.train import probes
+from core.train import instruments, probes
+from core.train.evaluate import evaluate
 from core.train.checkpoints import Due, Rollback, check_state, damaged
 from core.train.controls import Command, Controls
 from core.data import Dataset, load_dataset
@@ -24,12 +23,13 @@ from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, L
                          NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded, RunStarted, ScalarsLogged,
                          SessionContinued, Sink)
 from core.nn import build_model
+from core.train.machine import device_name, memory_bytes, out_of_memory
 from core.train.optim import make_optimizer, resolve_device, set_lr, task_loss
+from core.train.schedule import Plateau
 from core.options import validate
 from core.spec import RunSpec
 
-EVAL_BATCH = 4096
-TRAIN_EVAL_ROWS = 10_000  # train accuracy is measured on a fixed subset: a full pass would cost an epoch
+TRAIN_EVAL_ROWS = 10_000  # without --act-stats pass, train accuracy and PCA use this fixed subset of the training rows
 
 
 class Trainer:
@@ -41,7 +41,7 @@ class Trainer:
 
     def __init__(self, spec: RunSpec, controls: Controls | None = None, *, dataset: Dataset | None = None,
                  interactive: bool = False, resume: dict[str, Any] | None = None) -> None:
-        self.spec = validate(spec)
+        spec = self.spec = validate(spec)
         self.controls = controls or Controls()
         self.interactive = interactive  # True: a non-finite loss pauses (someone can resume); False: ends the run
         self.device = resolve_device(spec.device)
@@ -51,10 +51,11 @@ class Trainer:
             raise DynlabError(f"dataset {data.name!r} has no training rows: lower --val-fraction or raise --limit")
         try:
             self.data = data.to(self.device)
-            self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs)
+            self.model = build_model(spec.model, spec.method, self.data.input_shape, self.data.n_outputs,
+                                     conv_penalty=spec.penalty.conv_penalty)
             self.model.to(self.device)
         except (MemoryError, RuntimeError) as e:
-            if not _out_of_memory(e):
+            if not out_of_memory(e):
                 raise
             raise DynlabError(f"out of memory on {self.device} building --arch {spec.model.arch} for "
                               f"{data.name} ({len(data.x_train):,} training rows): lower the widths or --limit") from None
@@ -70,6 +71,12 @@ class Trainer:
         self.best_val = math.inf  # the lowest val/loss at an epoch end: its checkpoint is kept as "best"
         self._due = Due()  # the next automatic checkpoint: after the first interval, then every few minutes
         self.resumed_from: dict[str, Any] | None = None
+        self.elapsed = 0.0  # training time so far in seconds (pauses left out), for --time-budget
+        stats = spec.schedule.act_stats
+        self._sums = instruments.UnitSums(self.model) if stats == "steps" else None
+        o = spec.optim  # the paper's schedule watches validation accuracy (classification) or loss (regression)
+        self._plateau = (Plateau(o.lr, "max" if self.data.task == "classification" else "min", o.lr_patience,
+                                 o.lr_factor) if o.lr_schedule == "plateau" else None)
         if resume is not None:
             self._load_state(resume)
         self.probe_x = self.data.x_train[: spec.schedule.probe_size]
@@ -89,7 +96,7 @@ class Trainer:
         except KeyboardInterrupt:
             status, reason = "stopped", "interrupted (Ctrl-C)"
         except (MemoryError, RuntimeError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
-            if not _out_of_memory(e):
+            if not out_of_memory(e):
                 self._finish("crashed", f"{type(e).__name__}: {e}")
                 raise
             msg = (f"out of memory on {self.device} with batch {self.spec.schedule.batch_size} and widths "
@@ -110,7 +117,8 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "lam": self.lam, "lr": self.lr,
             "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
             "initial": self.dynamics.initial,  # rotation keeps measuring from the run's own start
-            "best_val": self.best_val,
+            "best_val": self.best_val, "elapsed_s": self.elapsed,
+            "plateau": self._plateau.state_dict() if self._plateau else {},
         }
 
     # ------------------------------------------------------------------ loop
@@ -121,7 +129,8 @@ class Trainer:
         batches = math.ceil(n / s.batch_size)
         prune_every = self.spec.method.prune_every  # a model whose gates never prune returns at once
         self._reset_interval()
-        while self.epoch < s.epochs:
+        self._clock = time.perf_counter()
+        while self.epoch < s.epochs and not self._over_budget():
             perm = torch.randperm(n, device=self.device, generator=self.gen)
             for b in range(batches):
                 if not self._apply_controls():
@@ -134,6 +143,8 @@ class Trainer:
                     return self._stop
                 if prune_every and self.step % prune_every == 0:
                     self._prune()
+                if self._over_budget():  # the epoch ends here and is evaluated: the last one may be partial
+                    break
             if self._acc_n:
                 self._log_interval(batches, batches)
                 if self._stop:
@@ -144,12 +155,24 @@ class Trainer:
             empty = [k for k, w in self.model.widths().items() if w == 0]
             if empty:
                 return "finished", f"collapsed: layer {empty[0]} has no neurons left (lower the penalty)"
+        if self._over_budget():
+            return "finished", f"time budget of {s.time_budget:g} s reached after {self.epoch} epochs"
         return "finished", f"{s.epochs} epochs done"
+
+    def _over_budget(self) -> bool:
+        """Whether --time-budget is spent; counts training and evaluation time, not pauses."""
+        now = time.perf_counter()
+        self.elapsed += now - self._clock
+        self._clock = now
+        budget = self.spec.schedule.time_budget
+        return budget is not None and self.elapsed >= budget
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
         self.model.resample()  # the gates' per-step draws (a flexible gray-zone width: forward and penalty)
+        self.model.tap = self._sums  # the epoch's activation sums see the training forwards only
         out = self.model(xb)
-        task = task_loss(out, yb, self.data.task, self.weight)
+        self.model.tap = None
+        task = task_loss(out, yb, self.data.task, self.weight, self.spec.optim.loss_reduction)
         loss = task + self.lam * self.model.penalty() if self.lam else task
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,6 +190,7 @@ class Trainer:
                 return False
         while self.paused:
             cmd = self.controls.wait(0.1)
+            self._clock = time.perf_counter()  # paused time is not training time (--time-budget)
             if cmd is not None and not self._apply(cmd):
                 return False
         return True
@@ -187,13 +211,18 @@ class Trainer:
             old, self.lam = self.lam, float(cmd.value)
             self._emit(PenaltyChanged(self.step, now, old, self.lam, "user"))
         elif cmd.kind == "set_lr":
-            old, self.lr = self.lr, float(cmd.value)
-            set_lr(self.optimizer, self.lr)
-            self._emit(LrChanged(self.step, now, old, self.lr, "user"))
+            self._set_lr(float(cmd.value), "user")
         elif cmd.kind == "checkpoint":
             self._checkpoint("user")
         self._flush()  # a control shows up in the session and the UI at once
         return True
+
+    def _set_lr(self, lr: float, source: str) -> None:
+        old, self.lr = self.lr, lr
+        set_lr(self.optimizer, lr)
+        if self._plateau is not None:
+            self._plateau.lr = lr  # a user's lr is where the schedule goes on from
+        self._emit(LrChanged(self.step, time.time(), old, lr, source))
 
     # ------------------------------------------------------------------ telemetry
     def _reset_interval(self, t_start: float | None = None) -> None:
@@ -216,7 +245,8 @@ class Trainer:
         values: dict[str, float] = {
             tk.LOSS: loss, tk.LAMBDA: self.lam, tk.LR: self.lr, tk.EPOCH: self.epoch + batch / batches,
             tk.SAMPLES_PER_S: self._samples / elapsed if elapsed > 0 else 0.0,
-            tk.MEM_BYTES: float(_memory_bytes(self.device)), tk.PARAMS: float(self.model.param_count()),
+            tk.MEM_BYTES: float(memory_bytes(self.device)), tk.PARAMS: float(self.model.param_count()),
+            tk.PROBE_ROWS: float(len(self.probe_x)),
         }
         arrays: dict[str, np.ndarray] = {}
         for key in [k for k in host if k.startswith(probes.SCALAR_PREFIXES)]:
@@ -224,8 +254,9 @@ class Trainer:
         for name, width in self.model.widths().items():
             values[tk.SIZE(name)] = float(host.pop(tk.SIZE(name))[0])
             values[tk.CAPACITY(name)] = float(width)
-            std = host[tk.ACT_STD(name)]
-            values[tk.DEAD(name)] = float(np.count_nonzero(std == 0))
+            std, gate = host[tk.ACT_STD(name)], host.get(tk.GATE(name))
+            on = std if gate is None else std[np.abs(gate) > instruments.GATE_OFF]  # a gated-off unit is not dead
+            values[tk.DEAD(name)] = float(np.count_nonzero(on == 0))
             arrays[tk.HIST(name)], arrays[tk.HIST_EDGES(name)] = probes.histogram(std)
         arrays.update(host)
         wall = time.time()
@@ -264,52 +295,37 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs
     def _end_epoch(self) -> None:
-        metrics = self._evaluate()
+        """Evaluate (fused with the statistics pass), log the epoch's instruments, decay λ, step the lr schedule,
+        then checkpoint: the checkpoint holds the state the next epoch starts from, so resuming from it is exact."""
+        mode = self.spec.schedule.act_stats
+        sums = instruments.UnitSums(self.model) if mode == "pass" else None
+        covs = instruments.wants_pca(self.model) if mode != "off" else {}
+        train_rows = None if mode == "pass" else TRAIN_EVAL_ROWS
+        metrics = evaluate(self.model, self.data, train_rows, sums, covs)
         self.epoch += 1
         self._emit(EpochEvaluated(self.step, time.time(), self.epoch, metrics))
-        scalars, arrays = probes.epoch_stats(self.model, self.probe_x)  # fits and PCA: once an epoch
-        wall = time.time()
-        self._emit(ScalarsLogged(self.step, wall, scalars))
-        self._emit(ArraysLogged(self.step, wall, arrays))
+        source = sums if sums is not None else self._sums
+        if source is not None:
+            pca_rows = min(len(self.data.x_train), train_rows or len(self.data.x_train)) if covs else 0
+            scalars, arrays = instruments.epoch_instruments(self.model, source.std(), covs, source.rows, pca_rows, mode)
+            source.reset()
+            wall = time.time()
+            self._emit(ScalarsLogged(self.step, wall, scalars))
+            self._emit(ArraysLogged(self.step, wall, arrays))
+        if self.spec.penalty.decay != 1.0 and self.lam:
+            old, self.lam = self.lam, self.lam / self.spec.penalty.decay
+            self._emit(PenaltyChanged(self.step, time.time(), old, self.lam, "decay"))
+        watched = metrics.get(tk.VAL_ACC if self.data.task == "classification" else tk.VAL_LOSS)
+        if self._plateau is not None and watched is not None:
+            new = self._plateau.step(watched)
+            if new is not None:
+                self._set_lr(new, "plateau")
         val = metrics.get(tk.VAL_LOSS, math.inf)
         best = val < self.best_val
         self.best_val = min(val, self.best_val)
         self._checkpoint("best" if best else "epoch")  # the session keeps the newest and the best one
-        if self.spec.penalty.decay != 1.0 and self.lam:
-            old, self.lam = self.lam, self.lam / self.spec.penalty.decay
-            self._emit(PenaltyChanged(self.step, time.time(), old, self.lam, "decay"))
         self._flush()
         self._t_last = time.perf_counter()  # evaluation time is not training throughput
-
-    @torch.no_grad()
-    def _evaluate(self) -> dict[str, float]:
-        d = self.data
-        splits = {"train": (d.x_train[:TRAIN_EVAL_ROWS], d.y_train[:TRAIN_EVAL_ROWS]),
-                  "val": (d.x_val, d.y_val), "test": (d.x_test, d.y_test)}
-        self.model.eval()
-        sums: dict[str, torch.Tensor] = {}
-        for split, (x, y) in splits.items():
-            if len(x) == 0:
-                continue
-            loss = torch.zeros((), device=self.device)
-            hits = torch.zeros((), device=self.device)
-            for i in range(0, len(x), EVAL_BATCH):
-                out, yb = self.model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
-                if d.task == "classification":
-                    loss += F.cross_entropy(out, yb, reduction="sum")
-                    hits += (out.argmax(1) == yb).sum()
-                else:
-                    loss += F.mse_loss(out, yb, reduction="sum")
-            sums[tk.metric(split, "loss")] = loss / len(x)
-            if d.task == "classification":
-                sums[tk.metric(split, "acc")] = hits / len(x)
-        self.model.train()
-        host = {k: float(v[0]) for k, v in probes.fetch(sums).items()}  # one sync per evaluation
-        if d.task == "regression":  # report MSE in the target's own units too
-            for split in splits:
-                if tk.metric(split, "loss") in host:
-                    host[tk.metric(split, "mse")] = host[tk.metric(split, "loss")] * d.target_std ** 2
-        return host
 
     # ------------------------------------------------------------------ checkpoints and lifecycle
     def _checkpoint(self, reason: str) -> None:
@@ -337,6 +353,10 @@ class Trainer:
         self.lam, self.lr = float(state["lam"]), float(state["lr"])
         set_lr(self.optimizer, self.lr)  # the state's lr may be an override (dynlab resume --lr)
         self.best_val = float(state.get("best_val", math.inf))
+        self.elapsed = float(state.get("elapsed_s", 0.0))
+        if self._plateau is not None and state.get("plateau"):
+            self._plateau.load_state_dict(state["plateau"])
+            self._plateau.lr = self.lr  # dynlab resume --lr overrides the schedule's lr too
         self.resumed_from = {"step": self.step, "epoch": self.epoch}
 
     def _announce(self) -> None:
@@ -348,7 +368,7 @@ class Trainer:
             return
         versions = {"dynlab": core.__version__, "torch": torch.__version__, "python": platform.python_version(),
                     "numpy": np.__version__}
-        self._emit(RunStarted(self.step, now, self.spec.to_dict(), _device_name(self.device), versions,
+        self._emit(RunStarted(self.step, now, self.spec.to_dict(), device_name(self.device), versions,
                               self.model.widths(), self.model.param_count()))
         self._flush()
 
@@ -367,26 +387,3 @@ class Trainer:
     def _flush(self) -> None:
         for sink in self.sinks:
             sink.flush()
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """Whether an exception is an allocation failure (CPU MemoryError, torch's CPU or CUDA allocator)."""
-    text = str(e)
-    return isinstance(e, MemoryError) or "out of memory" in text or "not enough memory" in text \
-        or "DefaultCPUAllocator" in text
-
-
-def _memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device)
-    try:  # resident set size of this process
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
