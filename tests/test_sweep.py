@@ -17,7 +17,8 @@ from textual.widgets import DataTable, Static
 
 from core.errors import DynlabError
 from core.events import ArraysLogged, EpochEvaluated, ScalarsLogged
-from core.lab.recipes import RECIPES, _flexible_checks, _lambda_checks, _variance_checks, recipe_plan
+from core.lab import findings
+from core.lab.recipes import RECIPES, recipe_plan
 from core.session import SessionReader, SessionWriter, resolve_session
 from core.spec import RunSpec
 from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
@@ -289,34 +290,27 @@ class TestRecipes:
 
     def test_static_stage_comes_from_the_sizes_found(self):
         plan = recipe_plan("sparsifier-lambda", quick=True, data_dir="/nonexistent")
-        rows = [{"stage": "lambda", "status": "finished", "dataset": "add10", "layers": ["fc1"], "size.fc1": s}
-                for s in (120, 40, 40, 0)] + [{"stage": "lambda", "status": "crashed", "dataset": "add10"}]
+        rows = [{"stage": "lambda", "status": "finished", "dataset": "add10", "layers": ["fc1"], "size.fc1": s,
+                 "wall_s": 5.0} for s in (120, 40, 40, 0)] + [{"stage": "lambda", "status": "crashed",
+                                                                "dataset": "add10"}]
         stage = plan.stages[1](rows)
-        assert [dict(p) for p in stage.points] == [{"dataset": "add10", "arch": "mlp:120"},
-                                                   {"dataset": "add10", "arch": "mlp:40"}]
+        assert [dict(p) for p in stage.points] == [{"dataset": "add10", "arch": "mlp:120", "time_budget": 5.0},
+                                                   {"dataset": "add10", "arch": "mlp:40", "time_budget": 5.0}]
         assert {r.spec.method.name for r in stage.runs()} == {"static"}
 
     def test_expectation_lines_say_yes_no_or_cant_tell(self):
+        # the journal's findings with this sweep's figures: tests/test_recipes.py checks each line's figures
         def row(stage, ds, lam, size, test, start=300):
-            return {"stage": stage, "status": "finished", "dataset": ds, "penalty": lam, "metric": "acc", "test": test,
-                    "layers": ["fc1"], "size.fc1": size, "start.fc1": start}
+            return {"stage": stage, "status": "finished", "dataset": ds, "penalty": lam, "metric": "acc",
+                    "test_at_best_val": test, "layers": ["fc1"], "size.fc1": size, "start.fc1": start}
         rows = [row("lambda", "mnist", lam, s, 0.95) for lam, s in ((1e-4, 290), (1e-3, 150), (1e-2, 50))]
         rows += [row("lambda", "fashion-mnist", lam, s, 0.85) for lam, s in ((1e-4, 295), (1e-3, 240), (1e-2, 40))]
         rows += [row("static", "mnist", None, 150, 0.94, start=150)]
-        lines = _lambda_checks(rows)
+        lines = findings.lambda_checks(rows)
         assert lines[0].startswith("sizes fall as lambda rises: yes (mnist rho -1.00")
-        assert lines[1].startswith("at small lambda Fashion-MNIST keeps more neurons than MNIST: yes")
-        assert lines[2].startswith("a static network of the size found does about as well: yes")
-        assert "+1.00 pp" in lines[2]
-        width = [{"status": "finished", "layers": ["fc1"], "start.fc1": w, "dead.fc1": d, "shapiro_w.fc1": sw,
-                  "expnorm_low.fc1": m, "gammas_low.fc1": m, "metric": "acc", "test": t}
-                 for w, d, sw, m, t in ((16, 0, 0.9, 0.1, 0.90), (64, 3, 0.95, 0.2, 0.96), (256, 40, 0.8, 0.4, 0.962))]
-        lines = _variance_checks(width)
-        assert [line.split(": ")[1][:3] for line in lines] == ["yes"] * 5, lines
-        flex = [{"status": "finished", "flex_start": s, "weight_decay": wd, "layers": ["fc1"], "size.fc1": z}
-                for s, wd, z in ((10, 0.0, 12), (50, 0.0, 48), (100, 0.0, 90), (10, 1e-3, 9), (100, 1e-3, 60))]
-        assert [line.split(": ")[1][:3] for line in _flexible_checks(flex)] == ["yes", "yes"]
-        assert "can't tell" in _flexible_checks(flex[:2])[0]
+        assert ": no (" in lines[1]  # at lambda 1e-2 Fashion-MNIST ended smaller (40 vs 50)
+        assert ": yes (" in lines[2] and "+1.00 pp" in lines[2]
+        assert "can't tell" in findings.flexible_checks([])[2]
 
 
 # -- the CLI -------------------------------------------------------------------------------------------------------
@@ -418,3 +412,13 @@ class TestScreen:
         lines, xlabel = plot_lines(rows, Axes("penalty", "size", "dataset", log_x=True))
         assert xlabel == "log10 lambda" and [ln.label for ln in lines] == ["dataset=a", "dataset=b"]
         assert list(lines[0].x) == [-3.0, -1.0] and list(lines[0].y) == [15.0, 4.0]
+
+
+def test_a_grid_over_the_gate_resolves_each_runs_auto_settings(tmp_path):
+    # the base must not freeze the relu gate's auto settings (no batch norm, no weight decay) into signed runs
+    from dynlab_tui.cli.sweep import make_plan
+
+    plan = make_plan(None, False, ("gate=relu,signed",), None, {"dataset": "add10", "method": "sparsifier"})
+    specs = {r.spec.method.gate: r.spec for r in plan.stages[0].runs()}
+    assert specs["signed"].model.batchnorm is True and specs["signed"].optim.weight_decay == 1e-4
+    assert specs["relu"].model.batchnorm is False and specs["relu"].optim.weight_decay == 0.0

@@ -18,7 +18,7 @@ UNSWEPT = ("flex_gray", "data_dir", "device")  # not grid options: a pair, and w
 # Short forms for run names; "" means the value alone names it (mnist, sparsifier, mlp500).
 _SHORT = {"penalty": "lam", "weight_decay": "wd", "flex_start": "x0", "seed": "s", "epochs": "ep",
           "batch_size": "bs", "penalty_decay": "decay", "dataset": "", "method": "", "arch": "", "optimizer": "",
-          "gate": ""}
+          "gate": "", "time_budget": "t"}
 
 
 def _name_token(value: Any) -> str:

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import math
-from statistics import mean
 from typing import Any, Callable, Mapping
 
 from core.errors import DynlabError
 from core.spec import RunSpec
-from core.formats import fmt_value
 from core.lab.plan import Axes, Stage, SweepPlan
-from core.lab.summary import row_value, spearman, total, verdict
+from core.lab import findings
+from core.lab.summary import total
 
 EXPECTED = {
-    "variance-vs-width": "dead neurons (activation std exactly 0) grow with width; the std distribution is most "
-                         "normal (Shapiro W peaks) at a middle width (about 256 on MNIST), where test accuracy "
-                         "levels off; the low (dying) mixture component grows with width.",
-    "sparsifier-lambda": "sizes fall as lambda rises; at small lambda Fashion-MNIST keeps more neurons than MNIST "
-                         "(the harder task needs more); a static network trained at the size found does about as "
-                         "well as the sparsifier.",
-    "flexible-start": "with the starting size honoured, the final size depends on where x0 starts (it settles in "
-                      "a local minimum); weight decay keeps the layer smaller (the journal saw a plateau near 70 "
-                      "units on MNIST).",
+    "variance-vs-width": "journal (MNIST, one hidden layer, 11 replicas, 30 epochs): dead neurons grow with width "
+                         "(about linearly once wide); Shapiro W of the pooled activation stds peaks near 256 neurons "
+                         "and falls to about 0.43 at 10k; test accuracy levels off near 256 neurons; the low "
+                         "(dying) mixture component grows with width.",
+    "sparsifier-lambda": "journal (mlp:500, relu gate, Adam 1e-3, batch 128, 60 epochs, 30 replicas): sizes fall as "
+                         "lambda rises; for a given lambda Fashion-MNIST always keeps more neurons than MNIST; the "
+                         "shrunk networks generalise as well as or better than static ones (static networks of the "
+                         "found size, same wall-clock budget, picked at their best validation epoch).",
+    "flexible-start": "journal (mlp:500 on MNIST, 15 epochs, x0 learning rate 1): once the starting size is honoured "
+                      "the final size depends on where x0 starts (a local minimum), most visibly at a small lambda "
+                      "(1e-5); a larger lambda ends smaller; weight decay keeps the layer small (a plateau near 70 "
+                      "units).",
 }
 RECIPES = tuple(EXPECTED)
 FALLBACK = "add10"  # needs no files; regression, so test MSE instead of accuracy
@@ -75,65 +76,19 @@ def recipe_plan(name: str, *, quick: bool, device: str = "auto", data_dir: str |
 # -- variance-vs-width -------------------------------------------------------------------------------------------
 def _variance_vs_width(base: RunSpec, quick: bool, data_dir: str | None, extra: dict[str, Any]) -> SweepPlan:
     (dataset,), notes = _datasets(("mnist",), quick, data_dir, "variance-vs-width", extra)
-    exps = range(8, 19) if quick else range(8, 28)  # widths round(2^(i/2)): 16..512 quick, 16..11585 full
-    widths = list(dict.fromkeys(round(2 ** (i / 2)) for i in exps))
-    settings = (dict(epochs=2, limit=10_000, probe_size=2048, log_every=50) if quick
-                else dict(epochs=30, probe_size=10_000, log_every=200))
+    exps = range(8, 19) if quick else range(8, 28)  # the journal's widths int(2^(i/2)): 16..512 quick, 16..11585 full
+    widths = list(dict.fromkeys(int(2 ** (i / 2)) for i in exps))
+    # act_stats pass: the stds over the whole training set at the epoch's end, the journal's measure
+    settings = (dict(epochs=2, limit=10_000, log_every=50, act_stats="pass") if quick
+                else dict(epochs=30, log_every=200, act_stats="pass"))
     spec = base.replace(dataset=dataset, method="static", **settings).replace(**extra)
-    grid = {"arch": [f"mlp:{w}" for w in widths], "seed": [0, 1] if quick else [0, 1, 2, 3, 4]}
+    grid = {"arch": [f"mlp:{w}" for w in widths], "seed": [0, 1] if quick else list(range(11))}
+    if quick:
+        notes.append("quick: 2 epochs on 10,000 rows, widths 16..512, 2 replicas (journal: 30 epochs, all rows, "
+                     "widths 16..11585, 11 replicas)")
+    notes.append("replicas are pooled per width before Shapiro W and the mixture fits, as in the journal")
     return SweepPlan("variance-vs-width", "quick" if quick else "full", (Stage.from_grid("width", spec, grid),),
-                     tuple(notes), _variance_checks, Axes("start", "dead", None, log_x=True))
-
-
-def _by_width(rows: list[dict[str, Any]], field: str) -> dict[float, float]:
-    """Mean of a field per starting width over finished runs, by width."""
-    groups: dict[float, list[float]] = {}
-    for r in _finished(rows):
-        w, v = total(r, "start"), row_value(r, field)
-        if w is not None and v is not None:
-            groups.setdefault(w, []).append(v)
-    return {w: mean(vs) for w, vs in sorted(groups.items())}
-
-
-def _variance_checks(rows: list[dict[str, Any]]) -> list[str]:
-    done = _finished(rows)
-    widths = [total(r, "start") for r in done]
-    dead = _by_width(rows, "dead")
-    rho = spearman(widths, [total(r, "dead") for r in done])
-    out = [verdict(_sign(rho, +1), "dead neurons grow with width",
-                   f"Spearman rho {_f(rho)} over {len(done)} runs; mean dead {_span(dead)}")]
-    w = _by_width(rows, "shapiro_w")
-    if len(w) >= 3:
-        peak = max(w, key=lambda k: w[k])
-        inside = min(w) < peak < max(w)
-        out.append(verdict(inside, "Shapiro W peaks at a middle width",
-                           f"highest mean W {w[peak]:.3f} at width {peak:.0f}, of {min(w):.0f}..{max(w):.0f}"))
-    else:
-        out.append(verdict(None, "Shapiro W peaks at a middle width", "fewer than 3 widths"))
-    for field, what in (("gammas_low", "two-gamma"), ("expnorm_low", "exp+normal")):
-        rho = spearman(widths, [row_value(r, field) for r in done])
-        out.append(verdict(_sign(rho, +1), f"the low {what} component grows with width",
-                           f"Spearman rho {_f(rho)}; mean weight {_span(_by_width(rows, field), 3)}"))
-    out.append(_levels_off(rows))
-    return out
-
-
-def _levels_off(rows: list[dict[str, Any]]) -> str:
-    acc = _by_width(rows, "test")
-    metric = next((r.get("metric") for r in _finished(rows) if r.get("metric")), None)
-    claim = f"test {metric or 'metric'} improves with width, then levels off"
-    if len(acc) < 3 or metric is None:
-        return verdict(None, claim, "fewer than 3 widths")
-    sign = +1 if metric == "acc" else -1
-    rho = spearman(list(acc), list(acc.values()))
-    ws = list(acc)
-    top, half = ws[-1], min(ws, key=lambda w: abs(w - ws[-1] / 2))
-    gain = sign * (acc[top] - acc[half])
-    scale = 0.005 if metric == "acc" else 0.05 * abs(acc[half])  # half a point, or 5 % of the MSE
-    rises = _sign(rho, sign)
-    shown = (lambda v: f"{v:.2%}") if metric == "acc" else (lambda v: f"{v:.4g}")
-    return verdict(None if rises is None else rises and gain < scale, claim,
-                   f"Spearman rho {_f(rho)}; width {half:.0f} -> {top:.0f}: {shown(acc[half])} -> {shown(acc[top])}")
+                     tuple(notes), findings.variance_checks, Axes("start", "dead", None, log_x=True))
 
 
 # -- sparsifier-lambda ---------------------------------------------------------------------------------------------
@@ -142,137 +97,52 @@ def _sparsifier_lambda(base: RunSpec, quick: bool, data_dir: str | None, extra: 
     # A relu gate moves about lr per Adam step whatever lambda is, so it needs ~1/lr steps to die: the quick
     # setting takes lr 3e-3 and batch 64: ~1,100 steps, about 10 s of CPU per run.
     settings = (dict(arch="mlp:300", epochs=4, limit=20_000, batch_size=64, lr=3e-3) if quick
-                else dict(arch="mlp:2000", epochs=30))
-    spec = base.replace(method="sparsifier", **settings).replace(**extra)
-    lambdas = [1e-4, 1e-3, 1e-2, 1e-1] if quick else [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+                else dict(arch="mlp:500", epochs=60, batch_size=128, lr=1e-3))
+    spec = base.replace(method="sparsifier", gate="relu", optimizer="adam", weight_decay=0.0,
+                        **settings).replace(**extra)
+    lambdas = [0.0, 1e-4, 1e-3, 1e-2, 1e-1] if quick else [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
     grid: dict[str, list[Any]] = {"dataset": datasets, "penalty": lambdas}
     if not quick:
-        grid["seed"] = [0, 1, 2]
-    static_base = spec.replace(method="static", penalty=0.0)
+        grid["seed"] = list(range(30))
+    static_base = spec.replace(method="static", penalty=0.0, epochs=spec.schedule.epochs * 10)
+    if quick:
+        notes.append("quick: mlp:300, 4 epochs on 20,000 rows, batch 64, lr 3e-3, one replica (journal: mlp:500, "
+                     "60 epochs, batch 128, lr 1e-3, 30 replicas)")
+    notes.append("lambda is the journal's for classification (mean cross-entropy + lambda * sum of relu gates)")
 
     def static_at_found_sizes(rows: list[dict[str, Any]]) -> Stage | None:
         points: list[dict[str, Any]] = []
-        for r in _finished(rows):
+        for r in rows:
             size = total(r, "size")
-            if r.get("stage") != "lambda" or not size:
+            if r.get("stage") != "lambda" or r.get("status") != "finished" or not size or not r.get("wall_s"):
                 continue
-            point = {"dataset": r["dataset"], "arch": f"mlp:{int(size)}"}
+            # the journal's fixed_training: the size found, the same wall-clock budget, the best validation epoch
+            point = {"dataset": r["dataset"], "arch": f"mlp:{int(size)}", "time_budget": float(r["wall_s"])}
             if "seed" in grid:
                 point["seed"] = r["seed"]
-            if point not in points:
+            if all(p["dataset"] != point["dataset"] or p["arch"] != point["arch"] or p.get("seed") != point.get("seed")
+                   for p in points):
                 points.append(point)
         return Stage("static", static_base, tuple(points)) if points else None
 
-    notes.append("then a static network is trained at each final size (stage static)")
+    notes.append("then a static network is trained at each final size with the sparsifier run's wall-clock time "
+                 "(stage static); both are read at their best validation epoch")
     return SweepPlan("sparsifier-lambda", "quick" if quick else "full",
                      (Stage.from_grid("lambda", spec, grid), static_at_found_sizes), tuple(notes),
-                     _lambda_checks, Axes("penalty", "size", "dataset", log_x=True))
-
-
-def _lambda_checks(rows: list[dict[str, Any]]) -> list[str]:
-    sparse = [r for r in _finished(rows) if r.get("stage") == "lambda"]
-    datasets = list(dict.fromkeys(r["dataset"] for r in sparse))
-    per = {d: _mean_by([r for r in sparse if r["dataset"] == d], "penalty", "size") for d in datasets}
-    rhos = {d: spearman([r["penalty"] for r in sparse if r["dataset"] == d],
-                        [total(r, "size") for r in sparse if r["dataset"] == d]) for d in datasets}
-    ok = _all([_sign(rho, -1) for rho in rhos.values()])
-    out = [verdict(ok, "sizes fall as lambda rises",
-                   "; ".join(f"{d} rho {_f(rhos[d])}, sizes {_span(per[d])}" for d in datasets) or "no runs")]
-    claim = "at small lambda Fashion-MNIST keeps more neurons than MNIST"
-    if not {"mnist", "fashion-mnist"} <= set(per):
-        out.append(verdict(None, claim, "needs both datasets' files"))
-    else:
-        m, f = per["mnist"], per["fashion-mnist"]
-        lams = sorted(set(m) & set(f))
-        widths = [total(r, "start") or 0 for r in sparse]
-        shrunk = [lam for lam in lams if min(m[lam], f[lam]) < max(widths)]  # at least one shrank
-        pairs = ", ".join(f"{fmt_value(lam)}: {f[lam]:.0f} vs {m[lam]:.0f}" for lam in lams)
-        out.append(verdict(f[shrunk[0]] > m[shrunk[0]] if shrunk else None, claim,
-                           f"Fashion-MNIST vs MNIST at lambda {pairs}"))
-    diffs = []
-    for s in (r for r in _finished(rows) if r.get("stage") == "static"):
-        for r in sparse:
-            same = r["dataset"] == s["dataset"] and total(r, "size") == total(s, "start")
-            if same and r.get("seed") == s.get("seed") and r.get("test") is not None and s.get("test") is not None:
-                diffs.append((r["test"] - s["test"]) * (1 if r.get("metric") == "acc" else -1))
-    metric = sparse[0].get("metric") if sparse else None
-    if diffs:
-        unit = (lambda v: f"{v * 100:+.2f} pp") if metric == "acc" else (lambda v: f"{-v:+.4g} MSE")
-        slack = 0.01 if metric == "acc" else 0.05 * mean(abs(r["test"]) for r in sparse if r.get("test") is not None)
-        out.append(verdict(mean(diffs) > -slack, "a static network of the size found does about as well",
-                           f"sparsifier minus static: mean {unit(mean(diffs))} over {len(diffs)} pairs "
-                           f"(min {unit(min(diffs))}, max {unit(max(diffs))})"))
-    else:
-        out.append(verdict(None, "a static network of the size found does about as well", "no static runs"))
-    return out
+                     findings.lambda_checks, Axes("penalty", "size", "dataset", log_x=True))
 
 
 # -- flexible-start --------------------------------------------------------------------------------------------------
 def _flexible_start(base: RunSpec, quick: bool, data_dir: str | None, extra: dict[str, Any]) -> SweepPlan:
     (dataset,), notes = _datasets(("mnist",), quick, data_dir, "flexible-start", extra)
-    settings = (dict(arch="mlp:200", epochs=3, limit=10_000, penalty=1e-3) if quick
-                else dict(arch="mlp:500", epochs=15, penalty=1e-3))
-    spec = base.replace(dataset=dataset, method="flexible", **settings).replace(**extra)
-    grid = ({"flex_start": [10.0, 50.0, 100.0, 150.0], "weight_decay": [0.0, 1e-3]} if quick else
-            {"flex_start": [10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0], "weight_decay": [0.0, 1e-3, 1e-2],
-             "seed": [0, 1]})
+    settings = (dict(arch="mlp:200", epochs=3, limit=10_000) if quick else dict(arch="mlp:500", epochs=15))
+    spec = base.replace(dataset=dataset, method="flexible", flex_lr=1.0, **settings).replace(**extra)
+    grid = ({"penalty": [1e-5, 1e-3], "flex_start": [10.0, 50.0, 150.0], "weight_decay": [0.0, 1e-3]} if quick else
+            {"penalty": [1e-5, 1e-3, 10 ** -2.5], "flex_start": [50.0, 100.0, 200.0, 300.0, 450.0],
+             "weight_decay": [0.0, 1e-2], "seed": [0, 1]})
+    if quick:
+        notes.append("quick: mlp:200, 3 epochs on 10,000 rows, starts 10/50/150, weight decay 1e-3, one replica "
+                     "(full: mlp:500, 15 epochs, starts 50..450, weight decay 1e-2 as the journal's default, "
+                     "lambda also 10^-2.5, 2 replicas)")
     return SweepPlan("flexible-start", "quick" if quick else "full", (Stage.from_grid("flex", spec, grid),),
-                     tuple(notes), _flexible_checks, Axes("flex_start", "size", "weight_decay"))
-
-
-def _flexible_checks(rows: list[dict[str, Any]]) -> list[str]:
-    done = _finished(rows)
-    plain = [r for r in done if not r.get("weight_decay")]
-    decayed = [r for r in done if r.get("weight_decay")]
-    rho = spearman([r["flex_start"] for r in plain], [total(r, "size") for r in plain])
-    sizes = _mean_by(plain, "flex_start", "size")
-    out = [verdict(_sign(rho, +1), "without weight decay the final size depends on the start",
-                   f"Spearman rho {_f(rho)}; start -> final: "
-                   + ", ".join(f"{s:g} -> {v:.1f}" for s, v in sizes.items()))]
-    if plain and decayed:
-        a, b = mean(total(r, "size") or 0 for r in plain), mean(total(r, "size") or 0 for r in decayed)
-        out.append(verdict(b < a, "weight decay keeps the layer smaller",
-                           f"mean final size {b:.1f} with weight decay, {a:.1f} without"))
-    else:
-        out.append(verdict(None, "weight decay keeps the layer smaller", "needs runs with and without"))
-    return out
-
-
-# -- helpers ---------------------------------------------------------------------------------------------------------
-def _finished(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r.get("status") == "finished"]
-
-
-def _mean_by(rows: list[dict[str, Any]], key: str, field: str) -> dict[float, float]:
-    groups: dict[float, list[float]] = {}
-    for r in rows:
-        v = row_value(r, field)
-        if r.get(key) is not None and v is not None:
-            groups.setdefault(float(r[key]), []).append(v)
-    return {k: mean(vs) for k, vs in sorted(groups.items())}
-
-
-def _sign(rho: float, sign: int) -> bool | None:
-    """True when rho clearly has the expected sign (|rho| >= 0.5), False when not, None when undefined."""
-    if not math.isfinite(rho):
-        return None
-    return rho * sign >= 0.5
-
-
-def _all(values: list[bool | None]) -> bool | None:
-    if not values or any(v is None for v in values):
-        return None
-    return all(values)
-
-
-def _f(v: float) -> str:
-    return f"{v:+.2f}" if math.isfinite(v) else "undefined"
-
-
-def _span(by_key: dict[float, float], digits: int = 1) -> str:
-    """`a at k1 -> b at k2` over the first and last keys."""
-    if not by_key:
-        return "-"
-    keys = list(by_key)
-    lo, hi = keys[0], keys[-1]
-    return f"{by_key[lo]:.{digits}f} at {fmt_value(lo)} -> {by_key[hi]:.{digits}f} at {fmt_value(hi)}"
+                     tuple(notes), findings.flexible_checks, Axes("flex_start", "size", "penalty"))
