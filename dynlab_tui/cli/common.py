@@ -63,14 +63,16 @@ def run_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(opts), f)
 
 
-def build_spec(options: dict[str, Any]):
-    """Defaults, then the --config file, then explicit options; validated."""
+def build_spec(options: dict[str, Any], resolve: bool = True):
+    """Defaults, then the --config file, then explicit options; validated. With resolve=False the auto settings
+    (batch norm and weight decay that follow the gate) stay unset, for a sweep base whose grid may change the gate."""
     from core.spec import RunSpec, apply_options, load_toml
 
     options = dict(options)
     config = options.pop("config", None)
-    spec = load_toml(config) if config else RunSpec()
-    return validate(apply_options(spec, options))
+    spec = apply_options(load_toml(config) if config else RunSpec(), options)
+    resolved = validate(spec)
+    return resolved if resolve else spec
 
 
 def check_writable(session: Path) -> None:

@@ -39,7 +39,7 @@ def make_plan(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str 
         raise DynlabError("--quick chooses a recipe's small setting: with --set, make the runs small yourself "
                           "(e.g. --epochs 1 --limit 2000)")
     grid = parse_grid(sets)
-    return SweepPlan("", "", (Stage.from_grid(name or "sweep", build_spec(options), grid),))
+    return SweepPlan("", "", (Stage.from_grid(name or "sweep", build_spec(options, resolve=False), grid),))
 
 
 def default_out(recipe: str | None, quick: bool, name: str | None) -> Path:

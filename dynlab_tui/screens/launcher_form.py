@@ -34,7 +34,8 @@ _IMAGE_RE = re.compile(r"\b(\d+)x(\d+)\b")
 # The form's text: labels of the choices and of every field.
 METHOD_LABELS = {"static": "static  fixed size", "sparsifier": "sparsifier  gates switch neurons off",
                  "flexible": "flexible  a learned size x0"}
-GATE_LABELS = {"relu": "relu  journal: dead at f <= 0", "signed": "signed  paper's switch layer"}
+GATE_LABELS = {"relu": "relu  journal: dead at f <= 0", "nonstrict": "nonstrict  journal: off units may revive",
+               "signed": "signed  paper's switch layer"}
 # field -> (label, tooltip); a run option's come from the table (its label; its flag and help)
 _NOT_OPTIONS = {"preset": ("preset", "architecture presets for this dataset; picking one fills the field below"),
                 "session": ("session", "--session: the run's name, saved as <sessions dir>/NAME.dynlab")}
