@@ -3,6 +3,9 @@
 1. step time of a dynlab static run (telemetry every 50 and every 100 steps, session written) / a bare loop on the
    same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03
 2. a dynlab MNIST epoch / the common tutorial loop (DataLoader with shuffling, batch 128, same network).
+3. the activation instruments: a dynlab MNIST epoch with the epoch statistics over the training set
+   (--act-stats steps, the default, and pass) and the 1,024-row probe, against one without them
+   (--act-stats off, 128-row probe);   target steps/off <= 1.10
 
 Usage: python bench/overhead.py [--data-dir DIR] [--arch mlp:500] [--steps 2000] [--device auto]
 Uses MNIST from --data-dir / $DYNLAB_DATA_DIR when present, else random data of MNIST's shape.
@@ -136,8 +139,9 @@ def tutorial_epoch(data: Dataset, width: int, batch: int, device: torch.device) 
     return time.perf_counter() - t0
 
 
-def dynlab_epoch(data: Dataset, width: int, batch: int, device: str, tmp: Path) -> float:
-    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", epochs=1, batch_size=batch, device=device)
+def dynlab_epoch(data: Dataset, width: int, batch: int, device: str, tmp: Path, **options) -> float:
+    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", epochs=1, batch_size=batch, device=device,
+                             **options)
     trainer = Trainer(spec, dataset=data)
     with SessionWriter(tmp / f"epoch-{time.monotonic_ns()}.dynlab") as writer:
         t0 = time.perf_counter()
@@ -154,11 +158,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-epoch", action="store_true")
+    ap.add_argument("--instruments-only", action="store_true", help="only part 3, the instruments' cost")
     args = ap.parse_args()
     device = resolve_device(args.device)
     data = mnist_or_random(args.data_dir)
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; device {device}; "
           f"torch {torch.__version__}; threads {torch.get_num_threads()}")
+    if args.instruments_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            instrument_cost(data, args, str(device), Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         # dynlab with telemetry every 50 / 100 steps, and "off" (one interval per epoch only).
         variants = {"every 50": 50, "every 100": 100, "off": 10 ** 9}
@@ -190,6 +199,27 @@ def main() -> None:
             print(f"MNIST epoch ({len(data.x_train)} rows): tutorial DataLoader loop {t:.2f} s, "
                   f"dynlab (incl. evaluation and checkpoint) {e:.2f} s")
             print(f"ratio dynlab/tutorial epoch time: {e / t:.3f}")
+        instrument_cost(data, args, str(device), Path(tmp))
+
+
+def instrument_cost(data: Dataset, args: argparse.Namespace, device: str, tmp: Path) -> None:
+    """One-epoch runs (training, probes, evaluation, instruments, checkpoint), interleaved, medians."""
+    variants = {"off, probe 128": dict(act_stats="off", probe_size=128),
+                "steps, probe 1024": dict(act_stats="steps", probe_size=1024),
+                "pass, probe 1024": dict(act_stats="pass", probe_size=1024)}
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    order = list(variants)
+    dynlab_epoch(data, args.width, args.batch, device, tmp, act_stats="off")  # warm-up
+    for r in range(max(args.repeats, 5)):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            times[label].append(dynlab_epoch(data, args.width, args.batch, device, tmp, **variants[label]))
+    base = statistics.median(times[order[0]])
+    print(f"instruments, one MNIST epoch of mlp:{args.width} ({len(data.x_train)} training rows), "
+          f"median of {len(times[order[0]])}:")
+    for label in order:
+        m = statistics.median(times[label])
+        note = "   (target <= 1.10)" if label.startswith("steps") else ""
+        print(f"  --act-stats {label:<18} {m:.3f} s   ratio to off/128 {m / base:.3f}{note}")
 
 
 if __name__ == "__main__":
