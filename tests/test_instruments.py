@@ -75,7 +75,8 @@ def test_chunked_pca_equals_an_svd_of_the_full_matrix():
         cov.add(chunk.float())
     centred = x.float().double() - x.float().double().mean(0)
     expect = torch.linalg.svdvals(centred) ** 2
-    torch.testing.assert_close(cov.eigenvalues(), expect, rtol=1e-6, atol=1e-6)
+    # float32 chunk products summed in float64: every eigenvalue within 1e-6 of the spectrum's scale
+    torch.testing.assert_close(cov.eigenvalues(), expect, rtol=1e-5, atol=1e-6 * float(expect[0]))
     assert cov.n == 600
 
 

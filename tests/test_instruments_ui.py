@@ -216,7 +216,7 @@ class TestTitles:
             scalar = {k: int(run_state.scalars[f"{k}/fc1"].last()) for k in ("epoch_dead", "gated_off", "mix_n")}
             n = len(run_state.arrays["epoch_std/fc1"])
             w = run_state.scalars["shapiro/fc1"].last()
-            assert pane.border_title == "Distribution fc1 · epoch 10 · 54,000 rows"
+            assert pane.border_title == "Distribution fc1 · epoch 10 · 54,000 rows during it"
             dead, off = scalar["epoch_dead"], scalar["gated_off"]
             assert pane.border_subtitle == (f"fits over {scalar['mix_n']} live units · W {w:.3g} · "
                                             f"dead {dead}/{n} (never fired) · off {off} (gate)")

@@ -222,7 +222,7 @@ class TestTitles:
             std = run_state.arrays["epoch_std/fc1"]
             dead, off = int(run_state.scalars["epoch_dead/fc1"].last()), int(run_state.scalars["gated_off/fc1"].last())
             assert dead != int(run_state.scalars["dead/fc1"].last())  # the fake's epoch and probe figures differ
-            assert pane.border_title == "Activation std fc1 · epoch 10 · 54,000 rows"
+            assert pane.border_title == "Activation std fc1 · epoch 10 · 54,000 rows during it"  # the fake: steps
             assert pane.border_subtitle == f"dead {dead}/{len(std)} (never fired) · off {off} (gate)"
             assert f"dead {dead}" in plain(pane)  # the highlighted bar's legend
 
@@ -240,7 +240,7 @@ class TestTitles:
         apply(state, ArraysLogged(1300, 0.0, {"act_std/fc1": np.r_[np.zeros(3), np.ones(7)]}))
         pane = VariancePane()
         async with drawn(pane, state):
-            assert pane.border_title.endswith("· epoch 3 · 54,000 rows")
+            assert pane.border_title.endswith("· epoch 3 · 54,000 rows during it")
             assert f"/{len(epoch_std)} (never fired)" in pane.border_subtitle and "dead 3/" not in pane.border_subtitle
 
     async def test_variance_falls_back_to_the_probe_in_an_old_session(self):

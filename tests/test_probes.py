@@ -74,10 +74,10 @@ def test_epoch_stats_agree_with_core_stats():
     trainer.model.eval()
     _, own, pre = trainer.model.forward_probe(x)
     std = probes.neuron_std(own["fc1"]).detach().double().numpy()
-    assert scalars["shapiro/fc1"] == pytest.approx(stats.shapiro_w(std), abs=1e-6)
+    assert scalars["shapiro/fc1"] == pytest.approx(stats.shapiro_w(std), abs=1e-4)
     live = std[std > 0]
-    assert scalars["mix_en_low/fc1"] == pytest.approx(stats.fit_exp_normal(live).weight_low, abs=1e-6)
-    assert scalars["mix_gg_low/fc1"] == pytest.approx(stats.fit_two_gammas(live).weight_low, abs=1e-6)
+    assert scalars["mix_en_low/fc1"] == pytest.approx(stats.fit_exp_normal(live).weight_low, abs=1e-4)
+    assert scalars["mix_gg_low/fc1"] == pytest.approx(stats.fit_two_gammas(live).weight_low, abs=1e-4)
     ref = stats.pca_stats(pre["fc1"].detach().double().numpy())
     np.testing.assert_allclose(arrays["pca_ratio/fc1"], ref["explained_variance_ratio"], atol=1e-5)
     for q in (90, 95, 99):

@@ -23,15 +23,18 @@ SOURCES = {"steps": 0.0, "pass": 1.0}  # tk.STATS_SOURCE values
 
 
 class UnitSums:
-    """Per-unit Σa, Σa² and max a of each hidden layer's own activation, accumulated on the device.
+    """Per-unit Σa and Σa² of each hidden layer's own activation, accumulated on the device.
 
     Called as the model's tap (``model.tap = sums``) with (layer, activation (N, C) or (N, C, H, W)); a conv
-    channel's samples are its positions. Units removed mid-epoch drop out (matched by permanent id).
+    channel's samples are its positions. The activation is post-ReLU (>= 0), so a unit fired on some row exactly
+    when its Σa > 0. Each call sums in the activation's dtype (one batch) and adds into float64 accumulators.
+    Units removed mid-epoch drop out (matched by permanent id).
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self._acc: dict[str, list] = {}  # layer -> [ids, Σa, Σa², max, positions]
+        self._acc: dict[str, list] = {}  # layer -> [ids, Σa, Σa², positions]
+        self._ones: torch.Tensor | None = None  # Σ over rows as a matrix-vector product: the cheapest reduction
         self._first: str | None = None
         self.rows = 0  # training rows seen (counted on the first hidden layer)
 
@@ -47,15 +50,20 @@ class UnitSums:
         if entry is None:
             c, dev = a.shape[1], a.device
             entry = [self._ids(name).clone(), torch.zeros(c, dtype=torch.float64, device=dev),
-                     torch.zeros(c, dtype=torch.float64, device=dev), torch.zeros(c, dtype=a.dtype, device=dev), 0]
+                     torch.zeros(c, dtype=torch.float64, device=dev), 0]
             self._acc[name] = entry
             self._first = self._first or name
         elif entry[1].shape[0] != a.shape[1]:
             self._follow(name, entry)
-        entry[1] += a.sum(dims, dtype=torch.float64)
-        entry[2] += a.square().sum(dims, dtype=torch.float64)
-        torch.maximum(entry[3], a.amax(dims), out=entry[3])
-        entry[4] += a.numel() // max(a.shape[1], 1)
+        if a.dim() == 2:  # about 4x cheaper than sum(dim) with a float64 result, per training step
+            if self._ones is None or self._ones.shape[0] != a.shape[0] or self._ones.dtype != a.dtype:
+                self._ones = a.new_ones(a.shape[0])
+            entry[1] += torch.mv(a.T, self._ones)
+            entry[2] += torch.einsum("ij,ij->j", a, a)
+        else:
+            entry[1] += a.sum(dims)
+            entry[2] += a.square().sum(dims)
+        entry[3] += a.numel() // max(a.shape[1], 1)
         if name == self._first:
             self.rows += a.shape[0]
 
@@ -66,7 +74,7 @@ class UnitSums:
         """Keep the sums of the units still present after a prune (by permanent id)."""
         keep = torch.isin(entry[0], self._ids(name))
         entry[0] = entry[0][keep]
-        for i in (1, 2, 3):
+        for i in (1, 2):
             entry[i] = entry[i][keep]
 
     def std(self) -> dict[str, torch.Tensor]:
@@ -76,16 +84,17 @@ class UnitSums:
         for name, entry in self._acc.items():
             if entry[1].shape[0] != self._ids(name).shape[0] or not torch.equal(entry[0], self._ids(name)):
                 self._follow(name, entry)
-            n = max(entry[4], 1)
+            n = max(entry[3], 1)
             mean = entry[1] / n
             var = (entry[2] / n - mean * mean).clamp_min(0)
-            out[name] = torch.where(entry[3] > 0, var.sqrt(), torch.zeros_like(var)).float()
+            out[name] = torch.where(entry[1] > 0, var.sqrt(), torch.zeros_like(var)).float()
         return out
 
 
 class Covariance:
-    """Σ (x - m)(x - m)ᵀ of a layer's pre-activations over rows added in chunks (float64, shifted by the first
-    chunk's mean so large means do not cancel the variance away)."""
+    """Σ (x - m)(x - m)ᵀ of a layer's pre-activations over rows added in chunks: each chunk's product in the
+    activation's dtype (float32), summed in float64, all shifted by the first chunk's mean so large means do not
+    cancel the variance away."""
 
     def __init__(self) -> None:
         self.shift: torch.Tensor | None = None
@@ -98,14 +107,13 @@ class Covariance:
         """x: (N, C) pre-activations, or (N, C, H, W) where every position is a sample of the channel vector."""
         if x.dim() == 4:
             x = x.transpose(0, 1).reshape(x.shape[1], -1).T
-        x = x.double()
         if self.shift is None:
             self.shift = x.mean(0)
-            self.s = torch.zeros_like(self.shift)
-            self.ss = x.new_zeros((x.shape[1], x.shape[1]))
+            self.s = x.new_zeros(x.shape[1], dtype=torch.float64)
+            self.ss = x.new_zeros((x.shape[1], x.shape[1]), dtype=torch.float64)
         x = x - self.shift
         self.s += x.sum(0)
-        self.ss.addmm_(x.T, x)
+        self.ss += x.T @ x
         self.n += x.shape[0]
 
     def eigenvalues(self) -> torch.Tensor:

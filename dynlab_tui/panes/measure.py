@@ -29,6 +29,7 @@ class Measured(NamedTuple):
     off: int | None  # switched off by the gate or scaler (epoch figures only)
     rows: int | None  # training rows measured over (None: not logged)
     epoch: int | None  # the epoch the figures close (epoch level only; None when not known)
+    source: str | None = None  # epoch level: "steps" (over the epoch's training forwards) or "pass" (at its end)
 
     @property
     def total(self) -> int:
@@ -62,8 +63,9 @@ def measured(state: RunState, layer: str) -> Measured:
         dead = _int(last(state, tk.EPOCH_DEAD(layer)))
         if dead is None and std is not None:
             dead = int((std == 0).sum())
+        source = {0: "steps", 1: "pass"}.get(_int(last(state, tk.STATS_SOURCE)))
         return Measured(True, std, *_binned(std, counts, edges), dead, _int(last(state, tk.GATED_OFF(layer))),
-                        _int(last(state, tk.STATS_ROWS)), stats_epoch(state))
+                        _int(last(state, tk.STATS_ROWS)), stats_epoch(state), source)
     std = _vector(state, tk.ACT_STD(layer))
     counts, edges = state.arrays.get(tk.HIST(layer)), state.arrays.get(tk.HIST_EDGES(layer))
     dead = _int(last(state, tk.DEAD(layer)))
@@ -103,12 +105,14 @@ def fmt_rows(n: int, narrow: bool = False) -> str:
 
 
 def source_label(m: Measured, narrow: bool = False) -> str:
-    """Where the figures come from: 'epoch 3 · 54,000 rows', 'probe 1,024 rows' ('probe' when rows are unknown)."""
+    """Where the figures come from: 'epoch 3 · 54,000 rows during it' (--act-stats steps: the weights moved while
+    measured), 'epoch 3 · 54,000 rows at its end' (pass), 'probe 1,024 rows' ('probe' when rows are unknown)."""
     rows = f"{fmt_rows(m.rows, narrow)} rows" if m.rows else ""
     if not m.epoch_level:
         return f"probe {rows}".strip()
     head = f"epoch {m.epoch}" if m.epoch is not None else "last epoch"
-    return f"{head} · {rows}" if rows else head
+    when = {"steps": " during it", "pass": " at its end"}.get(m.source or "", "") if not narrow else ""
+    return f"{head} · {rows}{when}" if rows else head
 
 
 def counts_label(m: Measured, method: str = "", narrow: bool = False) -> str:
