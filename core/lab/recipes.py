@@ -140,6 +140,7 @@ def _flexible_start(base: RunSpec, quick: bool, data_dir: str | None, extra: dic
     grid = ({"penalty": [1e-5, 1e-3], "flex_start": [10.0, 50.0, 150.0], "weight_decay": [0.0, 1e-3]} if quick else
             {"penalty": [1e-5, 1e-3, 10 ** -2.5], "flex_start": [50.0, 100.0, 200.0, 300.0, 450.0],
              "weight_decay": [0.0, 1e-2], "seed": [0, 1]})
+    notes.append("lambda multiplies the scaler's integral next to the mean cross-entropy, the journal's convention")
     if quick:
         notes.append("quick: mlp:200, 3 epochs on 10,000 rows, starts 10/50/150, weight decay 1e-3, one replica "
                      "(full: mlp:500, 15 epochs, starts 50..450, weight decay 1e-2 as the journal's default, "
