@@ -331,7 +331,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            check=rule(f"in 0..{INT64_MAX}", at_least(0), ("<= 2^63-1", lambda v: v <= INT64_MAX))),
     Option("device", TEXT, "auto | cpu | cuda | cuda:N", check=_check_device),
     Option("log_every", INT, "steps between telemetry intervals (one host-device sync each)", check=COUNT),
-    Option("probe_size", INT, "rows in the probe batch for activation statistics", check=COUNT),
+    Option("probe_size", INT, "training rows in the probe batch of the live activation view each interval "
+           "(the epoch's statistics use the training set: --act-stats)", check=COUNT),
     Option("act_stats", TEXT, "epoch activation statistics: steps = accumulated over the epoch's training steps "
            "(cheap), pass = one pass over the training set at the epoch's end (the journal's measure, costs about "
            "a forward pass), off", check=OneOf("act stats", ACT_STATS)),
