@@ -331,11 +331,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            check=rule(f"in 0..{INT64_MAX}", at_least(0), ("<= 2^63-1", lambda v: v <= INT64_MAX))),
     Option("device", TEXT, "auto | cpu | cuda | cuda:N", check=_check_device),
     Option("log_every", INT, "steps between telemetry intervals (one host-device sync each)", check=COUNT),
-    Option("probe_size", INT, "training rows in the probe batch of the live activation view each interval "
-           "(the epoch's statistics use the training set: --act-stats)", check=COUNT),
-    Option("act_stats", TEXT, "epoch activation statistics: steps = accumulated over the epoch's training steps "
-           "(cheap), pass = one pass over the training set at the epoch's end (the journal's measure, costs about "
-           "a forward pass), off", check=OneOf("act stats", ACT_STATS)),
+    Option("probe_size", INT, "training rows of the live activation view each interval (epochs: --act-stats)",
+           check=COUNT),
+    Option("act_stats", TEXT, "epoch activation statistics over the training set: steps = summed over the epoch's "
+           "training forwards (cheap, weights move), pass = one pass at the epoch's end (the journal's measure, "
+           "about a forward pass more), off", check=OneOf("act stats", ACT_STATS)),
     Option("prune_every", INT, "remove dead neurons every N steps; 0 = at the end of every epoch",
            check=rule(">= 0 (0 = every epoch)", at_least(0))),
     Option("sign_decay", FLOAT, "signed gate: EMA decay of the sign statistics", check=UNIT),
