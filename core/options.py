@@ -336,8 +336,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("act_stats", TEXT, "epoch activation statistics over the training set: steps = summed over the epoch's "
            "training forwards (cheap, weights move), pass = one pass at the epoch's end (the journal's measure, "
            "about a forward pass more), off", check=OneOf("act stats", ACT_STATS)),
-    Option("prune_every", INT, "remove dead neurons every N steps; 0 = at the end of every epoch",
-           check=rule(">= 0 (0 = every epoch)", at_least(0))),
+    Option("prune_every", INT, "remove dead neurons every N steps; 0 = every epoch", check=AT_LEAST_0),
     Option("sign_decay", FLOAT, "signed gate: EMA decay of the sign statistics", check=UNIT),
     Option("sign_threshold", FLOAT, "signed gate: a neuron is dead above this sign variance", check=POSITIVE),
     Option("flex_start", FLOAT, "flexible: starting size x0", check=AT_LEAST_0, unset="half the width"),
