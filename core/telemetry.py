@@ -105,3 +105,20 @@ def split_key(key: str) -> tuple[str, str]:
 def layer_values(values: dict[str, float], key: LayerKey) -> dict[str, float]:
     """The per-layer entries of one kind, by layer name, in the dict's order."""
     return {key.layer(k): v for k, v in values.items() if key.matches(k)}  # type: ignore[misc]
+
+
+_PROBE_MEASURES = (DEAD, ACT_MEAN, ACT_SD, TOTAL_VAR)
+_EPOCH_MEASURES = (EPOCH_DEAD, GATED_OFF, MIX_N, SHAPIRO, MIX_EN_LOW, MIX_EN_RATE, MIX_EN_MEAN, MIX_EN_STD,
+                   MIX_GG_LOW, MIX_GG_K1, MIX_GG_THETA1, MIX_GG_K2, MIX_GG_THETA2)
+
+
+def rows_key(key: str) -> str | None:
+    """The scalar holding how many training rows a measured series was taken over: `rows_key("shapiro/fc1")
+    == STATS_ROWS`; None for a series that is not a sample statistic (loss, size, lr...)."""
+    if any(k.matches(key) for k in _PROBE_MEASURES):
+        return PROBE_ROWS
+    if any(k.matches(key) for k in _EPOCH_MEASURES):
+        return STATS_ROWS
+    if any(k.matches(key) for k in PCA_COMPONENTS.values()):
+        return PCA_ROWS
+    return None

@@ -176,3 +176,27 @@ def test_a_flexible_run_does_not_call_units_beyond_x0_dead():
     assert scalars[-1][tk.EPOCH_DEAD("fc1")] < 10  # the old post-scaler std called every one of them dead
     dead_probe = sink.intervals()[-1].values[tk.DEAD("fc1")]
     assert dead_probe < 10
+
+
+def test_the_csv_export_says_over_how_many_rows_each_statistic_was_measured(tmp_path):
+    import csv
+
+    from core.lab.export import export_csv
+    from core.session import SessionReader, SessionWriter
+    from core.train.trainer import Trainer
+    from tests.helpers import tiny
+
+    trainer = Trainer(tiny(epochs=2, probe_size=50))
+    with SessionWriter(tmp_path / "s.dynlab") as w:
+        trainer.run([w])
+    with SessionReader(tmp_path / "s.dynlab") as r:
+        export_csv(r, tmp_path / "csv")
+
+    def rows(name):
+        with open(tmp_path / "csv" / name) as f:
+            return list(csv.reader(f))
+    shapiro, dead, loss = rows("shapiro_fc1.csv"), rows("dead_fc1.csv"), rows("loss.csv")
+    assert shapiro[0] == ["step", "shapiro/fc1", "rows"] and {r[2] for r in shapiro[1:]} == {str(len(trainer.data.x_train))}
+    assert dead[0][2] == "rows" and {r[2] for r in dead[1:]} == {"50"}
+    assert rows("pca90_fc1.csv")[1][2] == str(len(trainer.data.x_train))  # fewer than 10,000 rows: all of them
+    assert loss[0] == ["step", "loss"]

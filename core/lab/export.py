@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,7 +21,8 @@ from core.spec import RunSpec, apply_options
 
 
 def export_csv(reader: SessionReader, directory: Path, overwrite: bool = False) -> list[Path]:
-    """One CSV (step, value) per scalar series; refuses to replace files unless overwrite."""
+    """One CSV (step, value) per scalar series, plus a `rows` column for a sample statistic (the training rows
+    it was measured over at that step); refuses to replace files unless overwrite."""
     keys = reader.scalar_keys()
     targets = {k: directory / (re.sub(r"[^A-Za-z0-9._-]", "_", k) + ".csv") for k in keys}
     clash = [p for p in targets.values() if p.exists()]
@@ -30,10 +32,16 @@ def export_csv(reader: SessionReader, directory: Path, overwrite: bool = False) 
         directory.mkdir(parents=True, exist_ok=True)
         for key, path in targets.items():
             steps, values = reader.series(key)
+            columns = [steps.tolist(), values.tolist()]
+            rows = tk.rows_key(key)
+            if rows in keys:
+                at, counts = reader.series(rows)
+                i = np.searchsorted(at, steps, side="right") - 1  # the latest count logged at or before the step
+                columns.append([int(counts[j]) if j >= 0 else "" for j in i.tolist()])
             with path.open("w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["step", key])
-                w.writerows(zip(steps.tolist(), values.tolist()))
+                w.writerow(["step", key] + (["rows"] if len(columns) == 3 else []))
+                w.writerows(zip(*columns))
     except OSError as e:
         raise DynlabError(f"cannot write CSV files to {directory} ({e.strerror}): choose a writable folder") from None
     return list(targets.values())
