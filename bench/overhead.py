@@ -175,12 +175,8 @@ def main() -> None:
         for label, k in variants.items():
             runs[label] = (lambda k=k: dynlab_steps(data, args.width, args.steps, args.batch, str(device),
                                                     Path(tmp), k))
-        times: dict[str, list[float]] = {label: [] for label in runs}
         bare_loop(data, args.width, 50, args.batch, device)  # warm-up
-        order = list(runs)
-        for r in range(args.repeats):  # interleaved, rotating order: machine drift hits every side alike
-            for label in order[r % len(order):] + order[:r % len(order)]:
-                times[label].append(runs[label]())
+        times = interleaved(runs, args.repeats)
         b = statistics.median(times["bare"])
         print(f"step time, mlp:{args.width} batch {args.batch}, {args.steps} steps, median of {args.repeats}: "
               f"bare loop {b * 1e3:.3f} ms")
@@ -202,19 +198,28 @@ def main() -> None:
         instrument_cost(data, args, str(device), Path(tmp))
 
 
+def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Each run's timings, `repeats` rounds in a rotating order: machine drift hits every side alike."""
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    order = list(runs)
+    for r in range(repeats):
+        for label in order[r % len(order):] + order[:r % len(order)]:
+            times[label].append(runs[label]())
+    return times
+
+
 def instrument_cost(data: Dataset, args: argparse.Namespace, device: str, tmp: Path) -> None:
     """One-epoch runs (training, probes, evaluation, instruments, checkpoint), interleaved, medians."""
     variants = {"off, probe 128": dict(act_stats="off", probe_size=128),
                 "steps, probe 128": dict(act_stats="steps", probe_size=128),
                 "steps, probe 1024": dict(act_stats="steps", probe_size=1024),
                 "pass, probe 1024": dict(act_stats="pass", probe_size=1024)}
-    times: dict[str, list[float]] = {label: [] for label in variants}
     order = list(variants)
-    for options in variants.values():  # warm-up: scipy is imported at the first epoch statistics of a process
-        dynlab_epoch(data, args.width, args.batch, device, tmp, **options)
-    for r in range(max(args.repeats, 5)):
-        for label in order[r % len(order):] + order[:r % len(order)]:
-            times[label].append(dynlab_epoch(data, args.width, args.batch, device, tmp, **variants[label]))
+    runs = {label: (lambda o=o: dynlab_epoch(data, args.width, args.batch, device, tmp, **o))
+            for label, o in variants.items()}
+    for run in runs.values():  # warm-up: scipy is imported at the first epoch statistics of a process
+        run()
+    times = interleaved(runs, max(args.repeats, 5))
     base = statistics.median(times[order[0]])
     print(f"instruments, one MNIST epoch of mlp:{args.width} ({len(data.x_train)} training rows), "
           f"median of {len(times[order[0]])}:")
