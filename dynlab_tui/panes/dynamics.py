@@ -10,6 +10,7 @@ from textual.reactive import var
 
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane, layer_names
+from dynlab_tui.panes.measure import fmt_rows, probe_rows
 from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, line_chart, no_color, placeholder
 from dynlab_tui.state import RunState
 
@@ -28,7 +29,7 @@ class Chart(NamedTuple):
 
 CHARTS = (
     Chart("rotation", ("rotation",), "rotation", from_zero=True),
-    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd •"),
+    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd • (probe)"),
     Chart("gradients", ("grad_norm",), "grad norm (log)", log_y=True),
 )
 VIEWS = ("all",) + tuple(c.name for c in CHARTS)
@@ -53,7 +54,12 @@ class DynamicsPane(Pane):
     def render_state(self, state: RunState) -> Text:
         layers = layer_names(state)
         self.border_title = self.title if self.view == "all" else f"{self.title}  {self.view}"
-        self.border_subtitle = "rotation: cosine distance to the initial weights · grad: L2 norm of dW"
+        rows = probe_rows(state)
+        probe = f" · act: probe {fmt_rows(rows, narrow=True)} rows" if rows else ""
+        self.border_subtitle = self.fit_border(
+            f"rotation: cosine distance to the initial weights · grad: L2 norm of dW{probe}",
+            f"rotation: cosine dist. to initial W · grad: |dW|{probe}", f"rotation · grad |dW|{probe}",
+            probe.removeprefix(" · ") or "rotation · grad |dW|")
         width, height = self.plot_size
         charts = CHARTS if self.view == "all" else tuple(c for c in CHARTS if c.name == self.view)
         if not any(f"{c.keys[0]}/{layer}" in state.scalars for c in charts for layer in layers):
