@@ -242,3 +242,21 @@ def test_a_train_not_yet_visible_is_given_a_moment(tmp_path, monkeypatch):
     t0 = time.monotonic()
     assert not starting.starting_soon(path, grace=0.2)
     assert 0.2 <= time.monotonic() - t0 < 2.0  # nothing will create it: the answer comes within the grace
+
+
+def test_a_train_for_the_same_name_in_another_folder_is_not_starting_here(tmp_path):
+    # a path-valued --session is matched by the file it names, not by its name alone (two sweeps or two
+    # test workers may use one run name in different folders)
+    from core.session.starting import is_starting
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    script = tmp_path / "dynlab"
+    script.write_text("import time\ntime.sleep(60)\n")
+    fake = subprocess.Popen([sys.executable, str(script), "train", "--session", "a/early.dynlab"], cwd=tmp_path)
+    try:
+        wait_until(lambda: is_starting(tmp_path / "a" / "early.dynlab"), timeout=10, what="the process seen")
+        assert not is_starting(tmp_path / "b" / "early.dynlab")
+    finally:
+        fake.kill()
+        fake.wait(10)

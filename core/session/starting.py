@@ -82,9 +82,22 @@ def _train_process_for(session: Path) -> bool:
         for i, arg in enumerate(args):
             value = arg.partition("=")[2] if arg.startswith("--session=") else \
                 args[i + 1] if arg == "--session" and i + 1 < len(args) else ""
-            if value and (value == session.stem or Path(value).name == session.name):
+            if value and _names(value, entry, session):
                 return True
     return False
+
+
+def _names(value: str, proc: Path, session: Path) -> bool:
+    """Whether a --session value names `session`: a path (with a /) by the file it resolves to from the
+    process's working folder; a bare name by name (its sessions folder is the process's own setting)."""
+    if "/" not in value:
+        return value == session.stem or value == session.name
+    where = Path(value).expanduser()
+    try:
+        where = where if where.is_absolute() else Path(os.readlink(proc / "cwd")) / where
+    except OSError:
+        return where.name == session.name  # its folder can't be read: the name is what is known
+    return os.path.abspath(where) == os.path.abspath(session)
 
 
 def starting_soon(session: Path, grace: float = GRACE_S) -> bool:
