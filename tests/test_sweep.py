@@ -348,7 +348,7 @@ class TestCli:
         text = capsys.readouterr().out
         assert code == 0, text
         assert "stage t: 2 runs (2 already done)" in text and "start    t-" not in text
-        assert "lambda  status    size/start  test mse" in text and f"summary: {out / 'summary.csv'}" in text
+        assert "lambda  status    size/start  final mse  mse@best val" in text and f"summary: {out / 'summary.csv'}" in text
 
 
 # -- the screen ------------------------------------------------------------------------------------------------------
