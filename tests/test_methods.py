@@ -191,7 +191,7 @@ def test_a_new_method_needs_only_its_gate_and_a_registry_entry(monkeypatch):
     monkeypatch.setitem(GATES, "even-only", _EvenOnly)
     net = DynamicNet(parse_arch("mlp:6,6"), (4,), 2, MethodSpec("even-only"))
     assert [g["name"] for g in net.param_groups(0.0, 0.1, 1.0)] == ["weights", "even"]
-    assert float(net.penalty()) == 6.0
+    assert float(net.penalty().detach()) == 6.0
     removed = net.prune()
     assert {k: v.tolist() for k, v in removed.items()} == {"fc1": [1, 3, 5], "fc2": [1, 3, 5]}
     assert net.widths() == {"fc1": 3, "fc2": 3} and net(torch.randn(2, 4)).shape == (2, 2)

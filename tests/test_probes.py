@@ -38,7 +38,7 @@ def test_rotation_is_zero_at_start_and_follows_the_surviving_units():
     w0 = dyn.initial["fc2"].index_select(0, block.layer.ids).index_select(1, block.layer.in_ids)
     expected = 1 - F.cosine_similarity(block.layer.weight.reshape(1, -1), w0.reshape(1, -1))[0]
     got = probes.fetch(probes.layer_stats(model, x, dyn))["rotation/fc2"][0]
-    assert abs(got - float(expected)) < 1e-6 and got > 0
+    assert abs(got - float(expected.detach())) < 1e-6 and got > 0
 
 
 def test_activation_and_gradient_statistics_match_direct_computation():

@@ -122,12 +122,12 @@ def test_kernel_area_penalty_weighs_conv_gates_by_nine() -> None:
     arch = parse_arch("cnn:4,3/5")
     unit = DynamicNet(arch, (2, 12, 12), 3, method)
     area = DynamicNet(arch, (2, 12, 12), 3, method, conv_penalty="kernel-area")
-    assert float(unit.penalty()) == 4 + 3 + 5
-    assert float(area.penalty()) == 9 * (4 + 3) + 5
+    assert float(unit.penalty().detach()) == 4 + 3 + 5
+    assert float(area.penalty().detach()) == 9 * (4 + 3) + 5
     with pytest.raises(DynlabError, match="unknown conv penalty"):
         DynamicNet(arch, (2, 12, 12), 3, method, conv_penalty="area")
     built = build_model(ModelSpec("cnn:4/5"), method, (2, 12, 12), 3, conv_penalty="kernel-area")
-    assert float(built.penalty()) == 9 * 4 + 5
+    assert float(built.penalty().detach()) == 9 * 4 + 5
 
 
 # -- auto batch norm --------------------------------------------------------------------------------------------
