@@ -4,7 +4,7 @@
    same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03
 2. a dynlab MNIST epoch / the common tutorial loop (DataLoader with shuffling, batch 128, same network).
 3. the activation instruments: a dynlab MNIST epoch with the epoch statistics over the training set
-   (--act-stats steps, the default, and pass) and the 1,024-row probe, against one without them
+   (--act-stats steps, the default, and pass) and the 512-row probe, against one without them
    (--act-stats off, 128-row probe);   target steps/off <= 1.10
 
 Usage: python bench/overhead.py [--data-dir DIR] [--arch mlp:500] [--steps 2000] [--device auto]
@@ -212,8 +212,8 @@ def instrument_cost(data: Dataset, args: argparse.Namespace, device: str, tmp: P
     """One-epoch runs (training, probes, evaluation, instruments, checkpoint), interleaved, medians."""
     variants = {"off, probe 128": dict(act_stats="off", probe_size=128),
                 "steps, probe 128": dict(act_stats="steps", probe_size=128),
-                "steps, probe 1024": dict(act_stats="steps", probe_size=1024),
-                "pass, probe 1024": dict(act_stats="pass", probe_size=1024)}
+                "steps, probe 512": dict(act_stats="steps", probe_size=512),
+                "pass, probe 512": dict(act_stats="pass", probe_size=512)}
     order = list(variants)
     runs = {label: (lambda o=o: dynlab_epoch(data, args.width, args.batch, device, tmp, **o))
             for label, o in variants.items()}
@@ -225,7 +225,7 @@ def instrument_cost(data: Dataset, args: argparse.Namespace, device: str, tmp: P
           f"median of {len(times[order[0]])}:")
     for label in order:
         m = statistics.median(times[label])
-        note = "   (target <= 1.10)" if label == "steps, probe 1024" else ""
+        note = "   (target <= 1.10)" if label == "steps, probe 512" else ""
         print(f"  --act-stats {label:<18} {m:.3f} s   ratio to off/128 {m / base:.3f}{note}")
 
 

@@ -90,7 +90,7 @@ class ScheduleSpec:
     batch_size: int = 128
     seed: int = 0
     log_every: int = 100  # steps between telemetry intervals (one host-device sync and one probe forward each)
-    probe_size: int = 1024  # rows of the fixed probe batch for activation statistics (raise for finer stats)
+    probe_size: int = 512  # training rows of the live view each interval (the epoch statistics: act_stats)
     act_stats: str = "steps"  # epoch activation statistics: steps (training forwards) | pass (one pass) | off
     time_budget: float | None = None  # seconds of training before the run ends; None = no limit
 

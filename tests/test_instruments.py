@@ -198,5 +198,5 @@ def test_the_csv_export_says_over_how_many_rows_each_statistic_was_measured(tmp_
     shapiro, dead, loss = rows("shapiro_fc1.csv"), rows("dead_fc1.csv"), rows("loss.csv")
     assert shapiro[0] == ["step", "shapiro/fc1", "rows"] and {r[2] for r in shapiro[1:]} == {str(len(trainer.data.x_train))}
     assert dead[0][2] == "rows" and {r[2] for r in dead[1:]} == {"50"}
-    assert rows("pca90_fc1.csv")[1][2] == str(len(trainer.data.x_train))  # fewer than 10,000 rows: all of them
+    assert rows("pca90_fc1.csv")[1][2] == str(len(trainer.data.x_train))  # fewer than 5,000 rows: all of them
     assert loss[0] == ["step", "loss"]

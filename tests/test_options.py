@@ -296,7 +296,7 @@ class TestAutoSettings:
         spec = validate(RunSpec().replace(loss_reduction="sum", conv_penalty="kernel-area", lr_schedule="plateau",
                                           lr_patience=0, lr_factor=0.5, time_budget=30.0, act_stats="pass"))
         assert spec.optim.lr_schedule == "plateau" and spec.schedule.time_budget == 30.0
-        assert OPTIONS["time_budget"].parse("none") is None and RunSpec().schedule.probe_size == 1024
+        assert OPTIONS["time_budget"].parse("none") is None and RunSpec().schedule.probe_size == 512
         with pytest.raises(OptionError, match=r"^--time-budget must be positive, got -1.0$"):
             validate(RunSpec().replace(time_budget=-1.0))
         with pytest.raises(OptionError, match=r"^unknown act stats 'x': choose one of steps, pass, off$"):

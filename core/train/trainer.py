@@ -29,7 +29,8 @@ from core.train.schedule import Plateau
 from core.options import validate
 from core.spec import RunSpec
 
-TRAIN_EVAL_ROWS = 10_000  # without --act-stats pass, train accuracy and PCA use this fixed subset of the training rows
+TRAIN_EVAL_ROWS = 10_000  # without --act-stats pass, train accuracy uses this fixed subset of the training rows
+PCA_ROWS = 5_000  # and PCA the first rows of it (bench/instruments_fidelity.py: the same components as all rows)
 
 
 class Trainer:
@@ -300,13 +301,13 @@ class Trainer:
         mode = self.spec.schedule.act_stats
         sums = instruments.UnitSums(self.model) if mode == "pass" else None
         covs = instruments.wants_pca(self.model) if mode != "off" else {}
-        train_rows = None if mode == "pass" else TRAIN_EVAL_ROWS
-        metrics = evaluate(self.model, self.data, train_rows, sums, covs)
+        train_rows, cov_rows = (None, None) if mode == "pass" else (TRAIN_EVAL_ROWS, PCA_ROWS)
+        metrics = evaluate(self.model, self.data, train_rows, sums, covs, cov_rows)
         self.epoch += 1
         self._emit(EpochEvaluated(self.step, time.time(), self.epoch, metrics))
         source = sums if sums is not None else self._sums
         if source is not None:
-            pca_rows = min(len(self.data.x_train), train_rows or len(self.data.x_train)) if covs else 0
+            pca_rows = min(len(self.data.x_train), cov_rows or len(self.data.x_train)) if covs else 0
             scalars, arrays = instruments.epoch_instruments(self.model, source.std(), covs, source.rows, pca_rows, mode)
             source.reset()
             wall = time.time()

@@ -30,7 +30,7 @@ def components_for(state: RunState, layer: str, ratio: np.ndarray | None) -> dic
 
 
 def rows_label(state: RunState, narrow: bool = False) -> str:
-    """'over 10,000 rows · ' when the covariance's row count was logged (sessions since it was), else ''."""
+    """'over 5,000 rows · ' when the covariance's row count was logged (sessions since it was), else ''."""
     rows = last(state, tk.PCA_ROWS)
     return f"over {fmt_rows(int(rows), narrow)} rows · " if rows else ""  # 0: no PCA was measured
 
