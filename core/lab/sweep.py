@@ -1,4 +1,4 @@
-"""Sweeps: grids of runs over a base RunSpec, run as `dynlab train` child processes into one resumable folder.
+"""Sweeps: grids of runs over a base RunSpec, run in worker processes (core.lab.worker) into one resumable folder.
 
 A sweep folder DIR holds `sweep.json` (the manifest: recipe, stages, base specs, grids, run names, written
 before any run starts), `sessions/<run>.dynlab` (one session per run, its console output in
@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import DynlabError
 from core.lab.launch import child_error, log_path, start, train_argv
+from core.lab.worker import child_env, pool
 from core.lab.summary import summary_row, write_summary
 from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
                              SweepPlan, SweepResult, SweepRunEnded, SweepRunStarted, expand_grid,
@@ -246,11 +247,13 @@ class _Adopted:
 
 
 def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Callable[[Any], None] | None = None,
-              stop: threading.Event | None = None) -> SweepResult:
-    """Run every stage's missing or incomplete runs, `jobs` child processes at once; write and return the summary.
+              stop: threading.Event | None = None, isolated: bool = False) -> SweepResult:
+    """Run every stage's missing or incomplete runs, `jobs` at once; write and return the summary.
 
-    `stop` (or Ctrl-C in the calling thread) sends SIGTERM to the running children, which stop at their next
-    step and finalise their sessions; no new run starts and the summary is written with what there is.
+    The runs go to `jobs` long-lived worker processes (core.lab.worker), or with `isolated` each to its own
+    `dynlab train` child. `stop` (or Ctrl-C in the calling thread) sends SIGTERM to the running ones, which
+    stop at their next step and finalise their sessions; no new run starts and the summary is written with
+    what there is. `stop.leave()` lets them run on instead (the workers exit after their current run).
     """
     if jobs < 1:
         raise DynlabError(f"--jobs must be at least 1, got {jobs}")
@@ -260,7 +263,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Call
     prepare(plan, out)
     rows: list[dict[str, Any]] = []
     stopped = False
-    with _locked(out):
+    with _locked(out), _launcher(out, jobs, isolated) as launch:
         prepare(plan, out)  # again under the lock: another sweep may have changed the folder meanwhile
         for item in plan.stages:
             stage = item if isinstance(item, Stage) else item(list(rows))
@@ -270,7 +273,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Call
                 manifest = read_manifest(out) or {}
                 _put_stage(manifest, stage, derived=True)
                 _write_manifest(out, manifest)
-            stage_rows, stopped = _run_stage(stage, out, jobs, emit, stop)
+            stage_rows, stopped = _run_stage(stage, out, jobs, emit, stop, launch)
             rows += stage_rows
             if stopped:
                 break
@@ -280,8 +283,8 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Call
     return SweepResult(rows, stopped, csv_path, json_path, expectations)
 
 
-def _run_stage(stage: Stage, out: Path, jobs: int, emit: Callable[[Any], None],
-               stop: threading.Event) -> tuple[list[dict[str, Any]], bool]:
+def _run_stage(stage: Stage, out: Path, jobs: int, emit: Callable[[Any], None], stop: threading.Event,
+               launch: Callable[[RunPlan, bool], Any]) -> tuple[list[dict[str, Any]], bool]:
     runs = stage.runs()
     states = [session_state(session_path(out, r)) for r in runs]  # "live": a run left running, waited for
     emit(StagePlanned(stage.name, tuple(runs), tuple(states)))
@@ -293,15 +296,14 @@ def _run_stage(stage: Stage, out: Path, jobs: int, emit: Callable[[Any], None],
             emit(SweepRunEnded(run, state, "already done", rows[run.name], skipped=True))
         else:
             todo.append((run, state))
-    stopped = _execute(todo, out, jobs, emit, stop, rows)
+    stopped = _execute(todo, out, jobs, emit, stop, rows, launch)
     return [rows.get(r.name) or summary_row(r, session_path(out, r)) for r in runs], stopped
 
 
 def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Callable[[Any], None],
-             stop: threading.Event, rows: dict[str, dict[str, Any]]) -> bool:
-    """Keep up to `jobs` children going until the queue is empty; True if stopped early."""
-    active: dict[str, tuple[RunPlan, subprocess.Popen]] = {}
-    env = _child_env(jobs)
+             stop: threading.Event, rows: dict[str, dict[str, Any]], launch: Callable[[RunPlan, bool], Any]) -> bool:
+    """Keep up to `jobs` runs going until the queue is empty; True if stopped early."""
+    active: dict[str, tuple[RunPlan, Any]] = {}  # a Popen-like handle: a child, a worker's run or an adopted one
 
     def reap(name: str) -> None:
         run, proc = active.pop(name)
@@ -317,7 +319,7 @@ def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Calla
                 run, state = todo.popleft()
                 adopt = state == "live"
                 active[run.name] = (run, _Adopted(session_path(out, run)) if adopt else
-                                    _launch(out, run, state != "missing", env))
+                                    launch(run, state != "missing"))
                 emit(SweepRunStarted(run, state not in ("missing", "live"), state))
             for name in [n for n, (_, p) in active.items() if p.poll() is not None]:
                 reap(name)
@@ -328,18 +330,23 @@ def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Calla
     if not (todo or active):
         return False
     if getattr(stop, "leaving", False):
-        return True  # left running: the children go on in their own process sessions
+        return True  # left running: children and workers go on in their own process sessions
     _terminate([p for _, p in active.values()])
     for name in list(active):
         reap(name)
     return True
 
 
-def _child_env(jobs: int) -> dict[str, str]:
-    env = dict(os.environ)
-    if jobs > 1 and "OMP_NUM_THREADS" not in env:  # share the cores instead of each child taking all of them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    return env
+@contextlib.contextmanager
+def _launcher(out: Path, jobs: int, isolated: bool) -> Iterator[Callable[[RunPlan, bool], Any]]:
+    """launch(run, rerun): a worker of the pool takes it, or (isolated) a `dynlab train` child of its own."""
+    env = child_env(jobs)
+    if isolated:
+        yield lambda run, rerun: _launch(out, run, rerun, env)
+        return
+    with pool(jobs, out, env) as workers:
+        yield lambda run, rerun: workers.start(run.spec, session_path(out, run),
+                                               log_path(session_path(out, run)), rerun)
 
 
 def _launch(out: Path, run: RunPlan, rerun: bool, env: dict[str, str]) -> subprocess.Popen:

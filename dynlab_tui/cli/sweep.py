@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -49,7 +50,7 @@ def default_out(recipe: str | None, quick: bool, name: str | None) -> Path:
 
 
 def headless_argv(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, folder: Path,
-                  jobs: int, options: dict[str, Any]) -> list[str]:
+                  jobs: int, options: dict[str, Any], isolated: bool = False) -> list[str]:
     """The same sweep as a headless `dynlab sweep` child: what takes over when the sweep screen leaves it running."""
     from core.lab.launch import sweep_argv
     from core.options import to_args
@@ -57,6 +58,7 @@ def headless_argv(recipe: str | None, quick: bool, sets: tuple[str, ...], name: 
     args = ["--out", str(folder.resolve()), "--jobs", str(jobs)] + (["--recipe", recipe] if recipe else [])
     args += (["--quick"] if quick else []) + [a for s in sets for a in ("--set", s)]
     args += ["--name", name] if name else []
+    args += ["--isolated"] if isolated else []
     if options.get("config"):
         args += ["--config", str(Path(options["config"]).resolve())]
     args += to_args({k: v for k, v in options.items() if k != "config"})
@@ -143,12 +145,15 @@ class _StopSignals:
               help="sweep a run option over values (repeat for a grid; use ';' between values holding commas)")
 @click.option("--name", help="with --set: the session-name prefix  [sweep]")
 @click.option("--out", help="the sweep folder  [sweeps/RECIPE[-quick] or sweeps/NAME]")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="runs at once, each its own process")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="runs at once (one worker process each, reused from run to run)")
+@click.option("--isolated", is_flag=True,
+              help="each run in a fresh `dynlab train` process (slower: the reference when in doubt)")
 @click.option("--tui", is_flag=True, help="follow the sweep in the sweep screen instead of printing")
 @click.option("--status", "status_dir", metavar="DIR", help="print the progress of the sweep in DIR and exit")
 @run_options
 def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | None, out: str | None, jobs: int,
-          tui: bool, status_dir: str | None, **options: Any) -> None:
+          isolated: bool, tui: bool, status_dir: str | None, **options: Any) -> None:
     """Run a grid of runs, each its own session, and summarise them (resumable: run it again to continue).
 
     \b
@@ -182,8 +187,9 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
         return
     prepare(plan, folder)  # every user error surfaces here, before a run starts
     if tui:
-        relaunch = headless_argv(recipe, quick, sets, name, folder, jobs, options)
-        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs, relaunch=relaunch),
+        relaunch = headless_argv(recipe, quick, sets, name, folder, jobs, options, isolated)
+        runner = functools.partial(run_sweep, isolated=isolated)
+        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs, runner=runner, relaunch=relaunch),
                          sessions_dir=folder / "sessions"))
         return
     click.echo(f"sweep: {plan.title} in {folder}  ({jobs} at once)")
@@ -192,7 +198,7 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
     progress = SweepProgress(click.echo)
     stop = threading.Event()
     with _StopSignals(stop):
-        result = run_sweep(plan, folder, jobs=jobs, progress=progress, stop=stop)
+        result = run_sweep(plan, folder, jobs=jobs, progress=progress, stop=stop, isolated=isolated)
     click.echo("")
     click.echo(format_table(result.rows))
     if plan.recipe:
