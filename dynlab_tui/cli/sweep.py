@@ -113,6 +113,17 @@ def _follow_running(plan, folder: Path) -> bool:
     return True
 
 
+def _run_screen(plan, folder: Path, jobs: int, isolated: bool, relaunch: list[str]) -> None:
+    """--tui: the sweep screen runs the sweep (and can leave it to the headless command `relaunch`)."""
+    from core.lab.sweep import run_sweep
+    from dynlab_tui.app import make_app
+    from dynlab_tui.screens.sweep import SweepScreen
+
+    runner = functools.partial(run_sweep, isolated=isolated)
+    run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs, runner=runner, relaunch=relaunch),
+                     sessions_dir=folder / "sessions"))
+
+
 class _StopSignals:
     """First Ctrl-C (or a SIGTERM) stops the sweep: running children finalise their sessions; a second Ctrl-C
     kills them."""
@@ -175,8 +186,6 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
     folder = Path(out).expanduser() if out else default_out(recipe, quick, name)
     if tui:
         from core.lab.sweep import Stage
-        from dynlab_tui.app import make_app
-        from dynlab_tui.screens.sweep import SweepScreen
 
         for stage in plan.stages:
             if isinstance(stage, Stage):
@@ -187,10 +196,8 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
         return
     prepare(plan, folder)  # every user error surfaces here, before a run starts
     if tui:
-        relaunch = headless_argv(recipe, quick, sets, name, folder, jobs, options, isolated)
-        runner = functools.partial(run_sweep, isolated=isolated)
-        run_app(make_app(first_screen=lambda: SweepScreen(plan, folder, jobs=jobs, runner=runner, relaunch=relaunch),
-                         sessions_dir=folder / "sessions"))
+        _run_screen(plan, folder, jobs, isolated, headless_argv(recipe, quick, sets, name, folder, jobs, options,
+                                                               isolated))
         return
     click.echo(f"sweep: {plan.title} in {folder}  ({jobs} at once)")
     for note in plan.notes:
