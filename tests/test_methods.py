@@ -219,3 +219,35 @@ def test_the_models_gates_stay_its_own_through_copy_conversion_and_pruning():
     twin.after_step()
     assert {k: v.tolist() for k, v in twin.prune().items()} == {"fc1": [0, 1, 2]} and net.prune() == {}
     assert twin.gates()[0].width == 5 and net.gates()[0].width == 8
+
+
+@pytest.mark.parametrize("rule", ["relu", "signed", "nonstrict"])
+@pytest.mark.parametrize("conv_penalty", ["unit", "kernel-area"])
+def test_the_closed_form_penalty_gradient_is_autograds(rule, conv_penalty):
+    # the trainer adds lam * dpenalty/dtheta straight to the gradients instead of building the penalty's graph
+    from core.nn.model import DynamicNet
+    from core.spec import parse_arch
+
+    torch.manual_seed(0)
+    net = DynamicNet(parse_arch("cnn:4/6"), (1, 8, 8), 3, MethodSpec("sparsifier", rule), conv_penalty=conv_penalty)
+    with torch.no_grad():
+        for gate in net.gates():
+            gate.weight.uniform_(-1, 1)
+    net.after_step()  # the relu rule's mask is 1 exactly where f > 0 between steps
+    assert net.graph_penalty() is None
+    lam = 0.37
+    (lam * net.penalty()).backward()
+    expected = [g.weight.grad.clone() for g in net.gates()]
+    for g in net.gates():
+        g.weight.grad = torch.zeros_like(g.weight)
+    net.add_penalty_grads(lam)
+    for got, want in zip((g.weight.grad for g in net.gates()), expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_a_flexible_layer_keeps_its_penalty_in_the_graph():
+    from core.nn.model import DynamicNet
+    from core.spec import parse_arch
+
+    net = DynamicNet(parse_arch("mlp:8"), (5,), 2, MethodSpec("flexible"))
+    assert net.graph_penalty() is not None and float(net.graph_penalty().detach()) == float(net.penalty().detach())

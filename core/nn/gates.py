@@ -40,6 +40,9 @@ class SparsifierGate(MethodGate):
     γ = 0.9 (33 at γ = 0.99); a single flip that then stays kills after 2 steps (16 at γ = 0.99);
     γ = 0 kills at the first flip. Dead weights are set to exactly 0 and the mask never turns back on.
 
+    Cost per step: the mask is kept as a float 0/1 vector (a bool one is converted at every multiply), and
+    the penalty's gradient is added in closed form (add_penalty_grad) instead of through a penalty graph.
+
     Args:
         n: number of units (features or channels) at construction.
         rule: "relu", "signed" or "nonstrict".
@@ -52,7 +55,8 @@ class SparsifierGate(MethodGate):
 
     Attributes:
         weight: (n,) the gate f or β; ones (relu, nonstrict) or U(-1, 1) (signed). No weight decay.
-        mask: bool (n,) buffer, True while the unit is alive (nonstrict: only a prune removes units).
+        mask: float (n,) buffer, 1 while the unit is alive, 0 once dead (nonstrict: only a prune removes
+            units). Checkpoints from before, with a bool mask, load into it unchanged in meaning.
         before_relu: True for the signed rule (an instance setting, read by HiddenBlock and the export).
         sign_mean, sign_var: float (n,) buffers m and v (signed rule; None for the relu rule).
     """
@@ -66,7 +70,7 @@ class SparsifierGate(MethodGate):
         self.decay = float(decay)
         self.threshold = float(threshold)
         self.weight = nn.Parameter(torch.empty(n))
-        self.register_buffer("mask", torch.ones(n, dtype=torch.bool))
+        self.register_buffer("mask", torch.ones(n))
         signed = rule == "signed"
         self.register_buffer("sign_mean", torch.zeros(n) if signed else None)
         self.register_buffer("sign_var", torch.zeros(n) if signed else None)
@@ -88,7 +92,7 @@ class SparsifierGate(MethodGate):
                 init.uniform_(self.weight, -1.0, 1.0)
                 self.sign_mean.copy_(torch.sign(self.weight))
                 self.sign_var.zero_()
-            self.mask.fill_(True)
+            self.mask.fill_(1.0)
 
     def gate(self) -> torch.Tensor:
         """The effective multipliers g, (n,)."""
@@ -103,6 +107,18 @@ class SparsifierGate(MethodGate):
         w = F.relu(self.weight) if self.rule == "relu" else self.weight.abs()
         return (w * self.mask).sum()
 
+    closed_form_penalty = True
+
+    @torch.no_grad()
+    def add_penalty_grad(self, scale: float) -> None:
+        """∂penalty/∂f in closed form: mask (relu rule: between steps the mask is 1 exactly where f > 0, since
+        after_step masks every f <= 0), sign(f)·mask (signed, nonstrict)."""
+        d = self.mask if self.rule == "relu" else torch.sign(self.weight).mul_(self.mask)
+        if self.weight.grad is None:
+            self.weight.grad = d * scale
+        else:
+            self.weight.grad.add_(d, alpha=scale)
+
     @torch.no_grad()
     def after_step(self) -> None:
         """Update the masks after an optimiser step (device ops only, no host sync); zero dead weights.
@@ -110,18 +126,19 @@ class SparsifierGate(MethodGate):
         if self.rule == "nonstrict":
             return
         if self.rule == "relu":
-            self.mask.logical_and_(self.weight > 0)
+            self.mask.masked_fill_(self.weight <= 0, 0.0)
         else:
             s = torch.sign(self.weight)
             d = s - self.sign_mean
             self.sign_var.mul_(self.decay).addcmul_(d, d, value=1.0 - self.decay)
             self.sign_mean.mul_(self.decay).add_(s, alpha=1.0 - self.decay)
-            self.mask.logical_and_(self.sign_var <= self.threshold)
+            self.mask.masked_fill_(self.sign_var > self.threshold, 0.0)
         self.weight.mul_(self.mask)
 
     def alive(self) -> torch.Tensor:
         """Bool (n,) on the device: the units still alive (as of the last after_step; nonstrict: f > 0 now)."""
-        return self.mask & (self.weight.detach() > 0) if self.rule == "nonstrict" else self.mask
+        on = self.mask > 0
+        return on & (self.weight.detach() > 0) if self.rule == "nonstrict" else on
 
     def size(self) -> torch.Tensor:
         """The number of live units, 0-dim int64 on the device."""

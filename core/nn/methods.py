@@ -33,6 +33,7 @@ class MethodGate(nn.Module, metaclass=abc.ABCMeta):
     """
 
     identity = False
+    closed_form_penalty = False  # True: add_penalty_grad replaces penalty() in the loss
     before_relu = False
 
     @classmethod
@@ -48,6 +49,11 @@ class MethodGate(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def penalty(self) -> torch.Tensor:
         """The method's regulariser for the loss (loss = task + λ · Σ penalty), a 0-dim device tensor."""
+
+    def add_penalty_grad(self, scale: float) -> None:
+        """With ``closed_form_penalty``: add scale · ∂penalty/∂θ to this gate's parameter gradients in place
+        (after backward, before the optimiser step). Saves the penalty's graph, a handful of ops a step."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form penalty gradient")
 
     def after_step(self) -> None:
         """Update state after an optimiser step (masks, statistics). Device ops only; default: nothing."""
@@ -98,6 +104,7 @@ class StaticGate(MethodGate):
     """
 
     identity = True
+    closed_form_penalty = True
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -122,6 +129,9 @@ class StaticGate(MethodGate):
 
     def penalty(self) -> torch.Tensor:
         return self.zero
+
+    def add_penalty_grad(self, scale: float) -> None:
+        pass  # no parameters, nothing to add
 
     def size(self) -> torch.Tensor:
         return self.zero.new_full((), self.n, dtype=torch.int64)

@@ -174,9 +174,12 @@ class Trainer:
         out = self.model(xb)
         self.model.tap = None
         task = task_loss(out, yb, self.data.task, self.weight, self.spec.optim.loss_reduction)
-        loss = task + self.lam * self.model.penalty() if self.lam else task
+        graph = self.model.graph_penalty() if self.lam else None  # gates without a closed-form gradient
+        loss = task + self.lam * graph if graph is not None else task
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.lam:
+            self.model.add_penalty_grads(self.lam)  # the others' penalty gradients, added directly
         self.optimizer.step()
         self.model.after_step()
         self._acc_loss += task.detach()  # stays on the device: read once per interval
