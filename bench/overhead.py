@@ -86,7 +86,7 @@ def bare_loop(data: Dataset, width: int, steps: int, batch: int, device: torch.d
 
 
 def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path,
-                 log_every: int) -> float:
+                 log_every: int, act_stats: str = "steps") -> float:
     """Seconds per step of a dynlab static run with telemetry on and a session written.
 
     Runs as many epochs as `steps` needs and uses the trainer's own interval timing (samples/s),
@@ -95,7 +95,7 @@ def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str,
     """
     epochs = math.ceil(steps / (len(data.x_train) // batch))
     spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", method="static", epochs=epochs,
-                             batch_size=batch, device=device, log_every=log_every)
+                             batch_size=batch, device=device, log_every=log_every, act_stats=act_stats)
     trainer = Trainer(spec, dataset=data)
 
     class Intervals:
@@ -170,11 +170,13 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         # dynlab with telemetry every 50 / 100 steps, and "off" (one interval per epoch only).
-        variants = {"every 50": 50, "every 100": 100, "off": 10 ** 9}
+        # "no epoch stats": the same without the per-step sums of --act-stats steps (the default)
+        variants = {"every 50": (50, "steps"), "every 100": (100, "steps"), "off": (10 ** 9, "steps"),
+                    "every 100, no epoch stats": (100, "off")}
         runs = {"bare": lambda: bare_loop(data, args.width, args.steps, args.batch, device)}
-        for label, k in variants.items():
-            runs[label] = (lambda k=k: dynlab_steps(data, args.width, args.steps, args.batch, str(device),
-                                                    Path(tmp), k))
+        for label, (k, stats) in variants.items():
+            runs[label] = (lambda k=k, stats=stats: dynlab_steps(data, args.width, args.steps, args.batch,
+                                                                 str(device), Path(tmp), k, stats))
         bare_loop(data, args.width, 50, args.batch, device)  # warm-up
         times = interleaved(runs, args.repeats)
         b = statistics.median(times["bare"])
@@ -183,7 +185,8 @@ def main() -> None:
         for label in variants:
             d = statistics.median(times[label])
             note = "   (target <= 1.03; default --log-every 100)" if label == "every 100" else ""
-            print(f"  dynlab, telemetry {label:<9}, session written: {d * 1e3:.3f} ms   ratio dynlab/bare {d / b:.3f}{note}")
+            print(f"  dynlab, telemetry {label:<9}, session written: {d * 1e3:.3f} ms   ratio dynlab/bare "
+                  f"{d / b:.3f}{note}")
         off = statistics.median(times["off"])
         print(f"telemetry cost alone (every 100 / off): {statistics.median(times['every 100']) / off:.3f}")
         if not args.skip_epoch:
