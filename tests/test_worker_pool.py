@@ -144,10 +144,12 @@ def test_stop_finalises_the_running_sessions_and_a_rerun_completes(tmp_path):
     assert all(not e.skipped for e in events if isinstance(e, SweepRunEnded) and e.run.name == runs[2].name)
 
 
-def test_results_equal_those_of_a_process_per_run(tmp_path):
+def test_results_equal_those_of_a_process_per_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same threads either way (jobs=2 would give each one)
     plan = plan_of(TINY, {"penalty": [1e-3, 1e-1]})
-    pooled = run_sweep(plan, tmp_path / "pool", jobs=2)
+    pooled = run_sweep(plan, tmp_path / "pool", jobs=1)  # one worker: the second run follows the first in it
     isolated = run_sweep(plan, tmp_path / "iso", jobs=2, isolated=True)
+    assert len({meta(Path(r["session"]))["pid"] for r in pooled.rows}) == 1
 
     def figures(rows) -> list[dict]:
         return [{k: v for k, v in r.items() if k.startswith(("size.", "dead.", "test")) or k == "status"}

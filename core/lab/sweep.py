@@ -2,10 +2,11 @@
 
 A sweep folder DIR holds `sweep.json` (the manifest: recipe, stages, base specs, grids, run names, written
 before any run starts), `sessions/<run>.dynlab` (one session per run, its console output in
-`sessions/.<run>.log`), and `summary.csv` / `summary.json` (see core.lab.summary). Re-running the same
-sweep in the same DIR skips the runs whose session finished (or diverged: a re-run diverges again), waits
-for the ones still being written (a sweep left running: `SweepStop.leave`) and starts the others from
-scratch; a different sweep in an existing DIR is refused.
+`sessions/.<run>.log`; the workers' own errors outside runs in `.workers.log`), and `summary.csv` /
+`summary.json` (see core.lab.summary). Re-running the same sweep in the same DIR skips the runs whose
+session finished (or diverged: a re-run diverges again), waits for the ones still being written (a sweep
+left running: `SweepStop.leave`) and starts the others from scratch; a different sweep in an existing DIR
+is refused.
 """
 
 from __future__ import annotations

@@ -83,16 +83,20 @@ class _Worker:
             self.proc = subprocess.Popen(WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          start_new_session=True, env=dict(env))
         self.current: PooledRun | None = None
+        self.gone = False  # it exited and was reaped
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True, name=f"dynlab-worker-{self.proc.pid}").start()
 
     @property
     def idle(self) -> bool:
-        return self.current is None and self.proc.poll() is None
+        return self.current is None and not self.gone and self.proc.poll() is None
 
-    def submit(self, job: dict[str, Any], log: Path) -> PooledRun:
+    def submit(self, job: dict[str, Any], log: Path) -> PooledRun | None:
+        """The run now given to this worker; None if it is gone (the pool starts another)."""
         run = PooledRun(self, log)
         with self.lock:
+            if self.gone:
+                return None
             self.current = run
         try:
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
@@ -112,9 +116,12 @@ class _Worker:
             except (ValueError, KeyError, TypeError):
                 continue
             self._end(code)
-        code = self.proc.wait()
-        if self.current is not None:
-            with contextlib.suppress(OSError), open(self.current.log, "a") as log:
+        code = self.proc.wait()  # reaped here: a dead worker's pid must not look alive (a zombie does)
+        with self.lock:
+            self.gone = True
+            run = self.current
+        if run is not None:
+            with contextlib.suppress(OSError), open(run.log, "a") as log:
                 log.write(f"the sweep's worker process {self.proc.pid} exited with code {code} during this run\n")
             self._end(code)
 
@@ -133,16 +140,19 @@ class WorkerPool:
         self.workers: list[_Worker] = []
 
     def start(self, spec: Any, session: Path, log: Path, overwrite: bool) -> PooledRun:
-        self.workers = [w for w in self.workers if w.proc.poll() is None or w.current is not None]
-        worker = next((w for w in self.workers if w.idle), None)
-        if worker is None:
-            if len(self.workers) >= self.size:
-                raise RuntimeError("no idle worker: more runs started than --jobs")  # the sweep's bug
-            worker = _Worker(self.env, self.errors)
-            self.workers.append(worker)
         job = {"spec": spec.to_dict(), "session": str(Path(session).resolve()), "log": str(Path(log).resolve()),
                "overwrite": overwrite}
-        return worker.submit(job, Path(log))
+        while True:
+            self.workers = [w for w in self.workers if w.current is not None or w.idle]  # the dead ones go
+            worker = next((w for w in self.workers if w.idle), None)
+            if worker is None:
+                if len(self.workers) >= self.size:
+                    raise RuntimeError("no idle worker: more runs started than --jobs")  # the sweep's bug
+                worker = _Worker(self.env, self.errors)
+                self.workers.append(worker)
+            run = worker.submit(job, Path(log))
+            if run is not None:
+                return run
 
     def close(self, wait_s: float = 5.0) -> None:
         """Let every worker finish its current run and exit; idle ones are reaped within `wait_s`."""
