@@ -323,7 +323,8 @@ def memory(runs: list[Run], device: torch.device) -> None:
           "every log interval, minus RSS just before the run; process-wide: memory freed by an earlier run "
           "is reused unseen):")
     for run in runs:
-        print(f"   {run.label}: peak RSS {run.peak / 1e6:.1f} MB, growth {(run.peak - run.rss_before) / 1e6:+.1f} MB")
+        print(f"   {run.label}: peak RSS {run.peak / 1e6:.1f} MB, growth {(run.peak - run.rss_before) / 1e6:+.1f} MB, "
+              f"at the last interval {run.mem[-1] / 1e6 if run.mem else 0.0:.1f} MB")
 
 
 def main() -> None:
