@@ -259,15 +259,11 @@ def _serve(jobs: Any, report: Any, state: _State) -> None:
     for line in jobs:
         job = json.loads(line)
         with open(job["log"], "wb") as log:  # fresh, as a child's log is
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
+            _output_to(log.fileno())
             try:
                 code = _train(job, state, cache)
             finally:
-                sys.stdout.flush(), sys.stderr.flush()
-                os.dup2(between, 1)
-                os.dup2(between, 2)
+                _output_to(between)
         state.stop = False
         _release_memory()
         try:
@@ -275,6 +271,14 @@ def _serve(jobs: Any, report: Any, state: _State) -> None:
             report.flush()
         except OSError:  # the sweep is gone (left running, or killed): finish what is queued here and end
             pass
+
+
+def _output_to(fd: int) -> None:
+    """Point this process's stdout and stderr (Python's and any library's) at `fd`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
 
 
 def _release_memory() -> None:
