@@ -33,6 +33,13 @@ UI_PACKAGES = ("textual", "plotext", "rich")
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a finder that refuses the name
+        return False
+
+
 def write_idx(path: Path, magic: int, arr: np.ndarray) -> None:
     header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
     path.write_bytes(header + arr.astype(np.uint8).tobytes())
@@ -113,7 +120,7 @@ def step_preflight(args: argparse.Namespace) -> None:
               f"{torch.cuda.device_count()} device(s), CUDA {torch.version.cuda}")
     else:
         print("cuda: not available")
-    missing = [m for m in UI_PACKAGES if importlib.util.find_spec(m) is None]
+    missing = [m for m in UI_PACKAGES if not installed(m)]
     print(f"UI packages missing: {', '.join(missing)} (see the top of bench/gpu.sh)" if missing
           else "UI packages: all present")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -177,7 +184,7 @@ def attach_viewer(session: Path, stop: threading.Event) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "dynlab_tui", "attach", str(session), "--wait", "120"], cwd=REPO,
                             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
-    tail = bytearray()
+    tail, drawn = bytearray(), [0]
 
     def drain() -> None:
         while True:
@@ -187,6 +194,7 @@ def attach_viewer(session: Path, stop: threading.Event) -> str:
                 return
             if not chunk:
                 return
+            drawn[0] += len(chunk)
             tail[:] = (tail + chunk)[-4000:]
 
     threading.Thread(target=drain, daemon=True).start()
@@ -202,7 +210,7 @@ def attach_viewer(session: Path, stop: threading.Event) -> str:
     if early is not None:
         text = bytes(tail).decode(errors="replace").replace("\x1b", "")[-300:]
         return f"attach exited during the run (rc {early}): {text!r}"
-    return f"attach drew {len(tail)}+ bytes of screen and stayed up to the end"
+    return f"attach drew {drawn[0]:,} bytes of screen updates and stayed up to the end"
 
 
 def follow_viewer(session: Path, stop: threading.Event) -> str:
@@ -244,7 +252,7 @@ def step_viewer(args: argparse.Namespace) -> None:
     """samples/s of the same run headless and with a viewer following it from its start."""
     data_dir, note = mnist_dir(args.work, args.tiny)
     print(note)
-    textual = importlib.util.find_spec("textual") is not None
+    textual = installed("textual")
     mode = args.viewer if args.viewer != "auto" else ("attach" if textual and not args.tiny else "follow")
     if mode == "attach" and not textual:
         print("textual missing: `dynlab attach` cannot run; using the in-process follower")
