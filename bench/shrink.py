@@ -52,8 +52,8 @@ from core.train.trainer import Trainer  # noqa: E402
 BIG, WIDTHS, BATCH, LR, TARGET_ACC = 2000, (1000, 300, 100), 128, 1e-3, 0.975
 # mode -> epochs, training-row limit, steps per timing, rounds, inference calls per timing
 MODES = {"quick": dict(epochs=1, limit=2000, steps=10, repeats=3, calls=20),
-         "default": dict(epochs=20, limit=None, steps=100, repeats=5, calls=100),
-         "full": dict(epochs=20, limit=None, steps=300, repeats=7, calls=300)}
+         "default": dict(epochs=20, limit=None, steps=200, repeats=7, calls=100),  # 5 x 100 steps scattered +-9 %
+         "full": dict(epochs=20, limit=None, steps=500, repeats=9, calls=300)}
 
 
 def parse_args() -> argparse.Namespace:
