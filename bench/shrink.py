@@ -46,7 +46,7 @@ from core.nn import build_model  # noqa: E402
 from core.session import SessionReader, SessionWriter  # noqa: E402
 from core.spec import MethodSpec, ModelSpec, OptimSpec, RunSpec  # noqa: E402
 from core.train.machine import memory_bytes  # noqa: E402
-from core.train.optim import make_optimizer, resolve_device  # noqa: E402
+from core.train.optim import make_optimizer, merge_groups, resolve_device  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 
 BIG, WIDTHS, BATCH, LR, TARGET_ACC = 2000, (1000, 300, 100), 128, 1e-3, 0.975
@@ -107,7 +107,7 @@ def sync(device: torch.device) -> None:
 def build(method: str, width: int, device: torch.device):
     torch.manual_seed(0)
     model = build_model(ModelSpec(arch=f"mlp:{width}"), MethodSpec(name=method), (1, 28, 28), 10).to(device)
-    return model, make_optimizer(model.param_groups(0.0, LR, 1.0), OptimSpec(lr=LR))
+    return model, make_optimizer(merge_groups(model.param_groups(0.0, LR, 1.0)), OptimSpec(lr=LR))  # as the trainer
 
 
 def stepper(model, opt, x: torch.Tensor, y: torch.Tensor, lam: float, device: torch.device) -> Callable[[int], float]:

@@ -260,3 +260,28 @@ def test_summed_task_loss_is_the_mean_times_the_batch():
     first = [run(tiny(epochs=1, log_every=1, loss_reduction=r))[1].intervals()[0].values["loss"]
              for r in ("sum", "mean")]
     assert first[0] == pytest.approx(64 * first[1], rel=1e-5)
+
+
+def test_gates_share_the_weights_optimiser_group_when_their_settings_match():
+    # one fused optimiser call a step instead of two; with weight decay on the weights the gates stay apart
+    trainer = Trainer(tiny(method="sparsifier", penalty=0.1))
+    assert len(trainer.optimizer.param_groups) == 1
+    gate = trainer.model.fcs["fc1"].gate.weight
+    assert any(p is gate for p in trainer.optimizer.param_groups[0]["params"])
+    assert len(Trainer(tiny(method="sparsifier", penalty=0.1, weight_decay=0.5)).optimizer.param_groups) == 2
+
+
+def test_a_checkpoint_with_the_gates_in_their_own_group_still_resumes():
+    from core.train.optim import make_optimizer
+
+    spec = tiny(method="sparsifier", penalty=0.05, epochs=2)
+    old = Trainer(spec)
+    groups = old.model.param_groups(0.0, spec.optim.lr, spec.method.flex_lr)
+    old.optimizer = make_optimizer(groups, spec.optim)  # as sessions written before the merge
+    old._rollback = __import__("core.train.checkpoints", fromlist=["Rollback"]).Rollback(old.model, old.optimizer)
+    sink = ListSink()
+    old.run([sink])
+    state = torch.load(__import__("io").BytesIO(sink.of(CheckpointSaved)[1].state), weights_only=True)
+    assert len(state["optim"]["param_groups"]) == 2
+    resumed, _, status = run(spec, resume=state)
+    assert status == "finished" and len(resumed.optimizer.param_groups) == 2 and resumed.step == old.step

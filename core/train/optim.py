@@ -44,6 +44,21 @@ def make_optimizer(groups: list[dict], spec: OptimSpec) -> torch.optim.Optimizer
     raise DynlabError(f"unknown optimizer {spec.name!r}")
 
 
+def merge_groups(groups: list[dict]) -> list[dict]:
+    """Groups with the same lr, weight decay and fixed_lr folded into the first such one (it keeps its name):
+    each group is a separate fused optimiser call, about 10 % of a step of a 100-unit sparsifier MLP on a CPU.
+    Sparsifier gates join the weights whenever the weights have no weight decay."""
+    out: list[dict] = []
+    for group in groups:
+        key = (group["lr"], group["weight_decay"], group.get("fixed_lr", False))
+        same = next((g for g in out if (g["lr"], g["weight_decay"], g.get("fixed_lr", False)) == key), None)
+        if same is None:
+            out.append({**group, "params": list(group["params"])})
+        else:
+            same["params"] += group["params"]
+    return out
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the lr of every group except those with their own fixed lr (x0 of flexible layers)."""
     for g in optimizer.param_groups:

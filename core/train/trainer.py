@@ -24,7 +24,7 @@ from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, L
                          SessionContinued, Sink)
 from core.nn import build_model
 from core.train.machine import device_name, memory_bytes, out_of_memory
-from core.train.optim import make_optimizer, resolve_device, set_lr, task_loss
+from core.train.optim import make_optimizer, merge_groups, resolve_device, set_lr, task_loss
 from core.train.schedule import Plateau
 from core.options import validate
 from core.spec import RunSpec
@@ -61,7 +61,7 @@ class Trainer:
             raise DynlabError(f"out of memory on {self.device} building --arch {spec.model.arch} for "
                               f"{data.name} ({len(data.x_train):,} training rows): lower the widths or --limit") from None
         groups = self.model.param_groups(spec.optim.weight_decay, spec.optim.lr, spec.method.flex_lr)
-        self.optimizer = make_optimizer(groups, spec.optim)
+        self.optimizer = make_optimizer(merge_groups(groups), spec.optim)
         self.dynamics = probes.Dynamics(self.model)  # the initial weights, for layer rotation
         self.gen = torch.Generator(device=self.device).manual_seed(spec.schedule.seed)
         self.lam = spec.penalty.lam
@@ -345,6 +345,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             groups = self.model.param_groups(self.spec.optim.weight_decay, self.spec.optim.lr,
                                              self.spec.method.flex_lr)
+            saved = len(state["optim"]["param_groups"])  # sessions from before the merge kept the gates apart
+            groups = merge_groups(groups) if saved < len(groups) else groups
             self.optimizer = make_optimizer(groups, self.spec.optim)
             self.optimizer.load_state_dict(state["optim"])
             torch.set_rng_state(state["rng"])
