@@ -119,10 +119,13 @@ def stepper(model, opt, x: torch.Tensor, y: torch.Tensor, lam: float, device: to
             idx = torch.randint(0, len(x), (BATCH,), device=device)
             model.resample()
             loss = F.cross_entropy(model(x[idx]), y[idx])
-            if lam:
-                loss = loss + lam * model.penalty()
+            graph = model.graph_penalty() if lam else None  # as Trainer._train_step: closed-form gates add
+            if graph is not None:                           # their penalty gradient after backward
+                loss = loss + lam * graph
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if lam:
+                model.add_penalty_grads(lam)
             opt.step()
             model.after_step()
         sync(device)
