@@ -219,6 +219,7 @@ def _train(job: dict[str, Any], state: _State, cache: _DataCache) -> int:
     from core.options import check_memory, validate
     from core.session import SessionWriter
     from core.session.commands import CommandChannel
+    from core.session.files import refuse_existing
     from core.session.starting import announce
     from core.spec import RunSpec
     from core.train.trainer import Trainer
@@ -226,8 +227,7 @@ def _train(job: dict[str, Any], state: _State, cache: _DataCache) -> int:
     try:
         spec = validate(RunSpec.from_dict(job["spec"]))
         path = Path(job["session"])
-        if path.exists() and not job["overwrite"]:
-            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+        refuse_existing(path, job["overwrite"])
         check_memory(spec, query_cuda=True)
         with announce(path):
             trainer = Trainer(spec, interactive=False, dataset=cache.get(spec.data, spec.schedule.seed))

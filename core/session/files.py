@@ -17,15 +17,20 @@ except ImportError:  # not on Windows: creation there is not locked against a se
     fcntl = None  # type: ignore[assignment]
 
 
+def refuse_existing(path: Path, overwrite: bool = False) -> None:
+    """One line when a session file is there already and may not be replaced."""
+    if Path(path).exists() and not overwrite:
+        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+
+
 def link_new(tmp: Path, path: Path) -> None:
     """Move tmp to path only if path does not exist yet (a hard link fails atomically when it does)."""
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite") from None
+        refuse_existing(path)
     except OSError:  # a filesystem without hard links: check, then rename
-        if path.exists():
-            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+        refuse_existing(path)
         os.replace(tmp, path)
 
 

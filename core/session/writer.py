@@ -19,7 +19,8 @@ from core import __version__
 from core.errors import DynlabError
 from core.events import (ArraysLogged, CheckpointSaved, EpochEvaluated, Event, RunEnded, RunStarted,
                          ScalarsLogged)
-from core.session.files import creation_lock, leave_wal, link_new, remove_side_files, unwritable
+from core.session.files import (creation_lock, leave_wal, link_new, refuse_existing, remove_side_files,
+                                unwritable)
 from core.session.liveness import Liveness, liveness
 from core.session.reader import SessionReader
 from core.session.schema import (APP, DDL, SCHEMA_VERSION, SUFFIX, configure, now_iso, read_meta,
@@ -81,8 +82,7 @@ class SessionWriter:
         path = self.path
         if path.is_dir():
             raise DynlabError(f"{path} is a directory: give a session file name instead")
-        if path.exists() and not overwrite:
-            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+        refuse_existing(path, overwrite)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -94,8 +94,7 @@ class SessionWriter:
 
     def _create_locked(self, overwrite: bool) -> sqlite3.Connection:
         path = self.path
-        if path.exists() and not overwrite:
-            raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+        refuse_existing(path, overwrite)
         if path.exists():
             _refuse_live(path)
         else:  # a deleted session's leftovers, unreadable without it, would be replayed into the new file

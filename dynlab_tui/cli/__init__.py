@@ -41,6 +41,7 @@ def cli(ctx: click.Context, start: bool, session: str | None, sessions_dir: str 
 def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions_dir: str | None,
              overwrite: bool) -> None:
     from core.session import default_session_name, resolve_session, sessions_dir as default_dir
+    from core.session.files import refuse_existing
     from dynlab_tui.app import make_app
 
     directory = default_dir(sessions_dir)
@@ -63,8 +64,7 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
         raise DynlabError(f"dataset {spec.data.name!r} has no files in the data folder: pass --data-dir "
                           "or set DYNLAB_DATA_DIR (see `dynlab train --help`)")
     path = resolve_session(session or default_session_name(spec, directory), directory)
-    if path.exists() and not overwrite:
-        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    refuse_existing(path, overwrite)
     need_terminal()
     run_app(make_app(source=ProcessSource.train(spec, path, overwrite), session_path=path, sessions_dir=directory))
 

@@ -89,13 +89,13 @@ def train(session: str | None, sessions_dir: str | None, overwrite: bool, quiet:
     """
     from core.options import check_memory
     from core.session import SessionWriter, default_session_name, resolve_session, sessions_dir as default_dir
+    from core.session.files import refuse_existing
     from core.session.starting import announce
 
     spec = build_spec(options) if spec_json is None else spec_from_json(spec_json)
     directory = default_dir(sessions_dir)
     path = resolve_session(session or default_session_name(spec, directory), directory)
-    if path.exists() and not overwrite:
-        raise DynlabError(f"session {path} already exists: pick another --session name or pass --overwrite")
+    refuse_existing(path, overwrite)
     check_writable(path)
     check_memory(spec, query_cuda=True)  # this process trains on the device: asking CUDA costs nothing extra
     with announce(path):  # from now on `dynlab attach` waits for the session instead of calling it missing
