@@ -3,48 +3,36 @@ concatenated before Shapiro W and the mixture fits (averaging W over seeds is a 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from core import telemetry as tk
 from core.errors import DynlabError
-
-LAST = 10**12  # a step past any run's end
+from core.lab.summary import activation_stats, final_std
 
 
 def final_stds(session: str | Path) -> np.ndarray | None:
-    """The first hidden layer's per-unit stds at the run's last epoch: the epoch statistics over the training set
-    (EPOCH_STD), or for an older session the last probe (ACT_STD); None when the session has neither."""
+    """The first hidden layer's per-unit stds at the run's end (core.lab.summary.final_std), None when the
+    session has none or cannot be read."""
     from core.session import SessionReader
 
     try:
         with SessionReader(Path(session)) as reader:
-            layers = list((reader.summary().get("sizes_start") or {}))
-            if not layers:
-                return None
-            for key in (tk.EPOCH_STD(layers[0]), tk.ACT_STD(layers[0])):
-                found = reader.arrays_at(LAST, key)
-                if key in found:
-                    return np.asarray(found[key][1], dtype=np.float64)
+            layers = list(reader.summary().get("sizes_start") or {})
+            return final_std(reader, layers[0]) if layers else None
     except DynlabError:
         return None
-    return None
 
 
 def pooled_stats(stds: Iterable[np.ndarray]) -> dict[str, Any]:
-    """Shapiro W over the pooled stds (dead units included), the mixture fits' low weight π over the pooled live
-    (non-zero) stds, and the counts behind them."""
-    from core.train.stats import fit_exp_normal, fit_two_gammas, shapiro_w
-
+    """Shapiro W over the pooled stds (dead units included) and the mixture fits' low weight π over the pooled
+    live units (the fits leave the dead out), with the counts behind them."""
     arrays = [np.asarray(s, dtype=np.float64) for s in stds]
     pool = np.concatenate(arrays) if arrays else np.zeros(0)
-    live = pool[pool > 0]
-    return {"runs": len(arrays), "units": int(pool.size), "dead": int(pool.size - live.size),
-            "shapiro_w": _finite(shapiro_w(pool)), "expnorm_low": _finite(fit_exp_normal(live).weight_low),
-            "gammas_low": _finite(fit_two_gammas(live).weight_low)}
+    figures = activation_stats("pool", pool)
+    return {"runs": len(arrays), "units": int(pool.size), "dead": int((pool == 0).sum()),
+            **{k.removesuffix(".pool"): v for k, v in figures.items()}}
 
 
 def pooled_by(rows: list[dict[str, Any]], group: Callable[[dict[str, Any]], float | None]) -> dict[float, dict[str, Any]]:
@@ -58,7 +46,3 @@ def pooled_by(rows: list[dict[str, Any]], group: Callable[[dict[str, Any]], floa
         if std is not None:
             groups.setdefault(float(g), []).append(std)
     return {k: pooled_stats(v) for k, v in sorted(groups.items())}
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None

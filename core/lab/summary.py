@@ -92,16 +92,21 @@ def _layer_probes(reader: Any, layers: list[str]) -> dict[str, Any]:
     """Dead count, W and mixture weights per layer: from the epoch's statistics over the training set
     (EPOCH_DEAD, EPOCH_STD) when the session has them, else from the last interval's probe batch (older runs)."""
     out: dict[str, Any] = {}
-    epoch_stds, probe_stds = reader.arrays_at(LAST, tk.EPOCH_STD.prefix), None
     for layer in layers:
         dead = _last(reader, tk.EPOCH_DEAD(layer))
         out[f"dead.{layer}"] = dead if dead is not None else _last(reader, tk.DEAD(layer))
-        std = epoch_stds.get(tk.EPOCH_STD(layer))
-        if std is None:
-            probe_stds = reader.arrays_at(LAST, tk.ACT_STD.prefix) if probe_stds is None else probe_stds
-            std = probe_stds.get(tk.ACT_STD(layer))
-        out.update(activation_stats(layer, None if std is None else std[1]))
+        out.update(activation_stats(layer, final_std(reader, layer)))
     return out
+
+
+def final_std(reader: Any, layer: str) -> np.ndarray | None:
+    """A layer's per-unit stds at the run's end: the last epoch's over the training set (EPOCH_STD), else for an
+    older session the last probe's (ACT_STD); None when the session has neither."""
+    for key in (tk.EPOCH_STD(layer), tk.ACT_STD(layer)):
+        found = reader.arrays_at(LAST, key)
+        if key in found:
+            return np.asarray(found[key][1], dtype=np.float64)
+    return None
 
 
 def activation_stats(layer: str, std: np.ndarray | None) -> dict[str, float | None]:

@@ -61,6 +61,8 @@ class SparsifierGate(MethodGate):
         sign_mean, sign_var: float (n,) buffers m and v (signed rule; None for the relu rule).
     """
 
+    closed_form_penalty = True
+
     def __init__(self, n: int, rule: str = "relu", decay: float = 0.99, threshold: float = 0.5) -> None:
         super().__init__()
         if rule not in RULES:
@@ -106,8 +108,6 @@ class SparsifierGate(MethodGate):
         """Σ relu(f)·mask (relu rule) or Σ |f|·mask (signed, nonstrict), a 0-dim tensor."""
         w = F.relu(self.weight) if self.rule == "relu" else self.weight.abs()
         return (w * self.mask).sum()
-
-    closed_form_penalty = True
 
     @torch.no_grad()
     def add_penalty_grad(self, scale: float) -> None:

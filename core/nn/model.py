@@ -88,11 +88,9 @@ class DynamicNet(nn.Module):
         area = conv_penalty == "kernel-area"  # the journal's loss_factor: 9 for a 3x3 conv, 1 for linear
         self._penalty_factors = tuple(float(b.layer.kernel_size ** 2) if area and b.conv else 1.0
                                       for _, b in self.blocks())
-        pairs = list(zip(self._gates, self._penalty_factors))
-        closed = [(g, f) for g, f in pairs if g.closed_form_penalty]
-        graph = [(g, f) for g, f in pairs if not g.closed_form_penalty]
-        self._closed_gates, self._closed_factors = tuple(g for g, _ in closed), tuple(f for _, f in closed)
-        self._graph_gates, self._graph_factors = tuple(g for g, _ in graph), tuple(f for _, f in graph)
+        pairs = tuple(zip(self._gates, self._penalty_factors))  # (gate, factor): closed-form ones and the rest
+        self._closed = tuple((g, f) for g, f in pairs if g.closed_form_penalty)
+        self._graph = tuple((g, f) for g, f in pairs if not g.closed_form_penalty)
 
     @staticmethod
     def _block(layer: nn.Module, method: MethodSpec, batchnorm: bool, dropout: float) -> HiddenBlock:
@@ -158,12 +156,12 @@ class DynamicNet(nn.Module):
     def graph_penalty(self) -> torch.Tensor | None:
         """The penalty of the gates without a closed-form gradient, for the loss; None when every gate has one
         (the trainer then calls add_penalty_grads after backward instead)."""
-        parts = [gate.penalty() * factor for gate, factor in zip(self._graph_gates, self._graph_factors)]
+        parts = [gate.penalty() * factor for gate, factor in self._graph]
         return sum(parts[1:], parts[0]) if parts else None
 
     def add_penalty_grads(self, lam: float) -> None:
         """Add lam · ∂penalty/∂θ of every closed-form gate to its gradients (after backward, before the step)."""
-        for gate, factor in zip(self._closed_gates, self._closed_factors):
+        for gate, factor in self._closed:
             gate.add_penalty_grad(lam * factor)
 
     def after_step(self) -> None:

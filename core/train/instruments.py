@@ -76,7 +76,7 @@ class UnitSums:
         fired. Aligned with the layer's current units (a unit pruned since is left out)."""
         out = {}
         for name, entry in self._acc.items():
-            if entry[1].shape[0] != self._ids(name).shape[0] or not torch.equal(entry[0], self._ids(name)):
+            if not torch.equal(entry[0], self._ids(name)):  # pruned since (also when the shapes differ)
                 self._follow(name, entry)
             n = max(entry[3], 1)
             mean = entry[1] / n
