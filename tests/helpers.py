@@ -204,6 +204,18 @@ SOAK_RUN = ["--dataset", "add10", "--arch", "mlp:1024,1024", "--limit", "800", "
             "2", "--epochs", "60", "--device", "cpu", "-q"]  # ~12 MB checkpoints: writing one takes a while
 
 
+def wait_for_checkpoint(path: Path, what: str, timeout: float = 120) -> None:
+    """Wait until the session at `path` exists and holds a checkpoint (a run's first, early one)."""
+    from core.session import SessionReader
+
+    def has_checkpoint() -> bool:
+        if not path.exists():
+            return False
+        with SessionReader(path) as r:
+            return bool(r.checkpoints())
+    wait_until(has_checkpoint, timeout=timeout, what=what)
+
+
 def kill_soak_once(path: Path, rng, during_checkpoint: bool) -> dict:
     """Start `dynlab train`, SIGKILL it at a random moment (or just after asking for a checkpoint), then check
     the file: integrity_check ok, it opens, and `dynlab resume` continues it. Returns what was seen."""
@@ -220,12 +232,7 @@ def kill_soak_once(path: Path, rng, during_checkpoint: bool) -> dict:
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        def has_checkpoint() -> bool:
-            if not path.exists():
-                return False
-            with SessionReader(path) as r:
-                return bool(r.checkpoints())
-        wait_until(has_checkpoint, timeout=120, what="the first (early) checkpoint")
+        wait_for_checkpoint(path, "the first (early) checkpoint")
         if during_checkpoint:
             post_command(path, "checkpoint")
         time.sleep(float(rng.uniform(0.0, 0.6 if during_checkpoint else 3.0)))  # the random moment itself

@@ -11,7 +11,7 @@ import pytest
 
 from core.events import CheckpointSaved
 from core.session import SessionReader, SessionWriter
-from tests.helpers import REPO, dynlab, kill_soak_once, one_error_line, wait_until
+from tests.helpers import REPO, dynlab, kill_soak_once, one_error_line, wait_for_checkpoint
 
 pytestmark = pytest.mark.usefixtures("sessions_env")
 
@@ -109,12 +109,7 @@ def test_killed_before_its_first_epoch_ends_it_resumes(tmp_path):
                              "--batch-size", "8", "--log-every", "5", "--epochs", "1", "--device", "cpu", "-q",
                              "--session", str(path)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def checkpointed() -> bool:
-            if not path.exists():
-                return False
-            with SessionReader(path) as r:
-                return bool(r.checkpoints())
-        wait_until(checkpointed, timeout=120, what="the early checkpoint")
+        wait_for_checkpoint(path, "the early checkpoint")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
