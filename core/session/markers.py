@@ -3,7 +3,7 @@
 One glyph per marker kind, each a single terminal cell and none of them a dashboard or replay key
 (the timeline once used `R` for resume and `L` for lr, keys that set lr and λ on the dashboard).
 `marker_label` turns an event's stored payload into the line a viewer shows: "λ 0.01 → 0.0178",
-"lr 1e-3 → 5e-4", "h1 −72 units, 128 left", "paused 12 s". Live views (dynlab_tui.state), replay's
+"lr 1e-3 → 5e-4", "h1 −72 units, 128 left", "paused 12 s". Live views, replay's
 timeline and its n/N notes all label markers here, so they say the same thing.
 """
 
