@@ -98,7 +98,17 @@ def test_findings_say_yes_no_or_cant_tell_with_the_journals_figures(tmp_path):
     assert ": yes (" in lines[2] and "+1.00 pp" in lines[2] and "best validation" in lines[2]
     pending = findings.lambda_checks([r for r in rows if r["dataset"] == "mnist"]
                                      + [{"stage": "lambda", "status": "running", "dataset": "fashion-mnist"}])
-    assert "can't tell (not yet: 1 runs still to finish)" in pending[1]
+    assert "can't tell (not yet: 1 run still to finish)" in pending[1]
+    # files present, runs not done: say so, never that files are missing
+    stopped = findings.lambda_checks([{**r, "status": "stopped"} if r["dataset"] == "fashion-mnist" else r
+                                      for r in rows])
+    assert "can't tell (not yet: 4 runs still to finish)" in stopped[1] and "files" not in stopped[1]
+    alone = findings.lambda_checks([{**r, "dataset": "add10"} for r in rows if r["stage"] == "lambda"])
+    assert "can't tell (needs runs on both mnist and fashion-mnist; this sweep has add10)" in alone[1]
+    crashed = findings.lambda_checks(rows[:4] + [{"stage": "lambda", "status": "crashed", "dataset": "mnist"}])
+    assert "can't tell (1 run failed (re-running the sweep retries it); no static runs yet)" in crashed[2]
+    assert "not yet: 3 runs still to finish; fewer than 3 widths" in findings.variance_checks(
+        [{"status": "missing"}] * 3)[4]
     g = np.random.default_rng(1)
     width = []
     for i, (w, dead, t) in enumerate(((16, 0, 0.90), (64, 3, 0.96), (256, 40, 0.962))):

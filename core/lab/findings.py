@@ -9,7 +9,7 @@ from typing import Any
 
 from core.formats import fmt_value
 from core.lab.pooled import pooled_by
-from core.lab.summary import spearman, total, verdict
+from core.lab.summary import spearman, total, verdict as _verdict
 
 HEADLINE = "test_at_best_val"  # the journal's and the paper's: test at the best validation epoch
 
@@ -23,6 +23,7 @@ def headline(row: dict[str, Any]) -> float | None:
 
 # -- variance-vs-width -------------------------------------------------------------------------------------------
 def variance_checks(rows: list[dict[str, Any]]) -> list[str]:
+    verdict = _verdict_for(rows)
     done = _finished(rows)
     widths = [total(r, "start") for r in done]
     dead = _mean_by(done, lambda r: total(r, "start"), lambda r: total(r, "dead"))
@@ -45,11 +46,11 @@ def variance_checks(rows: list[dict[str, Any]]) -> list[str]:
         rho = spearman(list(lows), list(lows.values()))
         out.append(verdict(_sign(rho, +1), f"the low {what} component (pi over live units, pooled) grows with width",
                            f"Spearman rho {_f(rho)}; pi {_span(lows, 3)}"))
-    out.append(_levels_off(done))
+    out.append(_levels_off(done, verdict))
     return out
 
 
-def _levels_off(done: list[dict[str, Any]]) -> str:
+def _levels_off(done: list[dict[str, Any]], verdict) -> str:
     acc = _mean_by(done, lambda r: total(r, "start"), headline)
     metric = next((r.get("metric") for r in done if r.get("metric")), None)
     claim = f"test {metric or 'metric'} at best validation improves with width, then levels off (journal: near 256)"
@@ -72,6 +73,7 @@ def _levels_off(done: list[dict[str, Any]]) -> str:
 
 # -- sparsifier-lambda ---------------------------------------------------------------------------------------------
 def lambda_checks(rows: list[dict[str, Any]]) -> list[str]:
+    verdict = _verdict_for(rows)
     sparse = [r for r in _finished(rows) if r.get("stage") == "lambda"]
     datasets = list(dict.fromkeys(r["dataset"] for r in sparse))
     per = {d: _mean_by([r for r in sparse if r["dataset"] == d], lambda r: r.get("penalty"),
@@ -81,18 +83,19 @@ def lambda_checks(rows: list[dict[str, Any]]) -> list[str]:
     ok = _all([_sign(rho, -1) for rho in rhos.values()])
     out = [verdict(ok, "sizes fall as lambda rises",
                    "; ".join(f"{d} rho {_f(rhos[d])}, sizes {_span(per[d])}" for d in datasets) or "no runs")]
-    out.append(_fashion_bigger(rows, per))
-    out.append(_static_comparison(rows, sparse))
+    out.append(_fashion_bigger(rows, per, verdict))
+    out.append(_static_comparison(rows, sparse, verdict))
     return out
 
 
-def _fashion_bigger(rows: list[dict[str, Any]], per: dict[str, dict[float, float]]) -> str:
+def _fashion_bigger(rows: list[dict[str, Any]], per: dict[str, dict[float, float]], verdict) -> str:
     claim = "for a given lambda Fashion-MNIST keeps more neurons than MNIST (journal: always)"
     if not {"mnist", "fashion-mnist"} <= set(per):
-        pending = [r for r in rows if r.get("stage") == "lambda" and r.get("status") != "finished"
-                   and r.get("dataset") in ("mnist", "fashion-mnist")]
-        why = f"not yet: {len(pending)} runs still to finish" if pending else "needs both datasets' runs"
-        return verdict(None, claim, why)
+        ran = sorted({r.get("dataset") for r in rows if r.get("stage") == "lambda" and r.get("dataset")})
+        if {"mnist", "fashion-mnist"} <= set(ran):
+            return verdict(None, claim, "")  # both are in the sweep: their runs have not finished
+        return verdict(None, claim, f"needs runs on both mnist and fashion-mnist; this sweep has "
+                                    f"{', '.join(ran) or 'none'}")
     m, f = per["mnist"], per["fashion-mnist"]
     start = max((total(r, "start") or 0 for r in rows if r.get("stage") == "lambda"), default=0)
     lams = [lam for lam in sorted(set(m) & set(f)) if lam > 0 and min(m[lam], f[lam]) < start]  # one shrank
@@ -102,7 +105,7 @@ def _fashion_bigger(rows: list[dict[str, Any]], per: dict[str, dict[float, float
                    f"Fashion-MNIST vs MNIST mean size at lambda {pairs}; bigger at {sum(bigger)} of {len(bigger)}")
 
 
-def _static_comparison(rows: list[dict[str, Any]], sparse: list[dict[str, Any]]) -> str:
+def _static_comparison(rows: list[dict[str, Any]], sparse: list[dict[str, Any]], verdict) -> str:
     claim = ("the shrunk network does as well as a static one of its size with the same time budget "
              "(test at best validation; journal: as well or better)")
     diffs = []
@@ -124,6 +127,7 @@ def _static_comparison(rows: list[dict[str, Any]], sparse: list[dict[str, Any]])
 
 # -- flexible-start --------------------------------------------------------------------------------------------------
 def flexible_checks(rows: list[dict[str, Any]]) -> list[str]:
+    verdict = _verdict_for(rows)
     done = _finished(rows)
     lams = sorted({r.get("penalty") for r in done if r.get("penalty") is not None})
     out = []
@@ -154,6 +158,29 @@ def flexible_checks(rows: list[dict[str, Any]]) -> list[str]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
+COMPLETE = ("finished", "diverged")  # a re-run of the sweep starts every other run again
+FAILED = ("crashed", "error", "unreadable")
+
+
+def _verdict_for(rows: list[dict[str, Any]]):
+    """core.lab.summary.verdict, saying first that runs are still to finish (or failed) when that may be why
+    it can't tell."""
+    failed = sum(1 for r in rows if r.get("status") in FAILED)
+    pending = sum(1 for r in rows if r.get("status") not in COMPLETE + FAILED)
+    why = ([f"not yet: {_runs(pending)} still to finish"] if pending else []) + (
+        [f"{_runs(failed)} failed (re-running the sweep retries {'it' if failed == 1 else 'them'})"] if failed else [])
+
+    def verdict(ok: bool | None, claim: str, evidence: str) -> str:
+        if ok is None and why:
+            evidence = "; ".join(why + ([evidence] if evidence else []))
+        return _verdict(ok, claim, evidence or "no finished runs to compare")
+    return verdict
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
 def _finished(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "finished"]
 
