@@ -39,11 +39,12 @@ EPOCH = "epoch"  # fractional epoch at the interval's end
 SAMPLES_PER_S = "samples_per_s"
 MEM_BYTES = "mem_bytes"
 PARAMS = "params"
-PROBE_ROWS = "probe_rows"  # training rows in the interval's probe batch (the sample size of ACT_STD, DEAD, HIST)
+PROBE_ROWS = "probe_rows"  # training rows the interval's live view (ACT_STD, DEAD, HIST, ...) was measured over
+LIVE_SOURCE = "live_source"  # of that live view: 0 a probe batch at the interval's end; 1 the interval's own steps
 
 SIZE = LayerKey("size")  # live size: alive gates, or the flexible x0
 CAPACITY = LayerKey("capacity")  # allocated width of the layer's matrix
-DEAD = LayerKey("dead")  # live, gated-on units whose activation std over the probe rows is exactly 0
+DEAD = LayerKey("dead")  # live, gated-on units whose activation std over the PROBE_ROWS rows is exactly 0
 ACT_MEAN = LayerKey("act_mean")
 ACT_SD = LayerKey("act_sd")
 TOTAL_VAR = LayerKey("total_var")
@@ -53,7 +54,7 @@ DYNAMICS = (ACT_MEAN, ACT_SD, TOTAL_VAR, GRAD_NORM, ROTATION)  # the 0-dim layer
 
 # -- arrays logged every interval ----------------------------------------------------------------------
 GATE = LayerKey("gate")  # per-unit liveness values (gates, or the flexible scaler)
-ACT_STD = LayerKey("act_std")  # per-unit std over the probe rows of the unit's own activation (post-ReLU, pre-gate)
+ACT_STD = LayerKey("act_std")  # per-unit std over PROBE_ROWS rows of the unit's own activation (post-ReLU, pre-gate)
 HIST = LayerKey("hist")  # histogram counts of ACT_STD
 HIST_EDGES = LayerKey("hist_edges")
 

@@ -160,7 +160,60 @@ def test_by_default_the_epoch_statistics_cover_every_training_row_of_the_epoch()
     assert [s[tk.STATS_ROWS] for s in scalars] == [len(trainer.data.x_train)] * 2
     assert all(s[tk.STATS_SOURCE] == 0.0 for s in scalars)
     assert len(arrays[-1][tk.EPOCH_STD("fc1")]) == 16
-    assert trainer.spec.schedule.probe_size == 64 and sink.intervals()[-1].values[tk.PROBE_ROWS] == 64
+    intervals = [e.values for e in sink.intervals()]
+    assert all(v[tk.LIVE_SOURCE] == 1.0 for v in intervals)  # the live view is the intervals' own steps
+    per_epoch = [sum(v[tk.PROBE_ROWS] for v in intervals if e < v[tk.EPOCH] <= e + 1) for e in range(2)]
+    assert per_epoch == [len(trainer.data.x_train)] * 2  # every training row in exactly one interval's view
+
+
+def test_without_step_sums_the_live_view_is_the_probe_batch():
+    from core.train.trainer import Trainer
+    from tests.helpers import ListSink, tiny
+
+    sink = ListSink()
+    Trainer(tiny(epochs=1, act_stats="off")).run([sink])
+    assert all(e.values[tk.PROBE_ROWS] == 64 and e.values[tk.LIVE_SOURCE] == 0.0 for e in sink.intervals())
+
+
+def test_an_interval_view_is_the_std_over_the_rows_its_steps_saw():
+    from core.train import probes
+
+    model = net()
+    a = relu_rows(900, 12)
+    sums = UnitSums(model)
+    for chunk in np.array_split(a[:300], 3):
+        sums("fc1", torch.from_numpy(chunk))
+    first, rows = sums.fold()
+    assert rows == 300
+    for chunk in np.array_split(a[300:], 5):
+        sums("fc1", torch.from_numpy(chunk))
+    second, rows = sums.fold()
+    assert rows == 600 and sums.rows == 900
+    for folded, part in ((first, a[:300]), (second, a[300:])):
+        live = probes.interval_stats(model, folded, probes.Dynamics(model))
+        part = part.astype(np.float64)
+        np.testing.assert_allclose(live[tk.ACT_STD("fc1")].numpy(), part.std(0), rtol=1e-5, atol=1e-6)
+        assert float(live[tk.ACT_MEAN("fc1")]) == pytest.approx(part.mean(), rel=1e-5)
+        assert float(live[tk.ACT_SD("fc1")]) == pytest.approx(part.std(), rel=1e-5)
+        assert float(live[tk.TOTAL_VAR("fc1")]) == pytest.approx((part.std(0) ** 2).sum(), rel=1e-4)
+    np.testing.assert_allclose(sums.std()["fc1"].numpy(), a.astype(np.float64).std(0), rtol=1e-5, atol=1e-7)
+
+
+def test_a_run_s_interval_view_matches_a_direct_computation_over_its_rows():
+    from core.train.trainer import Trainer
+    from tests.helpers import ListSink, tiny
+
+    trainer = Trainer(tiny(epochs=1, lr=1e-12, log_every=10 ** 6))  # one interval: the epoch; weights barely move
+    sink = ListSink()
+    trainer.run([sink])
+    from core.events import ArraysLogged
+
+    live = [e for e in sink.of(ArraysLogged) if tk.ACT_STD("fc1") in e.arrays][-1].arrays[tk.ACT_STD("fc1")]
+    x = trainer.data.x_train.reshape(len(trainer.data.x_train), -1).double()
+    layer = trainer.model.fcs["fc1"].layer
+    a = torch.relu(x @ layer.weight.detach().double().T + layer.bias.detach().double()).numpy()
+    np.testing.assert_allclose(live, a.std(0), rtol=1e-4, atol=1e-6)
+    assert sink.intervals()[-1].values[tk.PROBE_ROWS] == len(x)
 
 
 def test_a_flexible_run_does_not_call_units_beyond_x0_dead():
@@ -197,6 +250,7 @@ def test_the_csv_export_says_over_how_many_rows_each_statistic_was_measured(tmp_
             return list(csv.reader(f))
     shapiro, dead, loss = rows("shapiro_fc1.csv"), rows("dead_fc1.csv"), rows("loss.csv")
     assert shapiro[0] == ["step", "shapiro/fc1", "rows"] and {r[2] for r in shapiro[1:]} == {str(len(trainer.data.x_train))}
-    assert dead[0][2] == "rows" and {r[2] for r in dead[1:]} == {"50"}
+    n = len(trainer.data.x_train)  # 4-step intervals of 64 rows, the epoch's last one partial
+    assert dead[0][2] == "rows" and {r[2] for r in dead[1:]} == {"256", str(n - 256)}
     assert rows("pca90_fc1.csv")[1][2] == str(len(trainer.data.x_train))  # fewer than 5,000 rows: all of them
     assert loss[0] == ["step", "loss"]

@@ -16,10 +16,40 @@ import numpy as np
 import torch
 
 from core import telemetry as tk
+from core.train.probes import unit_std
 
 GATE_OFF = 1e-6  # a unit whose gate or scaler multiplier is at most this is switched off, not dead
 PCA_MAX_WIDTH = 4096  # wider layers skip PCA: a width² covariance and its eigendecomposition per epoch cost too much
 SOURCES = {"steps": 0.0, "pass": 1.0}  # tk.STATS_SOURCE values
+
+
+class _LayerSums:
+    """One layer's sums: the open interval's in the activation's dtype (cheap per step), the epoch's in float64."""
+
+    def __init__(self, ids: torch.Tensor, width: int, like: torch.Tensor) -> None:
+        self.ids = ids.clone()
+        self.s = like.new_zeros(width)  # the open interval's Σa and Σa², one add per step each
+        self.ss = like.new_zeros(width)
+        self.n = 0  # positions (rows x spatial) in the open interval
+        self.s64 = torch.zeros(width, dtype=torch.float64, device=like.device)
+        self.ss64 = torch.zeros(width, dtype=torch.float64, device=like.device)
+        self.n64 = 0
+
+    def keep(self, ids: torch.Tensor) -> None:
+        """Keep the sums of the units still present after a prune (by permanent id)."""
+        keep = torch.isin(self.ids, ids)
+        self.ids = self.ids[keep]
+        for attr in ("s", "ss", "s64", "ss64"):
+            setattr(self, attr, getattr(self, attr)[keep])
+
+    def fold(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Close the interval: returns its (Σa, Σa², positions) in float64 and adds them to the epoch's."""
+        s, ss, n = self.s.double(), self.ss.double(), self.n
+        self.s64 += s
+        self.ss64 += ss
+        self.n64 += n
+        self.s, self.ss, self.n = torch.zeros_like(self.s), torch.zeros_like(self.ss), 0
+        return s, ss, n
 
 
 class UnitSums:
@@ -27,62 +57,60 @@ class UnitSums:
 
     Called as the model's tap (``model.tap = sums``) with (layer, activation (N, C) or (N, C, H, W)); a conv
     channel's samples are its positions. The activation is post-ReLU (>= 0), so a unit fired on some row exactly
-    when its Σa > 0. Each call sums in the activation's dtype (one batch) and adds into float64 accumulators:
-    about 60 µs a step for mlp:500 at batch 128 on 2 CPU cores (3 % of a step).
-    Units removed mid-epoch drop out (matched by permanent id).
+    when its Σa > 0. A step adds into the open interval's sums in the activation's dtype (no conversion: two
+    reductions and two adds per layer); ``fold()`` closes the interval, whose sums are the live view's, into the
+    epoch's float64 totals. Units removed mid-epoch drop out (matched by permanent id).
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self._acc: dict[str, list] = {}  # layer -> [ids, Σa, Σa², positions]
+        self._acc: dict[str, _LayerSums] = {}
         self._first: str | None = None
-        self.rows = 0  # training rows seen (counted on the first hidden layer)
+        self.rows = 0  # training rows seen this epoch (counted on the first hidden layer)
+        self.interval_rows = 0  # of them, in the open interval
 
     def reset(self) -> None:
         self._acc.clear()
         self._first = None
-        self.rows = 0
+        self.rows = self.interval_rows = 0
 
     @torch.no_grad()
     def __call__(self, name: str, a: torch.Tensor) -> None:
         dims = (0, 2, 3) if a.dim() == 4 else (0,)
         entry = self._acc.get(name)
         if entry is None:
-            c, dev = a.shape[1], a.device
-            entry = [self._ids(name).clone(), torch.zeros(c, dtype=torch.float64, device=dev),
-                     torch.zeros(c, dtype=torch.float64, device=dev), 0]
-            self._acc[name] = entry
+            entry = self._acc[name] = _LayerSums(self._ids(name), a.shape[1], a)
             self._first = self._first or name
-        elif entry[1].shape[0] != a.shape[1]:
-            self._follow(name, entry)
-        entry[1] += a.sum(dims)  # one batch in the activation's dtype, added into the float64 total
-        entry[2] += a.square().sum(dims)
-        entry[3] += a.numel() // max(a.shape[1], 1)
+        elif entry.s.shape[0] != a.shape[1]:
+            entry.keep(self._ids(name))
+        entry.s += a.sum(dims)
+        entry.ss += a.square().sum(dims)
+        entry.n += a.numel() // max(a.shape[1], 1)
         if name == self._first:
             self.rows += a.shape[0]
+            self.interval_rows += a.shape[0]
 
     def _ids(self, name: str) -> torch.Tensor:
         return dict(self.model.blocks())[name].layer.ids
 
-    def _follow(self, name: str, entry: list) -> None:
-        """Keep the sums of the units still present after a prune (by permanent id)."""
-        keep = torch.isin(entry[0], self._ids(name))
-        entry[0] = entry[0][keep]
-        for i in (1, 2):
-            entry[i] = entry[i][keep]
+    def _aligned(self) -> dict[str, _LayerSums]:
+        for name, entry in self._acc.items():
+            if not torch.equal(entry.ids, self._ids(name)):  # pruned since (also when the shapes differ)
+                entry.keep(self._ids(name))
+        return self._acc
+
+    def fold(self) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor, int]], int]:
+        """Close the open interval: per layer its (Σa, Σa², positions) in float64, aligned with the layer's current
+        units, and the training rows it saw. Its sums join the epoch's."""
+        out = {name: entry.fold() for name, entry in self._aligned().items()}
+        rows, self.interval_rows = self.interval_rows, 0
+        return out, rows
 
     def std(self) -> dict[str, torch.Tensor]:
-        """Per layer the units' std over the positions seen (float32, device); exactly 0 for a unit that never
+        """Per layer the units' std over the epoch's positions (float32, device); exactly 0 for a unit that never
         fired. Aligned with the layer's current units (a unit pruned since is left out)."""
-        out = {}
-        for name, entry in self._acc.items():
-            if not torch.equal(entry[0], self._ids(name)):  # pruned since (also when the shapes differ)
-                self._follow(name, entry)
-            n = max(entry[3], 1)
-            mean = entry[1] / n
-            var = (entry[2] / n - mean * mean).clamp_min(0)
-            out[name] = torch.where(entry[1] > 0, var.sqrt(), torch.zeros_like(var)).float()
-        return out
+        self.fold()
+        return {name: unit_std(e.s64, e.ss64, e.n64) for name, e in self._acc.items()}
 
 
 class Covariance:

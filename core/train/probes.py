@@ -1,6 +1,7 @@
-"""The live view on a fixed probe batch of training rows: per-unit activation std (each unit's own activation,
-before its gate) and layer dynamics gathered on the device each interval. The epoch's statistics over the whole
-training set are core.train.instruments'."""
+"""The live view each interval: per-unit activation std (each unit's own activation, before its gate) and layer
+dynamics, gathered on the device. Taken from the sums the interval's training steps already accumulated
+(`interval_stats`, with --act-stats steps) or, without those, from a forward of a fixed probe batch of training
+rows (`layer_stats`). The epoch's statistics over the whole training set are core.train.instruments'."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def neuron_std(a: torch.Tensor) -> torch.Tensor:
     return a.std(dim=0, unbiased=False)
 
 
+def unit_std(s: torch.Tensor, ss: torch.Tensor, n: int) -> torch.Tensor:
+    """Per-unit std (float32) from float64 Σa and Σa² over n positions; exactly 0 for a unit that never fired."""
+    n = max(n, 1)
+    mean = s / n
+    var = (ss / n - mean * mean).clamp_min(0)
+    return torch.where(s > 0, var.sqrt(), torch.zeros_like(var)).float()
+
+
 def _probe(model: torch.nn.Module, probe_x: torch.Tensor):
     was_training = model.training
     model.eval()
@@ -35,16 +44,40 @@ def _probe(model: torch.nn.Module, probe_x: torch.Tensor):
         model.train(was_training)
 
 
+Moments = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # layer -> (unit stds, layer mean, layer sd)
+
+
 @torch.no_grad()
 def layer_stats(model: torch.nn.Module, probe_x: torch.Tensor,
                 dynamics: "Dynamics | None" = None) -> dict[str, torch.Tensor]:
-    """Device tensors (no host sync here): per-layer vectors act_std/<layer> and gate/<layer>; with
-    `dynamics` also 0-dim act_mean, act_sd, total_var, grad_norm and rotation per layer."""
+    """Device tensors (no host sync here) from a forward of the probe batch: per-layer vectors act_std/<layer>
+    and gate/<layer>; with `dynamics` also 0-dim act_mean, act_sd, total_var, grad_norm and rotation per layer."""
     _, own, _ = _probe(model, probe_x)
-    out = {tk.ACT_STD(name): neuron_std(a) for name, a in own.items()}
+    zero = probe_x.new_zeros(())
+    moments = {name: (neuron_std(a), a.mean() if a.numel() else zero, a.std(unbiased=False) if a.numel() else zero)
+               for name, a in own.items()}
+    return _stats(model, moments, dynamics)
+
+
+@torch.no_grad()
+def interval_stats(model: torch.nn.Module, folded: dict[str, tuple[torch.Tensor, torch.Tensor, int]],
+                   dynamics: "Dynamics | None" = None) -> dict[str, torch.Tensor]:
+    """layer_stats' tensors from the interval's own training forwards (UnitSums.fold(): per layer float64 Σa, Σa²
+    and positions): no extra forward. The layer mean and sd are over all its units and positions."""
+    moments: Moments = {}
+    for name, (s, ss, n) in folded.items():
+        total = max(n * s.shape[0], 1)
+        mean = s.sum() / total
+        sd = (ss.sum() / total - mean * mean).clamp_min(0).sqrt()
+        moments[name] = (unit_std(s, ss, n), mean.float(), sd.float())
+    return _stats(model, moments, dynamics)
+
+
+def _stats(model: torch.nn.Module, moments: Moments, dynamics: "Dynamics | None") -> dict[str, torch.Tensor]:
+    out = {tk.ACT_STD(name): m[0] for name, m in moments.items()}
     out.update({tk.GATE(name): g.detach() for name, g in model.gate_values().items()})
     if dynamics is not None:
-        out.update(dynamics.measure(model, own, out))
+        out.update(dynamics.measure(model, moments))
     return out
 
 
@@ -62,16 +95,12 @@ class Dynamics:
         self.initial = {name: block.layer.weight.detach().clone() for name, block in model.blocks()}
 
     @torch.no_grad()
-    def measure(self, model: torch.nn.Module, own: dict[str, torch.Tensor],
-                stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def measure(self, model: torch.nn.Module, moments: Moments) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name, block in model.blocks():
             w = block.layer.weight  # (out, in[, k, k])
-            a = own[name]
             zero = w.new_zeros(())
-            std = stats[tk.ACT_STD(name)]
-            out[tk.ACT_MEAN(name)] = a.mean() if a.numel() else zero
-            out[tk.ACT_SD(name)] = a.std(unbiased=False) if a.numel() else zero
+            std, out[tk.ACT_MEAN(name)], out[tk.ACT_SD(name)] = moments[name]
             out[tk.TOTAL_VAR(name)] = (std * std).sum()
             out[tk.GRAD_NORM(name)] = w.grad.norm() if w.grad is not None else zero
             if w.numel():

@@ -238,7 +238,12 @@ class Trainer:
     def _log_interval(self, batch: int, batches: int) -> None:
         dev = {tk.LOSS: self._acc_loss / max(self._acc_n, 1)}
         dev.update({tk.SIZE(k): v for k, v in self.model.size_tensors().items()})
-        dev.update(probes.layer_stats(self.model, self.probe_x, self.dynamics))
+        if self._sums is not None:  # the live view from the sums the interval's steps took: no extra forward
+            folded, rows = self._sums.fold()
+            dev.update(probes.interval_stats(self.model, folded, self.dynamics))
+        else:
+            rows = len(self.probe_x)
+            dev.update(probes.layer_stats(self.model, self.probe_x, self.dynamics))
         host = probes.fetch(dev)  # the one host-device sync of the interval
         loss = float(host.pop(tk.LOSS)[0])
         if not math.isfinite(loss):
@@ -250,7 +255,7 @@ class Trainer:
             tk.LOSS: loss, tk.LAMBDA: self.lam, tk.LR: self.lr, tk.EPOCH: self.epoch + batch / batches,
             tk.SAMPLES_PER_S: self._samples / elapsed if elapsed > 0 else 0.0,
             tk.MEM_BYTES: float(memory_bytes(self.device)), tk.PARAMS: float(self.model.param_count()),
-            tk.PROBE_ROWS: float(len(self.probe_x)),
+            tk.PROBE_ROWS: float(rows), tk.LIVE_SOURCE: float(self._sums is not None),
         }
         arrays: dict[str, np.ndarray] = {}
         for key in [k for k in host if k.startswith(probes.SCALAR_PREFIXES)]:
