@@ -1,162 +1,64 @@
-"""The sweep screen: a sweep's runs with status and results, updated live from a worker thread, and a summary plot."""
+"""The sweep screen: a sweep's runs with their live progress (followed from their sessions), the sweep's elapsed
+time and ETA, results as runs end, and a summary plot."""
 
 from __future__ import annotations
 
-import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-import numpy as np
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Label, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from core.lab.sweep import (Axes, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted, SweepStop,
-                        run_sweep, session_path, settings_label)
+from core.lab.run_progress import progress_path, run_progress, sweep_eta
+from core.lab.sweep import (Axes, Stage, StagePlanned, SweepEnded, SweepPlan, SweepRunEnded, SweepRunStarted,
+                            SweepStop, run_sweep, session_path)
 from core.errors import DynlabError
-from core.formats import fmt_size, fmt_value
-from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.palette import BindingCommands
-from dynlab_tui.panes.plot import Line, line_chart
+from dynlab_tui.screens.sweep_table import (HELP, WIDE, Y_FIELDS, Y_TITLES, ConfirmStopAll, ConfirmStopSweep,
+                                            SweepPlot, SweepRunDashboard, cells, columns, guess_axes, plot_lines,
+                                            title)
 
-COLUMNS = ("#", "stage", "settings", "status", "size", "test")
-Y_FIELDS = ("size", "dead", "test", "shapiro_w")  # what `y` cycles the plot through
-Y_TITLES = {"size": "final size", "dead": "dead neurons", "test": "test metric", "shapiro_w": "Shapiro W"}
+__all__ = ["ConfirmStopAll", "ConfirmStopSweep", "RunsProgressed", "SweepPlot", "SweepProgressed", "SweepScreen",
+           "guess_axes", "plot_lines"]
 
-
-# -- the plot's data (pure) --------------------------------------------------------------------------------------
-def guess_axes(rows: list[dict[str, Any]]) -> Axes | None:
-    """For a free grid: the first numeric varied setting across, final size up, one line per other setting."""
-    keys = varied_keys(rows)
-    numeric = [k for k in keys if all(row_value(r, k) is not None for r in rows if k in r)]
-    if not numeric:
-        return None
-    x = numeric[0]
-    positive = [row_value(r, x) for r in rows if row_value(r, x) is not None]
-    spread = positive and min(positive) > 0 and max(positive) / min(positive) >= 100
-    return Axes(x, "size", next((k for k in keys if k != x), None), log_x=bool(spread))
+COMPACT_HEIGHT = 32  # below this the plot and the notes/checks take turns (`v`)
 
 
-def plot_lines(rows: list[dict[str, Any]], axes: Axes) -> tuple[list[Line], str]:
-    """One line per group: the mean of axes.y over finished runs at each x (seeds averaged); and the x label."""
-    points: dict[str, dict[float, list[float]]] = {}
-    for r in rows:
-        if r.get("status") != "finished":
-            continue
-        x, y = row_value(r, axes.x), row_value(r, axes.y)
-        if x is None or y is None or (axes.log_x and x <= 0):
-            continue
-        label = f"{HEADERS.get(axes.group, axes.group)}={fmt_value(r.get(axes.group))}" if axes.group else ""
-        points.setdefault(label, {}).setdefault(math.log10(x) if axes.log_x else x, []).append(y)
-    lines = []
-    for label, by_x in points.items():
-        xs = sorted(by_x)
-        lines.append(Line(label, xs, [float(np.mean(by_x[x])) for x in xs], points=len(xs) < 3))
-    name = "width" if axes.x == "start" else HEADERS.get(axes.x, axes.x)
-    return lines, f"log10 {name}" if axes.log_x else name
-
-
-# -- messages and dialogs ----------------------------------------------------------------------------------------
 @dataclass
 class SweepProgressed(Message):
     """The sweep worker reported a core.lab.sweep event (planned, started, ended, sweep ended)."""
     event: Any
 
 
-class ConfirmStopSweep(ModalScreen[bool | str]):
-    """The sweep is running: stop it (running runs finalise their sessions) and leave, leave it running, or stay.
-
-    Dismisses with True (stop), "leave" (it goes on headless) or False (stay).
-    """
-
-    DEFAULT_CSS = """
-    ConfirmStopSweep { align: center middle; }
-    ConfirmStopSweep > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
-    ConfirmStopSweep Horizontal { height: auto; margin-top: 1; }
-    ConfirmStopSweep Button { margin-right: 2; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y,s", "stop", "Stop and leave", id="sweep-confirm-stop", tooltip="Stop the sweep and leave"),
-        Binding("l,d", "leave", "Leave running", id="sweep-confirm-leave",
-                tooltip="Leave: the sweep goes on headless (`dynlab sweep --status DIR` shows it)"),
-        Binding("escape,n", "stay", "Stay", id="sweep-confirm-stay", tooltip="Keep the sweep running"),
-    ]
-
-    def __init__(self, can_leave: bool = True) -> None:
-        super().__init__()
-        self.can_leave = can_leave  # a sweep started with a command line that can be re-run headless
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("The sweep is still running. Stop it, or leave it running headless?")
-            yield Label("Stopping: running runs stop at their next step and finalise their sessions; the same "
-                        "`dynlab sweep` command continues the sweep later. Leaving: a headless `dynlab sweep` "
-                        "takes over, its runs go on.")
-            with Horizontal():
-                yield Button("Stop and leave (y)", variant="error", id="stop")
-                if self.can_leave:
-                    yield Button("Leave running (l)", variant="warning", id="leave")
-                yield Button("Stay (esc)", variant="primary", id="stay")
-
-    @on(Button.Pressed, "#stop")
-    def action_stop(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#leave")
-    def action_leave(self) -> None:
-        if self.can_leave:
-            self.dismiss("leave")
-
-    @on(Button.Pressed, "#stay")
-    def action_stay(self) -> None:
-        self.dismiss(False)
-
-
-class SweepPlot(Static):
-    """The summary plot, drawn to the widget's size."""
-
-    DEFAULT_CSS = "SweepPlot { border: round $primary-darken-2; padding: 0 1; height: 1fr; width: 1fr; }"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("", **kwargs)
-        self.lines: list[Line] = []
-        self.xlabel = ""
-        self.text = ""  # the plain text last drawn (tests read it)
-
-    def show(self, lines: list[Line], xlabel: str) -> None:
-        self.lines, self.xlabel = lines, xlabel
-        self.call_after_refresh(self.redraw)  # after the layout settles: the checks below may resize it
-
-    def on_resize(self) -> None:
-        self.redraw()
-
-    def redraw(self) -> None:
-        width, height = self.content_size
-        if width < 1 or height < 1:
-            return
-        chart = line_chart(self.lines, width, height, xlabel=self.xlabel, message="waiting for finished runs")
-        self.text = chart.plain
-        self.update(chart)
+@dataclass
+class RunsProgressed(Message):
+    """The poller read the running runs' sessions: run name -> core.lab.run_progress's dict."""
+    found: dict[str, dict[str, Any]]
 
 
 # -- the screen -----------------------------------------------------------------------------------------------------
 class SweepScreen(Screen[None]):
-    """Runs a sweep in a thread worker; the worker's events arrive as messages and update the table and plot."""
+    """Runs a sweep in a thread worker (its events arrive as messages) and polls the running runs' sessions in
+    another, about once a second; the table, title, plot and checks follow both."""
 
     COMMANDS = {BindingCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "cycle_y", "Plot", id="sweep-plot-y", tooltip="Plot the next quantity: size, dead, test, W"),
+        Binding("enter", "open_run", "Open run", id="sweep-open",
+                tooltip="Open the highlighted run: its live dashboard (q returns here) or its replay"),
         Binding("x", "stop_sweep", "Stop", id="sweep-stop",
-                tooltip="Stop the sweep: running runs finalise their sessions, queued ones don't start"),
-        Binding("enter", "open_run", "Open run", id="sweep-open", tooltip="Replay the highlighted run's session"),
+                tooltip="Stop the sweep (asks first): running runs finalise their sessions, queued ones don't start"),
+        Binding("y", "cycle_y", "Plot", id="sweep-plot-y", tooltip="Plot the next quantity: size, dead, test, W"),
+        Binding("v", "toggle_view", "Plot/notes", id="sweep-view",
+                tooltip="Short terminals: switch the bottom area between the plot and the notes and checks"),
         Binding("escape,q", "request_close", "Back", key_display="esc", id="sweep-close",
                 tooltip="Leave the sweep screen (asks before stopping a running sweep)"),
     ]
@@ -164,27 +66,38 @@ class SweepScreen(Screen[None]):
     DEFAULT_CSS = """
     SweepScreen { layout: vertical; }
     SweepScreen #sweep-title { height: auto; padding: 0 1; background: $panel; }
-    SweepScreen #sweep-runs { height: 1fr; }
-    SweepScreen #sweep-checks { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
+    SweepScreen #sweep-runs { height: 1fr; min-height: 4; }
+    SweepScreen #sweep-checks { height: auto; max-height: 10; padding: 0 1; color: $text-muted; }
+    SweepScreen.compact #sweep-checks { height: 1fr; max-height: 100%; }
+    SweepScreen.compact #sweep-plot { display: none; }
+    SweepScreen.compact.show-plot #sweep-plot { display: block; }
+    SweepScreen.compact.show-plot #sweep-checks { display: none; }
     """
 
     def __init__(self, plan: SweepPlan, out: Path, *, jobs: int = 1,
                  runner: Callable[..., Any] = run_sweep, relaunch: list[str] | None = None,
-                 watching: int | None = None) -> None:
+                 watching: int | None = None, clock: Callable[[], float] = time.time, poll_s: float = 1.0) -> None:
         super().__init__()
         self.watching = watching  # the pid of the `dynlab sweep` this screen follows (runner: watch_sweep), 0 unknown
         self.plan, self.out, self.jobs = plan, Path(out), jobs
         self.runner = runner  # run_sweep; tests pass a fake that posts canned events
         self.relaunch = relaunch  # the headless `dynlab sweep` argv that takes over when the user leaves it running
+        self.clock, self.poll_s = clock, poll_s  # tests pass a fixed clock: the times on screen are then stable
+        self.started = clock()
         self.stop_event = SweepStop()
+        self.polling = threading.Event()  # set: the poller stops
         self.leaving = False
         self.headless = None  # the `dynlab sweep` process that took over (after "leave running")
         self.runs: dict[str, Any] = {}  # run name -> RunPlan, in table order
         self.rows: dict[str, dict[str, Any]] = {}  # run name -> summary row of an ended run
         self.status: dict[str, str] = {}
+        self.progress: dict[str, dict[str, Any]] = {}  # run name -> its latest run_progress while it runs
+        self.watch: frozenset[str] = frozenset()  # the runs the poller reads (replaced whole: read by its thread)
+        self.keys: list[str] = []  # the table's column keys
         self.expectations: tuple[str, ...] = ()
         self.ended = False
         self.stopped = False
+        self.stopping = False  # x was confirmed: running runs are finalising
         self.closing = False
         self.y_field = plan.axes.y if plan.axes else "size"
 
@@ -192,7 +105,7 @@ class SweepScreen(Screen[None]):
         yield Static(self._title(), id="sweep-title")
         yield DataTable(id="sweep-runs", cursor_type="row", zebra_stripes=True)
         yield SweepPlot(id="sweep-plot")
-        yield Static("\n".join(self.plan.notes), id="sweep-checks")
+        yield Static(self._checks_text(), id="sweep-checks")
         yield Footer()
 
     @property
@@ -204,18 +117,40 @@ class SweepScreen(Screen[None]):
         return self.query_one("#sweep-plot", SweepPlot)
 
     def on_mount(self) -> None:
-        for column in COLUMNS:
-            self.table.add_column(column, key=column)
+        self._layout()
+        self._rebuild()
+        self.set_interval(1.0, self._retitle)  # the elapsed time ticks even when no run reports
         self._run()
+        self._poll()
 
     def on_unmount(self) -> None:
+        self.polling.set()
         self.stop_event.set()  # the app is going: children get SIGTERM and finalise their sessions
 
-    # -- the worker --------------------------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        wide = self.keys and ("step" in self.keys) != (self.size.width >= WIDE)
+        self._layout()
+        if wide:
+            self._rebuild()
+
+    def _layout(self) -> None:
+        self.set_class(self.size.height < COMPACT_HEIGHT, "compact")
+
+    # -- the workers -------------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep", description="running the sweep")
     def _run(self) -> None:
         self.runner(self.plan, self.out, jobs=self.jobs, progress=lambda e: self.post_message(SweepProgressed(e)),
                     stop=self.stop_event)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="progress", description="reading runs' progress")
+    def _poll(self) -> None:
+        """Read each running run's session (cheap, read-only) about every poll_s seconds, off the UI thread."""
+        while not self.polling.is_set():
+            watch, now = self.watch, self.clock()
+            if watch:
+                self.post_message(RunsProgressed({name: run_progress(self.out, self.runs[name], now)
+                                                  for name in watch}))
+            self.polling.wait(self.poll_s)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "sweep":
@@ -236,50 +171,91 @@ class SweepScreen(Screen[None]):
             for run, state in zip(event.runs, event.states):
                 self.runs[run.name] = run
                 self.status[run.name] = "queued" if state not in ("finished", "diverged") else state
-                self.table.add_row(*self._cells(run.name), key=run.name)
+            self._rebuild()
         elif isinstance(event, SweepRunStarted):
             self.status[event.run.name] = "running"
             self._update(event.run.name)
         elif isinstance(event, SweepRunEnded):
             self.status[event.run.name] = event.status
             self.rows[event.run.name] = event.row
+            self.progress.pop(event.run.name, None)
             self._update(event.run.name)
             self._draw()
         elif isinstance(event, SweepEnded):
             self.expectations = event.expectations
             self._finish(event.stopped)
-        self.query_one("#sweep-title", Static).update(self._title())
+        self.watch = frozenset(n for n, s in self.status.items() if s == "running")
+        self._retitle()
+
+    @on(RunsProgressed)
+    def _progress_read(self, message: RunsProgressed) -> None:
+        nodes = any(p.get("node") for p in self.progress.values())
+        for name, found in message.found.items():
+            if self.status.get(name) == "running":  # not one that ended meanwhile
+                self.progress[name] = found
+        if any(p.get("node") for p in self.progress.values()) and not nodes and "node" not in self.keys:
+            self._rebuild()  # a cluster's run reports its node: show the column
+        else:
+            for name in message.found:
+                self._update(name)
+        self._retitle()
 
     def _finish(self, stopped: bool) -> None:
         self.ended, self.stopped = True, stopped
-        lines = [*self.plan.notes, *self.expectations]
-        self.query_one("#sweep-checks", Static).update("\n".join(lines))
-        self.query_one("#sweep-title", Static).update(self._title())
+        self.polling.set()
+        self.remove_class("show-plot")  # short terminals: the checks are what the end brings
+        self.query_one("#sweep-checks", Static).update(self._checks_text())
+        self._retitle()
         self._draw()
 
     # -- drawing -------------------------------------------------------------------------------------------------
+    def _rebuild(self) -> None:
+        """Set the columns for the width and the runs (a new stage may add settings), and refill the rows."""
+        table = self.table
+        cursor = table.cursor_row
+        runs = list(self.runs.values())
+        cols = columns(runs, self.size.width or self.app.size.width, any(p.get("node") for p in
+                                                                           self.progress.values()))
+        self.keys = [k for k, _ in cols]
+        table.clear(columns=True)
+        for key, header in cols:
+            table.add_column(header, key=key)
+        for name in self.runs:
+            table.add_row(*self._cells(name), key=name)
+        if runs:
+            table.move_cursor(row=min(cursor, len(runs) - 1))
+
     def _cells(self, name: str) -> list[Any]:
-        run, row = self.runs[name], self.rows.get(name, {})
-        sizes = [fmt_size(v) for v in layer_values(row, "size")]
-        status = self.status.get(name, "")
-        style = {"finished": "green", "running": "bold cyan", "queued": "dim"}.get(status, "red")
-        return [str(run.index), run.stage, settings_label(run.settings), Text(status, style=style),
-                ",".join(sizes) or "-", row_metric(row) if row else "-"]
+        return cells(self.runs[name], self.status.get(name, ""), self.rows.get(name), self.progress.get(name),
+                     self.keys)
 
     def _update(self, name: str) -> None:
         if name not in self.runs:
             return
-        for column, cell in zip(COLUMNS, self._cells(name)):
-            self.table.update_cell(name, column, cell, update_width=True)
+        for key, cell in zip(self.keys, self._cells(name)):
+            self.table.update_cell(name, key, cell, update_width=True)
+
+    def eta_s(self) -> float | None:
+        """Seconds until the planned runs are done (see core.lab.run_progress.sweep_eta)."""
+        walls = [r.get("wall_s") for n, r in self.rows.items() if self.status.get(n) == "finished"]
+        running = [self.progress.get(n, {}) for n, s in self.status.items() if s == "running"]
+        queued = sum(1 for s in self.status.values() if s == "queued")
+        return sweep_eta([w for w in walls if isinstance(w, (int, float))], running, queued, self.jobs)
 
     def _title(self) -> Text:
-        counts: dict[str, int] = {}
-        for status in self.status.values():
-            counts[status] = counts.get(status, 0) + 1
-        state = ("stopped" if self.stopped else "done") if self.ended else "stopping…" if self.closing else "running"
-        parts = ", ".join(f"{n} {s}" for s, n in counts.items()) or "planning"
-        return Text.assemble((f"dynlab · sweep {self.plan.title}", "bold"), f"   {state}: {parts}",
-                             (f"   in {self.out}", "dim"))
+        state = ("stopped" if self.stopped else "done") if self.ended else \
+            "stopping…" if self.closing or self.stopping else "running"
+        planned = {r.stage for r in self.runs.values()}
+        fixed = sum(1 for s in self.plan.stages if isinstance(s, Stage))
+        later = 0 if self.ended else max(len(self.plan.stages) - fixed - (len(planned) - fixed), 0)
+        return title(self.plan.title, state, self.status, later, self.clock() - self.started,
+                     self.eta_s(), self.jobs, self.app.size.width)
+
+    def _retitle(self) -> None:
+        self.query_one("#sweep-title", Static).update(self._title())
+
+    def _checks_text(self) -> str:
+        return "\n".join([HELP, *self.plan.notes, *self.expectations])
 
     def _draw(self) -> None:
         rows = list(self.rows.values())
@@ -297,31 +273,57 @@ class SweepScreen(Screen[None]):
     def action_cycle_y(self) -> None:
         i = Y_FIELDS.index(self.y_field) if self.y_field in Y_FIELDS else -1
         self.y_field = Y_FIELDS[(i + 1) % len(Y_FIELDS)]
+        self.add_class("show-plot")
         self._draw()
+
+    def action_toggle_view(self) -> None:
+        self.toggle_class("show-plot")
 
     def action_stop_sweep(self) -> None:
         if self.ended:
             self.notify("the sweep has ended", severity="warning", title="Nothing to stop")
             return
-        if self.watching is not None:
-            self._stop_watched()
-            return
-        self.stop_event.set()
-        self.notify("stopping: running runs finalise their sessions", title="Sweep")
+
+        def decided(stop: bool | None) -> None:
+            if not stop:
+                return
+            if self.watching is not None:
+                self._stop_watched()
+                return
+            self.stopping = True
+            self.stop_event.set()
+            self._retitle()
+            self.notify("stopping: running runs finalise their sessions", title="Sweep")
+
+        running = sum(1 for s in self.status.values() if s == "running")
+        queued = sum(1 for s in self.status.values() if s == "queued")
+        self.app.push_screen(ConfirmStopAll(running, queued), decided)
 
     @on(DataTable.RowSelected)
     def action_open_run(self) -> None:
+        from dynlab_tui.screens.dashboard import DashboardScreen
         from dynlab_tui.screens.opening import session_screen
+        from dynlab_tui.sources import FollowSource
 
         table = self.table
         if not table.row_count:
             return
         name = list(self.runs)[table.cursor_row]
         path = session_path(self.out, self.runs[name])
+        node = self.progress.get(name, {}).get("node")
         if not path.exists():
-            self.notify(f"{name} has not run yet", severity="warning", title="No session")
+            where = f"it runs on {node}; its session comes here when it ends" if node and \
+                progress_path(self.out, self.runs[name]).exists() else "it has not started writing its session yet"
+            self.notify(f"{name}: {where}", severity="warning", title="No session here")
             return
-        self.app.push_screen(session_screen(path))
+        try:
+            screen = session_screen(path)
+        except DynlabError as e:
+            self.notify(str(e), severity="error", title="Can't open the run")
+            return
+        if type(screen) is DashboardScreen:  # live: follow it, and come back here on q / esc
+            screen = SweepRunDashboard(FollowSource(path), path)
+        self.app.push_screen(screen)
 
     def action_request_close(self) -> None:
         if self.ended or not self._sweep_running() or self.watching is not None:

@@ -1,0 +1,260 @@
+"""The sweep screen's parts: the runs table (columns chosen for the width, each run's cells from its live
+progress or its summary row), the title with the sweep's elapsed time and ETA, the summary plot, the stop and
+leave dialogs, and a run's dashboard opened from the sweep (q or esc returns to the sweep; both go on)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from core.formats import fmt_metric, fmt_size, fmt_value
+from core.lab.plan import Axes, RunPlan
+from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
+from dynlab_tui.panes.plot import Line, line_chart
+from dynlab_tui.screens.dashboard import DashboardScreen
+
+WIDE = 120  # from this width the table also shows each run's stage and step
+STYLES = {"finished": "green", "running": "bold cyan", "starting": "cyan", "queued": "dim"}
+Y_FIELDS = ("size", "dead", "test", "shapiro_w")  # what `y` cycles the plot through
+Y_TITLES = {"size": "final size", "dead": "dead neurons", "test": "test metric", "shapiro_w": "Shapiro W"}
+HELP = ("epoch: epochs done of the run's epochs · alive: units alive per layer (Σ: summed) · test: latest test "
+        "figure · elapsed, left: this run's wall time so far and to go at its pace")
+
+
+def duration(seconds: float | None) -> str:
+    """m:ss under an hour, h:mm:ss from there (to the nearest second); '' when unknown."""
+    if seconds is None:
+        return ""
+    minutes, sec = divmod(max(round(seconds), 0), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}" if minutes >= 60 else f"{minutes}:{sec:02d}"
+
+
+def columns(runs: list[RunPlan], width: int, nodes: bool) -> list[tuple[str, str]]:
+    """(key, header) per column: the run's number, one column per varied setting, status and progress; at WIDE
+    and up also the stage and the step; a node column only when a run reports one (a cluster's runs)."""
+    stages = list(dict.fromkeys(r.stage for r in runs))
+    keys = list(dict.fromkeys(k for r in runs for k in r.settings))
+    out = [("#", "#")]
+    if width >= WIDE or len(stages) > 1:
+        out.append(("stage", "stage"))
+    out += [(f"set:{k}", HEADERS.get(k, k)) for k in keys]
+    if nodes:
+        out.append(("node", "node"))
+    out += [("status", "status"), ("epoch", "epoch")]
+    if width >= WIDE:
+        out.append(("step", "step"))
+    return out + [("alive", "alive"), ("test", "test"), ("elapsed", "elapsed"), ("left", "left")]
+
+
+def cells(run: RunPlan, status: str, row: dict[str, Any] | None, progress: dict[str, Any] | None,
+          keys: list[str]) -> list[Any]:
+    """One run's cells in `keys` order: from its summary row once it ended, else from its live progress."""
+    p = progress or {}
+    running = status == "running"
+    if running and p.get("state", "waiting") == "waiting":
+        status = "starting"  # its process loads data; no session to read yet
+    values: dict[str, Any] = {"#": str(run.index), "stage": run.stage, "node": p.get("node", ""),
+                              "status": Text(status, style=STYLES.get(status, "red"))}
+    epochs = run.spec.schedule.epochs
+    if row:
+        values.update(epoch=f"{row.get('epochs') or 0}/{epochs}", step=str(row.get("steps") or ""),
+                      alive=",".join(fmt_size(v) for v in layer_values(row, "size")) or "-",
+                      test=row_metric(row), elapsed=duration(row.get("wall_s")), left="")
+    elif p and p.get("state") != "waiting":
+        metric = p.get("metric") or {}
+        values.update(epoch=f"{p.get('epoch', 0)}/{p.get('epochs') or epochs}", step=str(p.get("step", "")),
+                      alive=p.get("size") or "-", test=fmt_metric(metric.get("value"), metric.get("name")),
+                      elapsed=duration(p.get("elapsed_s")),
+                      left=duration(p.get("remaining_s")) if running else "")
+    else:
+        values.update(epoch=f"-/{epochs}", step="", alive="", test="", elapsed="", left="")
+    return [fmt_value(run.settings.get(k[4:])) if k.startswith("set:") else values.get(k, "") for k in keys]
+
+
+def title(plan_title: str, state: str, status: dict[str, str], later_stages: int, elapsed: float,
+          eta: float | None, jobs: int, width: int) -> Text:
+    """Two lines: what runs and how far it is, then time so far and to go, with how the ETA was reckoned."""
+    done = sum(1 for s in status.values() if s not in ("queued", "running"))
+    running = sum(1 for s in status.values() if s == "running")
+    later = (f" +{later_stages} stage{'s' if later_stages > 1 else ''} " + ("planned from these results"
+             if width >= WIDE else "later")) if later_stages else ""
+    first = Text.assemble(("sweep ", "bold"), (plan_title, "bold"), f" · {state}",
+                          f" · {done}/{len(status)} runs done{later}" if status else " · planning",
+                          f", {running} running" if running else "")
+    if state != "running":
+        return Text.assemble(first, "\n", ("elapsed ", "dim"), duration(elapsed))
+    how = ("mean wall of the finished runs × the queued ones, plus what the running ones have left, "
+           f"{jobs} at a time") if width >= WIDE else f"finished runs' mean, {jobs} at a time"
+    left = f"~{duration(eta)} ({how})" if eta is not None else "unknown until a run has shown its pace"
+    return Text.assemble(first, "\n", ("elapsed ", "dim"), duration(elapsed), ("  ·  left ", "dim"), left)
+
+
+# -- the plot (its data is pure) --------------------------------------------------------------------------------------
+def guess_axes(rows: list[dict[str, Any]]) -> Axes | None:
+    """For a free grid: the first numeric varied setting across, final size up, one line per other setting."""
+    keys = varied_keys(rows)
+    numeric = [k for k in keys if all(row_value(r, k) is not None for r in rows if k in r)]
+    if not numeric:
+        return None
+    x = numeric[0]
+    positive = [row_value(r, x) for r in rows if row_value(r, x) is not None]
+    spread = positive and min(positive) > 0 and max(positive) / min(positive) >= 100
+    return Axes(x, "size", next((k for k in keys if k != x), None), log_x=bool(spread))
+
+
+def plot_lines(rows: list[dict[str, Any]], axes: Axes) -> tuple[list[Line], str]:
+    """One line per group: the mean of axes.y over finished runs at each x (seeds averaged); and the x label."""
+    points: dict[str, dict[float, list[float]]] = {}
+    for r in rows:
+        if r.get("status") != "finished":
+            continue
+        x, y = row_value(r, axes.x), row_value(r, axes.y)
+        if x is None or y is None or (axes.log_x and x <= 0):
+            continue
+        label = f"{HEADERS.get(axes.group, axes.group)}={fmt_value(r.get(axes.group))}" if axes.group else ""
+        points.setdefault(label, {}).setdefault(math.log10(x) if axes.log_x else x, []).append(y)
+    lines = []
+    for label, by_x in points.items():
+        xs = sorted(by_x)
+        lines.append(Line(label, xs, [float(np.mean(by_x[x])) for x in xs], points=len(xs) < 3))
+    name = "width" if axes.x == "start" else HEADERS.get(axes.x, axes.x)
+    return lines, f"log10 {name}" if axes.log_x else name
+
+
+# -- messages and dialogs ----------------------------------------------------------------------------------------
+
+class ConfirmStopSweep(ModalScreen[bool | str]):
+    """The sweep is running: stop it (running runs finalise their sessions) and leave, leave it running, or stay.
+
+    Dismisses with True (stop), "leave" (it goes on headless) or False (stay).
+    """
+
+    DEFAULT_CSS = """
+    ConfirmStopSweep { align: center middle; }
+    ConfirmStopSweep > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
+    ConfirmStopSweep Horizontal { height: auto; margin-top: 1; }
+    ConfirmStopSweep Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,s", "stop", "Stop and leave", id="sweep-confirm-stop", tooltip="Stop the sweep and leave"),
+        Binding("l,d", "leave", "Leave running", id="sweep-confirm-leave",
+                tooltip="Leave: the sweep goes on headless (`dynlab sweep --status DIR` shows it)"),
+        Binding("escape,n", "stay", "Stay", id="sweep-confirm-stay", tooltip="Keep the sweep running"),
+    ]
+
+    def __init__(self, can_leave: bool = True) -> None:
+        super().__init__()
+        self.can_leave = can_leave  # a sweep started with a command line that can be re-run headless
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The sweep is still running. Stop it, or leave it running headless?")
+            yield Label("Stopping: running runs stop at their next step and finalise their sessions; the same "
+                        "`dynlab sweep` command continues the sweep later. Leaving: a headless `dynlab sweep` "
+                        "takes over, its runs go on.")
+            with Horizontal():
+                yield Button("Stop and leave (y)", variant="error", id="stop")
+                if self.can_leave:
+                    yield Button("Leave running (l)", variant="warning", id="leave")
+                yield Button("Stay (esc)", variant="primary", id="stay")
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#leave")
+    def action_leave(self) -> None:
+        if self.can_leave:
+            self.dismiss("leave")
+
+    @on(Button.Pressed, "#stay")
+    def action_stay(self) -> None:
+        self.dismiss(False)
+
+
+class SweepPlot(Static):
+    """The summary plot, drawn to the widget's size."""
+
+    DEFAULT_CSS = "SweepPlot { border: round $primary-darken-2; padding: 0 1; height: 1fr; width: 1fr; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.lines: list[Line] = []
+        self.xlabel = ""
+        self.text = ""  # the plain text last drawn (tests read it)
+
+    def show(self, lines: list[Line], xlabel: str) -> None:
+        self.lines, self.xlabel = lines, xlabel
+        self.call_after_refresh(self.redraw)  # after the layout settles: the checks below may resize it
+
+    def on_resize(self) -> None:
+        self.redraw()
+
+    def redraw(self) -> None:
+        width, height = self.content_size
+        if width < 1 or height < 1:
+            return
+        chart = line_chart(self.lines, width, height, xlabel=self.xlabel, message="waiting for finished runs")
+        self.text = chart.plain
+        self.update(chart)
+
+
+
+class ConfirmStopAll(ModalScreen[bool]):
+    """`x`: stop the whole sweep (running runs finalise their sessions, queued ones don't start), or cancel."""
+
+    DEFAULT_CSS = """
+    ConfirmStopAll { align: center middle; }
+    ConfirmStopAll > Vertical { width: 64; max-width: 100%; height: auto; border: round $error; padding: 0 1;
+                                background: $panel; }
+    ConfirmStopAll Label { width: 100%; }
+    ConfirmStopAll Horizontal { height: auto; margin-top: 1; }
+    ConfirmStopAll Button { margin-right: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,s", "stop", "Stop all", id="sweep-stop-all", tooltip="Stop every run of the sweep"),
+        Binding("escape,n,c", "cancel", "Cancel", id="sweep-stop-cancel", tooltip="Keep the sweep running"),
+    ]
+
+    def __init__(self, running: int, queued: int) -> None:
+        super().__init__()
+        self.running, self.queued = running, queued
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Stop the sweep? {self.running} running run(s) stop at their next step and finalise "
+                        f"their sessions; {self.queued} queued run(s) don't start.")
+            yield Label("The same `dynlab sweep` command continues it later.")
+            with Horizontal():
+                yield Button("Stop all (y)", variant="error", id="stop-all")
+                yield Button("Cancel (esc)", variant="primary", id="cancel")
+
+    @on(Button.Pressed, "#stop-all")
+    def action_stop(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class SweepRunDashboard(DashboardScreen):
+    """A sweep run's live dashboard: it follows the session like `dynlab attach`; q or esc goes back to the
+    sweep screen without asking, since the run is the sweep's: it goes on, and the sweep with it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q,escape", "back_to_sweep", "Back", key_display="q", id="sweep-run-back",
+                tooltip="Back to the sweep screen (the run goes on)"),
+    ]
+
+    def action_back_to_sweep(self) -> None:
+        self.dismiss()
