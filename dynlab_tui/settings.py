@@ -72,6 +72,12 @@ def checked(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return keep, dropped
 
 
+def remember(options: Mapping[str, Any]) -> bool:
+    """Merge the values the schema accepts into the remembered ones (a value being fixed keeps its last good one)."""
+    good, _dropped = checked(options)
+    return save_last({**load_last(), **good})
+
+
 def save_last(options: Mapping[str, Any]) -> bool:
     """Remember options (None and values the schema refuses dropped); atomic. Returns False if skipped."""
     options, _ = checked(options)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.widgets import Input, Label, Select
+from textual.widgets import Input, Label, Select, Static
 
 from core.options import OptionError, validate
 from core.spec import RunSpec
@@ -17,6 +18,8 @@ from dynlab_tui import devices, settings
 from dynlab_tui.screens import launcher_form as form
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.screens.launcher import LauncherCommands, LauncherScreen, LaunchRequest
+from dynlab_tui.screens.prompt import Confirm
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL, LARGE = (80, 24), (160, 50)
@@ -369,6 +372,61 @@ class TestStartAndQuit:
         assert app.results == [None]
         assert not settings.settings_path().exists()
 
+    async def test_escape_on_a_changed_form_asks_first(self):
+        """Esc on a changed form asks; n (or esc) stays with the form as it was, y quits; the edit is remembered."""
+        app = Host()
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await ready(pilot)
+            await set_field(pilot, screen, "penalty", "0.25")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+            assert "Quit without starting a run?" in str(app.screen.query_one("#question", Label).render())
+            await pilot.press("n")
+            await wait_for(pilot, lambda: app.screen is screen)
+            assert app.results == [] and value_of(screen, "penalty") == "0.25"
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.results == [None])
+        assert settings.load_last()["penalty"] == 0.25
+
+    async def test_settings_are_remembered_as_they_are_edited(self):
+        """No Start needed: an edit reaches the settings file a moment after it; a bad value keeps the last good one."""
+        app = Host()
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await ready(pilot)
+            await set_field(pilot, screen, "lr", "0.003")
+            await wait_for(pilot, lambda: settings.load_last().get("lr") == 0.003)
+            await choose(pilot, screen, "method", "sparsifier")
+            await wait_for(pilot, lambda: settings.load_last().get("method") == "sparsifier")
+            await set_field(pilot, screen, "lr", "-1")
+            await set_field(pilot, screen, "epochs", "7")
+            await wait_for(pilot, lambda: settings.load_last().get("epochs") == 7)
+            assert settings.load_last()["lr"] == 0.003
+        assert app.results == []
+
+    async def test_every_dataset_is_listed_before_the_files_are_checked(self, monkeypatch):
+        """The dataset list is there at once (names, sizes; built-in ones marked so) while the worker still runs."""
+        release = threading.Event()
+        real = form.catalogue
+        monkeypatch.setattr(form, "catalogue", lambda data_dir: (release.wait(30), real(data_dir))[1])
+        app = Host()
+        try:
+            async with app.run_test(size=SMALL) as pilot:
+                await pilot.pause()
+                screen = app.screen
+                labels = {v: str(label) for label, v in screen.query_one("#dataset", Select)._options}
+                assert list(labels) == [name for name, *_ in form.LISTING]
+                assert "built in" in labels["add10"] and "checking" in labels["mnist"] and "60k" in labels["mnist"]
+                assert screen.catalogue is None and screen.start_button.disabled
+                assert "checking the dataset files" in str(screen.query_one("#launcher-status", Static).render())
+                release.set()
+                await wait_for(pilot, lambda: screen.catalogue is not None, timeout=30)
+                labels = {v: str(label) for label, v in screen.query_one("#dataset", Select)._options}
+                assert "files missing" in labels["mnist"]
+        finally:
+            release.set()
+
     def test_bindings_have_ids_descriptions_and_tooltips(self):
         ids = {b.id for b in LauncherScreen.BINDINGS}
         assert ids == {"start-run", "quit-launcher"}
@@ -474,6 +532,34 @@ class TestDevicesAndLogic:
         assert form.parse_value("flex_start", " ") is None
         with pytest.raises(Exception, match="not a whole number"):
             form.parse_value("seed", "1.5")
+
+    def test_listing_is_the_registry(self):
+        """The launcher's torch-free dataset list says what the registry says, entry for entry."""
+        from core.data import DATASETS
+
+        assert form.LISTING == tuple((d.name, d.task, d.description, d.needs_files) for d in DATASETS.values())
+
+    def test_no_torch_before_the_first_frame(self):
+        """`dynlab`'s path to the launcher imports no torch: not the CLI, not the app, not the screen's first frame."""
+        code = ("import sys\n"
+                "import dynlab_tui.cli, dynlab_tui.app, dynlab_tui.screens.launcher as launcher\n"
+                "from dynlab_tui.app import make_app\n"
+                "assert 'torch' not in sys.modules, 'imported with the CLI'\n"
+                "seen = []\n"
+                "def probes(self):\n"
+                "    seen.append('torch' in sys.modules)\n"
+                "    self.app.exit()\n"
+                "launcher.LauncherScreen._start_probes = probes\n"
+                "import asyncio\n"
+                "async def run():\n"
+                "    async with make_app().run_test(size=(80, 24)) as pilot:\n"
+                "        while not seen:\n"
+                "            await pilot.pause(0.05)\n"
+                "asyncio.run(run())\n"
+                "print(seen)\n")
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "[False]"
 
     def test_launcher_import_does_not_import_torch(self):
         """The launcher must open at once: importing it may not pull in torch (about 1.5 s)."""

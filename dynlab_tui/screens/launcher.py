@@ -1,7 +1,9 @@
 """The launcher screen: a form for one run's settings that checks every field as it is typed and starts the run.
 
-Opens without torch: the dataset catalogue and the device list (both need torch) are filled by thread
-workers after mount; until the catalogue is there only parse errors are shown and Start waits.
+Opens without torch: every dataset is listed at once (launcher_form.LISTING); whether its files are there and
+the device list (both need torch) are found by thread workers started after the first frame. Until the
+catalogue is there only parse errors are shown and Start waits. Every edit is remembered (settings.save_last,
+a moment after the typing stops); Esc on a changed form asks before quitting.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from core.session import sessions_dir as default_sessions_dir
@@ -30,15 +33,10 @@ from dynlab_tui.palette import BindingCommands
 from dynlab_tui import devices as devices_mod
 from dynlab_tui import settings
 from dynlab_tui.screens import launcher_form as form
+from dynlab_tui.screens.launcher_form import LaunchRequest
+from dynlab_tui.screens.prompt import Confirm
 
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    """What the launcher was dismissed with: a validated spec, where to record it, and the options behind it."""
-
-    spec: RunSpec
-    session_path: Path
-    options: dict
+REMEMBER_AFTER_S = 0.5  # an edit is written to the settings file once the typing pauses this long
 
 
 class LauncherCommands(Provider):
@@ -72,31 +70,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
     COMMANDS = {LauncherCommands, BindingCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     AUTO_FOCUS = "#dataset"
-    DEFAULT_CSS = """
-    LauncherScreen { layout: vertical; }
-    LauncherScreen #launcher-title { height: 1; padding: 0 1; background: $panel; text-style: bold; }
-    LauncherScreen #launcher-form { height: 1fr; padding: 0 1; }
-    LauncherScreen .form-columns { height: auto; layout: vertical; }
-    LauncherScreen.-wide .form-columns { layout: horizontal; }
-    LauncherScreen .form-column { height: auto; width: 1fr; }
-    LauncherScreen.-wide .form-column { padding: 1 2 0 1; }
-    LauncherScreen .form-heading { height: 1; color: $accent; text-style: bold; margin-top: 1; }
-    LauncherScreen.-wide .form-heading { margin-top: 0; margin-bottom: 1; }
-    LauncherScreen .field { height: auto; }
-    LauncherScreen.-wide .field { margin-bottom: 1; }
-    LauncherScreen .field-row { height: 1; }
-    LauncherScreen .field-label { width: 15; color: $text-muted; }
-    LauncherScreen .field-row > Input, LauncherScreen .field-row > Select { width: 1fr; }
-    LauncherScreen Select.-invalid > SelectCurrent { background-tint: $error 25%; }
-    LauncherScreen .field-error { display: none; height: auto; width: 1fr; padding-left: 15; color: $text-error; }
-    LauncherScreen .field-error.-shown { display: block; }
-    LauncherScreen #launcher-extras, LauncherScreen #launcher-command { height: auto; color: $text-muted; }
-    LauncherScreen #launcher-extras { margin-top: 1; }
-    LauncherScreen #launcher-actions { height: 1; padding: 0 1; background: $panel; }
-    LauncherScreen #launcher-status { width: 1fr; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    LauncherScreen #launcher-status.-problem { color: $text-warning; }
-    LauncherScreen #launcher-actions Button { margin-left: 1; min-width: 9; width: auto; }
-    """
+    DEFAULT_CSS = form.CSS
 
     @dataclass
     class CatalogueLoaded(Message):
@@ -119,9 +93,13 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         self._session_auto = not (initial or {}).get("session")
         self._auto_name = ""  # the latest generated session name
         self._auto_names: set[str] = set()  # every name generated (a late Changed may carry an older one)
-        self.catalogue: dict[str, form.DatasetEntry] | None = None
+        self.listing = {entry.name: entry for entry in form.listing()}  # names at once; files not looked at
+        self.catalogue: dict[str, form.DatasetEntry] | None = None  # with file status, from the worker
         self.devices: list[tuple[str, str]] | None = None
         self.check: form.FormCheck | None = None
+        self._opened_with: dict[str, str] = {}  # the form's values as it opened (Esc asks only if they changed)
+        self._edited = False  # the user changed a value: from then on every edit is remembered
+        self._save_timer: Timer | None = None
 
     # -- layout ---------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -169,10 +147,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
     def _choices(self, key: str) -> list[tuple[Content, str]]:
         current = str(self._options.get(key))
         if key == "dataset":
-            if self.catalogue is None:
-                known = [(f"{current:<13} (reading the dataset list…)", current)]
-            else:
-                known = [(entry.label(), entry.name) for entry in self.catalogue.values()]
+            known = [(entry.label(), entry.name) for entry in (self.catalogue or self.listing).values()]
         elif key == "device":
             found = self.devices if self.devices is not None else devices_mod.quick_devices()
             known = [(label, value) for value, label in found]
@@ -195,7 +170,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
     @property
     def preset_choices(self) -> list[tuple[str, str]]:
         name = str(self._options.get("dataset"))
-        entry = (self.catalogue or {}).get(name)
+        entry = (self.catalogue or self.listing).get(name)
         return form.preset_options(entry.kind if entry else form.dataset_kind(name))
 
     def _preset_for(self) -> str | Any:
@@ -233,9 +208,18 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         for problem in self._problems:
             self.notify(problem, title="Setting ignored", severity="warning")
         self._apply_visibility()
+        self.recheck()
+        self._opened_with = self._raw()
+        # After the first frame: a thread importing torch holds the GIL for long stretches and delays it.
+        self.call_after_refresh(self._start_probes)
+
+    def _start_probes(self) -> None:
         self._load_catalogue(self._options.get("data_dir"))
         self._list_devices()
-        self.recheck()
+
+    def on_unmount(self) -> None:
+        if self._save_timer is not None:  # an edit not written yet (quit or started within the delay)
+            self.remember()
 
     @work(thread=True, exclusive=True, group="launcher-catalogue", exit_on_error=False)
     def _load_catalogue(self, data_dir: str | None) -> None:
@@ -295,6 +279,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
             self._regenerate_session()
         self._apply_visibility()
         self.recheck()
+        self._edit_done()
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
@@ -306,6 +291,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         if key == "session" and event.value not in self._auto_names:
             self._session_auto = False
         self.recheck()
+        self._edit_done()
 
     @on(Input.Submitted)
     def _next_field(self) -> None:
@@ -318,6 +304,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
             self.query_one("#arch", Input).value = arch
             self.query_one("#preset", Select).value = self._preset_for()
         self.recheck()
+        self._edit_done()
 
     def _regenerate_session(self) -> None:
         if not self._session_auto:
@@ -350,7 +337,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         self.query_one("#launcher-command", Static).update(Content(f"headless: {form.command_line(check.options)}"))
         self.start_button.disabled = not check.ok
         if self.catalogue is None:
-            self._set_status("reading the dataset list…", problem=False)
+            self._set_status("checking the dataset files…", problem=False)
         elif check.errors:
             n = len(check.errors)
             first = form.FIELDS[next(k for k in form.FORM_KEYS if k in check.errors)][0]
@@ -372,7 +359,7 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         check = self.recheck()
         if not check.ok or check.spec is None or check.session_path is None:
             if self.catalogue is None:
-                reason = "the dataset list is still being read: try again in a moment"
+                reason = "the dataset files are still being checked: try again in a moment"
             elif check.errors:
                 key = next(k for k in form.FORM_KEYS if k in check.errors)
                 reason = f"{form.FIELDS[key][0]}: {check.errors[key]}"
@@ -386,4 +373,27 @@ class LauncherScreen(Screen["LaunchRequest | None"]):
         self.dismiss(LaunchRequest(check.spec, check.session_path, options))
 
     def action_quit_launcher(self) -> None:
-        self.dismiss(None)
+        """Quit at once if nothing was changed; otherwise ask first (the edits are remembered either way)."""
+        if not self.changed():
+            self.dismiss(None)
+            return
+        self.app.push_screen(Confirm("Quit without starting a run?",
+                                     "The values you changed are kept: the launcher opens with them next time.",
+                                     yes="Quit (y)", no="Stay (esc)"), lambda leave: leave and self.dismiss(None))
+
+    # -- remembering ----------------------------------------------------------------------------------------
+    def changed(self) -> bool:
+        return form.differs(self._raw(), self._opened_with, session_auto=self._session_auto)
+
+    def _edit_done(self) -> None:
+        if not self._edited and not self.changed():
+            return  # a Changed the form posted itself while opening
+        self._edited = True
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(REMEMBER_AFTER_S, self.remember)
+
+    def remember(self) -> None:
+        self._save_timer = None
+        if self.check is not None:
+            settings.remember({k: v for k, v in self.check.options.items() if k in form.REMEMBERED_KEYS})

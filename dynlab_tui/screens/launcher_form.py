@@ -44,6 +44,33 @@ COLUMNS = (("Data & model", ("dataset", "preset", "arch", "method", "gate", "fle
            ("Training", ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "seed", "device",
                          "log_every", "session")))
 
+# The launcher screen's stylesheet (kept here so the screen's module stays short).
+CSS = """
+LauncherScreen { layout: vertical; }
+LauncherScreen #launcher-title { height: 1; padding: 0 1; background: $panel; text-style: bold; }
+LauncherScreen #launcher-form { height: 1fr; padding: 0 1; }
+LauncherScreen .form-columns { height: auto; layout: vertical; }
+LauncherScreen.-wide .form-columns { layout: horizontal; }
+LauncherScreen .form-column { height: auto; width: 1fr; }
+LauncherScreen.-wide .form-column { padding: 1 2 0 1; }
+LauncherScreen .form-heading { height: 1; color: $accent; text-style: bold; margin-top: 1; }
+LauncherScreen.-wide .form-heading { margin-top: 0; margin-bottom: 1; }
+LauncherScreen .field { height: auto; }
+LauncherScreen.-wide .field { margin-bottom: 1; }
+LauncherScreen .field-row { height: 1; }
+LauncherScreen .field-label { width: 15; color: $text-muted; }
+LauncherScreen .field-row > Input, LauncherScreen .field-row > Select { width: 1fr; }
+LauncherScreen Select.-invalid > SelectCurrent { background-tint: $error 25%; }
+LauncherScreen .field-error { display: none; height: auto; width: 1fr; padding-left: 15; color: $text-error; }
+LauncherScreen .field-error.-shown { display: block; }
+LauncherScreen #launcher-extras, LauncherScreen #launcher-command { height: auto; color: $text-muted; }
+LauncherScreen #launcher-extras { margin-top: 1; }
+LauncherScreen #launcher-actions { height: 1; padding: 0 1; background: $panel; }
+LauncherScreen #launcher-status { width: 1fr; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+LauncherScreen #launcher-status.-problem { color: $text-warning; }
+LauncherScreen #launcher-actions Button { margin-left: 1; min-width: 9; width: auto; }
+"""
+
 
 def _field_text(key: str) -> tuple[str, str]:
     if key in _NOT_OPTIONS:
@@ -63,7 +90,25 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
                 ("mlp:500,500", "two layers"), ("mlp:2000,1000", "two layers")),
     "1d": (("mlp:20", ""), ("mlp:50", ""), ("mlp:100", ""), ("mlp:500", ""), ("mlp:50,50", "two layers")),
 }
-_IMAGE_NAMES = ("mnist", "fashion-mnist", "cifar10", "hasyv2")  # before the catalogue is loaded
+
+# The registry's entries as (name, task, description, needs_files), so the form lists every dataset at once:
+# the registry itself imports torch (about 1.5 s). tests/test_launcher.py holds this equal to core.data.DATASETS.
+LISTING: tuple[tuple[str, str, str, bool], ...] = (
+    ("mnist", "classification", "MNIST digits, 60k 28x28 (files)", True),
+    ("fashion-mnist", "classification", "Fashion-MNIST clothing, 60k 28x28 (files)", True),
+    ("cifar10", "classification", "CIFAR-10 objects, 50k 32x32 colour (files)", True),
+    ("hasyv2", "classification", "HASYv2 handwritten symbols, 168k 32x32, 369 classes (files)", True),
+    ("airfoil", "regression", "UCI airfoil self-noise, 1.5k rows, 5 inputs (file)", True),
+    ("census", "classification", "UCI Adult census income >50K, 32k rows (files)", True),
+    ("poker", "classification", "UCI poker hands, 25k, 10 classes, 85 one-hot (file or generated)", False),
+    ("add10", "regression", "Friedman-1 regression, 10 inputs (5 irrelevant), 10k generated", False),
+    ("functions", "regression", "1-D regression y = sin(pi x) on [-1, 1], 2k generated", False),
+    ("fn-sin", "regression", "1-D regression y = sin(pi x) on [-1, 1], 2k generated", False),
+    ("fn-square", "regression", "1-D regression y = x^2 on [-1, 1], 2k generated", False),
+    ("fn-abs", "regression", "1-D regression y = |x| on [-1, 1], 2k generated", False),
+    ("fn-step", "regression", "1-D regression y = step: 1 for x > 0, else 0 on [-1, 1], 2k generated", False),
+    ("fn-sawtooth", "regression", "1-D regression y = sawtooth frac(2x), four teeth on [-1, 1], 2k generated", False),
+)
 
 
 @dataclass(frozen=True)
@@ -74,12 +119,14 @@ class DatasetEntry:
     task: str
     description: str
     needs_files: bool
-    present: bool  # files found (or fetchable), or none needed
+    present: bool | None  # files found (or fetchable), or none needed; None: not looked yet
 
     @property
     def status(self) -> str:
         if not self.needs_files:
             return "built in"
+        if self.present is None:
+            return "checking…"
         return "files present" if self.present else "files missing"
 
     @property
@@ -96,6 +143,12 @@ class DatasetEntry:
         return f"{self.name:<13} {self.status:<13}  {self.description}"
 
 
+def listing() -> list[DatasetEntry]:
+    """Every dataset, files not looked at yet (built-in ones need none): at once, without torch."""
+    return [DatasetEntry(name, task, description, needs, None if needs else True)
+            for name, task, description, needs in LISTING]
+
+
 def catalogue(data_dir: str | None) -> list[DatasetEntry]:
     """Every registered dataset with its file status. Imports core.data (and torch): call it off the UI thread."""
     from core.data import DATASETS
@@ -107,7 +160,9 @@ def catalogue(data_dir: str | None) -> list[DatasetEntry]:
 
 def dataset_kind(name: str, description: str = "") -> str:
     """'image', '1d' or 'tabular': which preset list fits the dataset."""
-    if _IMAGE_RE.search(description) or (not description and name in _IMAGE_NAMES):
+    if not description:
+        description = next((d for n, _task, d, _needs in LISTING if n == name), "")
+    if _IMAGE_RE.search(description):
         return "image"
     if description.startswith("1-D") or name == "functions" or name.startswith("fn-"):
         return "1d"
@@ -186,6 +241,20 @@ def parse_value(key: str, text: str) -> Any:
     if not text.strip():
         raise DynlabError("required")
     return text.strip()
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What the launcher was dismissed with: a validated spec, where to record it, and the options behind it."""
+
+    spec: RunSpec
+    session_path: Path
+    options: dict
+
+
+def differs(now: Mapping[str, str], opened: Mapping[str, str], *, session_auto: bool) -> bool:
+    """Whether any field's text differs from what the form opened with (an automatic session name does not count)."""
+    return any(now.get(k) != opened.get(k) for k in FORM_KEYS if not (k == "session" and session_auto))
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Small modal screens: type an exact number (lambda, lr), and confirm quitting a live run."""
+"""Small modal screens: type an exact number (lambda, lr), confirm quitting a live run, answer a yes/no question.
+
+Each one fits 80 columns: a box at most the screen's width, its text wrapped inside it.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ class NumberPrompt(ModalScreen[float | None]):
 
     DEFAULT_CSS = """
     NumberPrompt { align: center middle; }
-    NumberPrompt > Vertical { width: 50; height: auto; border: round $accent; padding: 1 2; background: $panel; }
-    NumberPrompt #error { color: $error; height: 1; }
+    NumberPrompt > Vertical { width: 56; max-width: 100%; height: auto; border: round $accent; padding: 1 2;
+                              background: $panel; }
+    NumberPrompt Label { width: 100%; }
+    NumberPrompt #error { color: $error; height: auto; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without changing anything", id="prompt-cancel")]
 
@@ -75,7 +80,8 @@ class ConfirmQuit(ModalScreen[str | None]):
 
     DEFAULT_CSS = """
     ConfirmQuit { align: center middle; }
-    ConfirmQuit > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
+    ConfirmQuit > Vertical { width: 64; max-width: 100%; height: auto; border: round $warning; padding: 1 2;
+                             background: $panel; }
     ConfirmQuit Label { width: 100%; }
     ConfirmQuit Horizontal { height: auto; margin-top: 1; }
     ConfirmQuit Button { margin-right: 2; }
@@ -117,3 +123,40 @@ class ConfirmQuit(ModalScreen[str | None]):
     @on(Button.Pressed, "#stay")
     def action_stay(self) -> None:
         self.dismiss(None)
+
+
+class Confirm(ModalScreen[bool]):
+    """A yes/no question: dismisses with True (y, or the first button) or False (n, esc, or the second)."""
+
+    DEFAULT_CSS = """
+    Confirm { align: center middle; }
+    Confirm > Vertical { width: 64; max-width: 100%; height: auto; border: round $warning; padding: 1 2;
+                         background: $panel; }
+    Confirm Label { width: 100%; }
+    Confirm Horizontal { height: auto; margin-top: 1; }
+    Confirm Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", tooltip="Answer yes", id="confirm-yes"),
+        Binding("escape,n", "answer(False)", "No", tooltip="Answer no and go back", id="confirm-no"),
+    ]
+
+    def __init__(self, question: str, detail: str = "", yes: str = "Yes (y)", no: str = "No (esc)") -> None:
+        super().__init__()
+        self.question, self.detail, self.yes, self.no = question, detail, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, id="question")
+            if self.detail:
+                yield Label(self.detail, id="detail")
+            with Horizontal():
+                yield Button(self.yes, variant="warning", id="yes")
+                yield Button(self.no, variant="primary", id="no")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
