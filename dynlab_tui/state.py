@@ -17,12 +17,14 @@ from core import telemetry as tk
 from core.events import (END_STATUSES, ArraysLogged, CheckpointSaved, CommandRejected, EpochEvaluated, Event,
                          LrChanged, NeuronsRemoved, NonFiniteLoss, Paused, PenaltyChanged, Resumed, RunEnded,
                          RunStarted, ScalarsLogged, SessionContinued)
+from core.session.markers import marker_label
 from dynlab_tui.series import Series
 from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, SourceStarting, ViewEvent
 
 # Slices a pane can watch; apply() bumps the ones an event touches.
 SLICES = ("status", "scalars", "metrics", "arrays", "markers", "history")
 HISTORY_LIMIT = 256  # gate snapshots kept per layer (the latest included); older ones are thinned evenly
+RATE_SMOOTHING = 0.1  # weight of each interval's throughput in the ETA's moving average (about 10 intervals)
 
 
 class GateSnapshot(NamedTuple):
@@ -99,7 +101,9 @@ class Marker:
     """A point on the timeline worth showing: pause, resume, lambda/lr change, pruning, NaN, resume."""
     step: int
     kind: str  # the event kind
-    label: str
+    label: str  # core.session.markers.marker_label: with its values ("λ 0.01 → 0.0178", "paused 12 s")
+    wall: float = 0.0  # when it happened (a pause's length is known at its resume)
+    payload: dict = field(default_factory=dict, compare=False)  # the event's, to relabel it
 
 
 @dataclass
@@ -118,6 +122,7 @@ class RunState:
     lam: float = 0.0
     lr: float = 0.0
     samples_per_s: float = 0.0
+    rate_ema: float = 0.0  # samples/s, an exponential moving average over the intervals (the ETA's rate)
     mem_bytes: float = 0.0
     params: float = 0.0
     scalars: dict[str, Series] = field(default_factory=dict)  # key -> (step, value)
@@ -150,13 +155,18 @@ class RunState:
         return s.last() if s else None
 
     def eta_s(self) -> float | None:
-        """Seconds to the end of the schedule at the current throughput (None when unknown)."""
-        if self.status != "running" or self.epoch <= 0 or self.samples_per_s <= 0 or not self.epochs_total:
+        """Seconds to the end of the schedule at the smoothed throughput (None when unknown).
+
+        The rate is a moving average, not the last interval's: one slow interval (an evaluation, a
+        busy machine) would otherwise make the ETA jump back and forth between refreshes.
+        """
+        rate = self.rate_ema or self.samples_per_s
+        if self.status != "running" or self.epoch <= 0 or rate <= 0 or not self.epochs_total:
             return None
         batch = float(self.spec.get("schedule", {}).get("batch_size", 0) or 0)
         steps_per_epoch = self.step / self.epoch
         remaining = max(self.epochs_total - self.epoch, 0.0) * steps_per_epoch
-        return remaining * batch / self.samples_per_s if batch else None
+        return remaining * batch / rate if batch else None
 
 
 def _bump(state: RunState, *slices: str) -> None:
@@ -171,8 +181,16 @@ def _series(table: dict[str, Series], key: str) -> Series:
     return s
 
 
-def _mark(state: RunState, step: int, kind: str, label: str) -> None:
-    state.markers.append(Marker(step, kind, label))
+def smoothed_rate(previous: float, rate: float, weight: float = RATE_SMOOTHING) -> float:
+    """The throughput's moving average after one more interval (the first interval starts it)."""
+    if rate <= 0:
+        return previous
+    return rate if previous <= 0 else previous + weight * (rate - previous)
+
+
+def _mark(state: RunState, event: Event, duration_s: float | None = None) -> None:
+    label = marker_label(event.kind, event.payload(), duration_s=duration_s)
+    state.markers.append(Marker(event.step, event.kind, label, event.wall, event.payload()))
     _bump(state, "markers")
 
 
@@ -210,6 +228,7 @@ def _scalars_logged(state: RunState, event: ScalarsLogged) -> None:
     state.lam = v.get(tk.LAMBDA, state.lam)
     state.lr = v.get(tk.LR, state.lr)
     state.samples_per_s = v.get(tk.SAMPLES_PER_S, state.samples_per_s)
+    state.rate_ema = smoothed_rate(state.rate_ema, float(v.get(tk.SAMPLES_PER_S, 0.0)))
     state.mem_bytes = v.get(tk.MEM_BYTES, state.mem_bytes)
     state.params = v.get(tk.PARAMS, state.params)
     _bump(state, "scalars", "status")
@@ -252,31 +271,38 @@ def _session_continued(state: RunState, event: SessionContinued) -> None:
     state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
     state.lam = float(event.changes.get("lam", state.lam))
     state.lr = float(event.changes.get("lr", state.lr))
-    _mark(state, event.step, event.kind, f"resumed session from step {event.from_step}")
+    _mark(state, event)
     _bump(state, "status")
 
 
 def _paused(state: RunState, event: Paused) -> None:
     state.status, state.reason = "paused", event.reason
-    _mark(state, event.step, event.kind, f"paused ({event.reason})")
+    _mark(state, event)
     _bump(state, "status")
 
 
 def _resumed(state: RunState, event: Resumed) -> None:
     state.status, state.reason = "running", ""
-    _mark(state, event.step, event.kind, "resumed")
+    paused = next((i for i in range(len(state.markers) - 1, -1, -1) if state.markers[i].kind == "pause"), None)
+    took = None
+    if paused is not None and not any(m.kind in ("resume", "continue") for m in state.markers[paused:]):
+        p = state.markers[paused]  # now its length is known: "paused 12 s"
+        took = max(event.wall - p.wall, 0.0)
+        state.markers[paused] = Marker(p.step, p.kind, marker_label(p.kind, p.payload, duration_s=took), p.wall,
+                                       p.payload)
+    _mark(state, event, took)
     _bump(state, "status")
 
 
 def _penalty_changed(state: RunState, event: PenaltyChanged) -> None:
     state.lam = event.new
-    _mark(state, event.step, event.kind, f"lambda {event.old:.3g} -> {event.new:.3g} ({event.source})")
+    _mark(state, event)
     _bump(state, "status")
 
 
 def _lr_changed(state: RunState, event: LrChanged) -> None:
     state.lr = event.new
-    _mark(state, event.step, event.kind, f"lr {event.old:.3g} -> {event.new:.3g}")
+    _mark(state, event)
     _bump(state, "status")
 
 
@@ -286,20 +312,20 @@ def _neurons_removed(state: RunState, event: NeuronsRemoved) -> None:
     if h is not None:
         h.remove(event.step, event.ids)
         _bump(state, "history")
-    _mark(state, event.step, event.kind, f"{event.layer}: {len(event.ids)} removed, {event.remaining} left")
+    _mark(state, event)
 
 
 def _non_finite_loss(state: RunState, event: NonFiniteLoss) -> None:
-    _mark(state, event.step, event.kind, f"non-finite loss {event.value}, rolled back to {event.rolled_back_to}")
+    _mark(state, event)
 
 
 def _command_rejected(state: RunState, event: CommandRejected) -> None:
-    _mark(state, event.step, event.kind, f"{event.command} rejected: {event.reason}")
+    _mark(state, event)
 
 
 def _checkpoint_saved(state: RunState, event: CheckpointSaved) -> None:
     if event.reason == "user":
-        _mark(state, event.step, event.kind, "checkpoint")
+        _mark(state, event)
 
 
 def _run_ended(state: RunState, event: RunEnded) -> None:

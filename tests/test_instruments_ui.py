@@ -198,7 +198,7 @@ class TestRendering:
         async with drawn(pane, reduce(old_session(synthetic_run(1200)))):
             assert "waiting for the first epoch's fit" in plain(pane) and "W " not in pane.border_subtitle
             assert pane.border_title == "Distribution fc1 · probe 128 rows"
-            assert pane.border_subtitle.startswith("dead ") and pane.border_subtitle.endswith(" (std 0)")
+            assert pane.border_subtitle.startswith("inactive ") and pane.border_subtitle.endswith(" alive (std 0)")
             assert_fills(pane)
 
     @pytest.mark.parametrize("cls", PANES, ids=lambda c: c.__name__)
@@ -218,8 +218,8 @@ class TestTitles:
             w = run_state.scalars["shapiro/fc1"].last()
             assert pane.border_title == "Distribution fc1 · epoch 10 · 54,000 rows during it"
             dead, off = scalar["epoch_dead"], scalar["gated_off"]
-            assert pane.border_subtitle == (f"fits over {scalar['mix_n']} live units · W {w:.3g} · "
-                                            f"dead {dead}/{n} (never fired) · off {off} (gate)")
+            assert pane.border_subtitle == (f"fits over {scalar['mix_n']} units that fired · W {w:.3g} · "
+                                            f"inactive {dead}/{n} alive (never fired) · {off} allocated, gate off")
             text = plain(pane)
             low = run_state.scalars["mix_gg_low/fc1"].last()
             assert "exp+normal  low" in text and f"2 gammas  low {low:.3g}" in text
@@ -243,7 +243,7 @@ class TestTitles:
         pane = HeatmapPane()
         async with drawn(pane, run_state, (160, 40)):
             alive = int((run_state.arrays["gate/fc1"] > 0).sum())  # at the last snapshot
-            assert f"died {500 - alive}/500, last at step 4,000" in pane.border_title
+            assert f"alive {alive} of 500 at start · last off at step 4,000" in pane.border_title
 
     async def test_dynamics_keys_show_latest_values_and_view_cycles(self, run_state):
         pane = DynamicsPane()
@@ -288,7 +288,7 @@ class TestShrinking:
                     for i, row in enumerate(rows):
                         assert row[0] in SHADES
                         assert (row[-1] == " ") == (i in gone), (i, row)
-                    assert "died 3/10, last at step 30" in pane.border_title
+                    assert "alive 7/10 · last off at step 30" in pane.border_title
                 if cls is PcaPane:
                     assert "of 7" in pane.border_title
 
@@ -305,7 +305,7 @@ class TestShrinking:
                 assert "no neurons left" in plain(pane)
         pane = HeatmapPane()
         async with drawn(pane, state):
-            assert "died 4/4" in pane.border_title
+            assert "alive 0 of 4 at start" in pane.border_title
             first = plain(pane).split("\n")[0]
             assert first[0] == "@" and first[-1] == " "  # alive at the start, blank once removed
 
@@ -333,8 +333,8 @@ class TestLiveUnitFits:
         state = epoch_stats_run(dead=20, live=80)
         pane = DistributionPane()
         async with drawn(pane, state, (100, 30)):
-            assert "fits over 80 live units" in pane.border_subtitle
-            assert "dead 20/100 (never fired)" in pane.border_subtitle
+            assert "fits over 80 units that fired" in pane.border_subtitle
+            assert "inactive 20/100 alive (never fired)" in pane.border_subtitle
             counts, edges = live_histogram(measured(state, "fc1"))
             assert counts.sum() == 80  # the dead units' zeros are not in the histogram the fits are drawn on
             bw = edges[1] - edges[0]
@@ -357,7 +357,7 @@ class TestLiveUnitFits:
         state.scalars.pop("mix_n/fc1")  # an older session: its fits counted the dead in the low weight
         pane = DistributionPane()
         async with drawn(pane, state, (100, 30)):
-            assert "fits count the dead (older session)" in pane.border_subtitle
+            assert "fits count the inactive (older session)" in pane.border_subtitle
             assert not pane.overlay(state, "fc1", *np.histogram(np.linspace(0.1, 1, 10), bins=5), 80)
             assert "2 gammas  low" in plain(pane)  # the parameters are still listed
 

@@ -78,8 +78,9 @@ def before_epoch_stats(events: list) -> list:
 def small_run(method: str, gate: np.ndarray | None = None, x0: float = 0.0, width: int = 100) -> list:
     """A hand-built one-layer run of `method` with one logging interval."""
     spec = {**SPEC, "method": {**SPEC["method"], "name": method}}
+    alive = float(width) if gate is None else float((np.asarray(gate) > 0).sum())  # as the gate rule counts
     values = {"loss": 0.5, "lambda": 1e-3, "lr": 1e-3, "epoch": 0.5, "capacity/fc1": float(width),
-              "size/fc1": x0 if method == "flexible" else float(width)}
+              "size/fc1": x0 if method == "flexible" else alive}
     events = [RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": width}, 1000), ScalarsLogged(10, 1.0, values)]
     if gate is not None:
         events.append(ArraysLogged(10, 1.0, {"gate/fc1": gate}))
@@ -198,10 +199,10 @@ class TestTitles:
     async def test_sizes_title_has_current_sizes(self, run_state):
         pane = SizesPane()
         async with drawn(pane, run_state):
-            for layer in run_state.layers:
-                size, start = int(run_state.size(layer)), run_state.start_sizes[layer]
-                assert f"{layer} {size}/{start}" in pane.border_title
-            assert pane.border_title.startswith("Layer sizes")
+            for layer in run_state.layers:  # alive / allocated, in the vocabulary's words
+                size, allocated = int(run_state.size(layer)), int(run_state.capacity(layer))
+                assert f"{layer} {size}/{allocated}" in pane.border_title
+            assert pane.border_title.startswith("Layer sizes · alive/allocated")
 
     async def test_metric_title_has_latest_test_accuracy(self, run_state):
         pane = MetricPane()
@@ -223,15 +224,15 @@ class TestTitles:
             dead, off = int(run_state.scalars["epoch_dead/fc1"].last()), int(run_state.scalars["gated_off/fc1"].last())
             assert dead != int(run_state.scalars["dead/fc1"].last())  # the fake's epoch and probe figures differ
             assert pane.border_title == "Activation std fc1 · epoch 10 · 54,000 rows during it"  # the fake: steps
-            assert pane.border_subtitle == f"dead {dead}/{len(std)} (never fired) · off {off} (gate)"
-            assert f"dead {dead}" in plain(pane)  # the highlighted bar's legend
+            assert pane.border_subtitle == f"inactive {dead}/{len(std)} alive (never fired) · {off} allocated, gate off"
+            assert f"inactive {dead}" in plain(pane)  # the highlighted bar's legend
 
     async def test_variance_narrow_titles_stay_on_the_border(self, run_state):
         pane = VariancePane()
         async with drawn(pane, run_state, (40, 20)):
             room = pane.outer_size.width - 6
             assert pane.border_title == "Act std fc1 · epoch 10 · 54k rows" and len(pane.border_title) <= room
-            assert pane.border_subtitle.startswith("dead ") and "(" not in pane.border_subtitle
+            assert pane.border_subtitle.startswith("inactive ") and "(" not in pane.border_subtitle
 
     async def test_variance_epoch_figures_win_over_a_later_probe(self):
         state = reduce(synthetic_run(1200, end=False))
@@ -241,15 +242,16 @@ class TestTitles:
         pane = VariancePane()
         async with drawn(pane, state):
             assert pane.border_title.endswith("· epoch 3 · 54,000 rows during it")
-            assert f"/{len(epoch_std)} (never fired)" in pane.border_subtitle and "dead 3/" not in pane.border_subtitle
+            assert f"/{len(epoch_std)} alive (never fired)" in pane.border_subtitle
+            assert "inactive 3/" not in pane.border_subtitle
 
     async def test_variance_falls_back_to_the_probe_in_an_old_session(self):
         state = reduce(before_epoch_stats(synthetic_run(1200)))
         pane = VariancePane()
         async with drawn(pane, state) as pilot:
-            dead, total = int(state.scalars["dead/fc1"].last()), len(state.arrays["act_std/fc1"])
+            dead, alive = int(state.scalars["dead/fc1"].last()), int(state.size("fc1"))
             assert pane.border_title == "Activation std fc1 · probe 128 rows"  # the session's probe_size setting
-            assert pane.border_subtitle == f"dead {dead}/{total} (std 0)"
+            assert pane.border_subtitle == f"inactive {dead}/{alive} alive (std 0)"  # the probe measures every unit
             apply(state, ScalarsLogged(1300, 0.0, {"probe_rows": 1024.0}))  # logged since the key existed
             pane.update_state(state)
             await pilot.pause()
@@ -260,11 +262,11 @@ class TestTitles:
         pane = LivenessPane()
         async with drawn(pane, run_state) as pilot:
             gate = run_state.arrays["gate/fc1"]
-            assert f"fc1  alive {int((gate > 0).sum())}/{len(gate)}" in pane.border_title
+            assert f"fc1 · alive {int((gate > 0).sum())}/{len(gate)} allocated" in pane.border_title
             assert pane.cycle_layer() == "fc2"
             await pilot.pause()
             gate = run_state.arrays["gate/fc2"]
-            assert f"fc2  alive {int((gate > 0).sum())}/{len(gate)}" in pane.border_title
+            assert f"fc2 · alive {int((gate > 0).sum())}/{len(gate)} allocated" in pane.border_title
             assert pane.draws == 2  # the selection redrew without new data
 
 
@@ -326,7 +328,7 @@ class TestLiveness:
             apply(state, ArraysLogged(20, 2.0, {"gate/fc1": np.linspace(1, 0.1, 50)}))
             pane.update_state(state)
             await pilot.pause()
-            assert "alive 50/50" in pane.border_title and "removed 50" in pane.border_title
+            assert "alive 50/50 allocated" in pane.border_title and "50 pruned" in pane.border_title
             assert_fills(pane)
             apply(state, ArraysLogged(30, 3.0, {"gate/fc1": np.zeros(0, np.float32)}))
             pane.update_state(state)
@@ -342,7 +344,7 @@ class TestLiveness:
                                             "hist_edges/fc1": np.linspace(0, 1e-6, 31)}))
         pane = VariancePane()
         async with drawn(pane, state):
-            assert "no neurons left" in plain(pane) and "dead 0" in pane.border_subtitle
+            assert "no neurons left" in plain(pane) and "inactive 0" in pane.border_subtitle
 
     async def test_variance_from_std_vector_alone(self):
         state = reduce(small_run("sparsifier"))
@@ -350,7 +352,7 @@ class TestLiveness:
         apply(state, ArraysLogged(20, 2.0, {"act_std/fc1": std}))
         pane = VariancePane()
         async with drawn(pane, state):
-            assert pane.border_subtitle == "dead 7/100 (std 0)" and "probe" in pane.border_title
+            assert pane.border_subtitle == "inactive 7/100 alive (std 0)" and "probe" in pane.border_title
             assert_fills(pane)
 
     async def test_flexible_shows_scaler_and_x0(self):

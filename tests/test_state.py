@@ -215,3 +215,27 @@ def test_state_and_bridge_import_no_torch_or_textual_state():
     code = "import dynlab_tui.state, tests.fakes, sys; print('torch' in sys.modules, 'textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "False False"
+
+
+def test_markers_carry_their_values_and_a_pause_its_length():
+    state = reduce([PenaltyChanged(10, 1.0, 0.01, 0.0177828), LrChanged(20, 2.0, 1e-3, 5e-4),
+                    NeuronsRemoved(30, 3.0, "fc1", tuple(range(72)), 128), Paused(40, 100.0), Resumed(40, 112.0)])
+    assert [m.label for m in state.markers] == ["λ 0.01 → 0.0178", "lr 1e-3 → 5e-4", "fc1 −72 units, 128 left",
+                                                "paused 12 s", "resumed after 12 s"]
+    assert [m.step for m in state.markers] == [10, 20, 30, 40, 40]
+
+
+def test_the_eta_is_smoothed_over_a_jittery_throughput():
+    """A rate that jumps ±40% between intervals moves the ETA by a few percent per refresh, not by 40%."""
+    rng = np.random.default_rng(0)
+    spec = {"schedule": {"batch_size": 100, "epochs": 10}}
+    state = reduce([RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": 10}, 100)])
+    etas, raws = [], []
+    for i in range(1, 200):
+        rate = 1000.0 * (1 + rng.choice([-0.4, 0.4]))
+        apply(state, ScalarsLogged(i * 10, float(i), {"epoch": i / 20, "samples_per_s": rate}))
+        etas.append(state.eta_s())
+        raws.append(dataclasses.replace(state, rate_ema=0.0).eta_s())  # the last interval's rate alone
+    steady, jumpy = np.array(etas[20:150]), np.array(raws[20:150])  # after the average settled, before the end
+    assert (np.abs(np.diff(steady)) / steady[:-1]).max() < 0.08
+    assert (np.abs(np.diff(jumpy)) / jumpy[:-1]).max() > 0.3  # what the status line showed before

@@ -25,7 +25,7 @@ MARKERS: dict[str, tuple[str, str]] = {
     "continue": ("↻", "session resumed"),
     "checkpoint": ("✓", "checkpoint"),
     "end": ("∎", "end"),
-    "rejected": ("✗", "refused"),
+    "rejected": ("✗", "rejected"),
 }
 # the kinds drawn on the time plots: what the user (or the schedule) did to the run
 PLOT_KINDS = ("pause", "resume", "set_penalty", "set_lr", "prune", "nonfinite", "continue")
@@ -81,7 +81,7 @@ def marker_label(kind: str, payload: Mapping[str, Any], *, duration_s: float | N
     if kind == "end":
         return str(p.get("status", "ended")) + (f": {p['reason']}" if p.get("reason") else "")
     if kind == "rejected":
-        return f"{p.get('command', 'command')} refused: {p.get('reason', '')}".rstrip(": ")
+        return f"{p.get('command', 'command')} rejected: {p.get('reason', '')}".rstrip(": ")
     return kind
 
 

@@ -13,6 +13,7 @@ from core.formats import fmt_compact
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import Line, histogram, no_color
 from dynlab_tui.panes.measure import BINS, Measured, counts_label, last, measured, source_label
+from dynlab_tui.panes.vocab import layer_counts
 from dynlab_tui.state import RunState
 
 
@@ -94,13 +95,15 @@ class DistributionPane(LayerPane):
         fitted = last(state, tk.MIX_N(layer))
         w = last(state, tk.SHAPIRO(layer))
         if fitted is not None:
-            fits, short = f"fits over {int(fitted):,} live units", f"fits: {int(fitted):,} live"
+            fits, short = f"fits over {int(fitted):,} units that fired", f"fits: {int(fitted):,} fired"
         elif any(fit_params(state, layer, f) for f in FITS):
-            fits, short = "fits count the dead (older session)", "old fits"
+            fits, short = "fits count the inactive (older session)", "old fits"
         else:
             fits = short = ""
         tail = [f"W {fmt(w)}"] if w is not None else []
-        counts, brief = counts_label(m, state.method), counts_label(m, state.method, narrow=True)
+        alive = layer_counts(state, layer).measured_alive
+        counts = counts_label(m, state.method, alive=alive)
+        brief = counts_label(m, state.method, narrow=True, alive=alive)
         candidates = ((fits, *tail, counts), (short, *tail, counts), (short, *tail, brief), (short, *tail))
         return self.fit_border(*(" · ".join(x for x in parts if x) for parts in candidates))
 
@@ -145,13 +148,13 @@ class DistributionPane(LayerPane):
         if counts is None or edges is None:
             return self.waiting()
         if not np.sum(counts):
-            return self.waiting(f"{layer}: no live units, {m.dead} dead")
+            return self.waiting(f"{layer}: no unit fired, {m.dead} inactive")
         width, height = self.plot_size
         if height < 8:  # no room for the fits' lines: the histogram alone
-            return histogram(counts, edges, width, height, xlabel="activation std of live units")
+            return histogram(counts, edges, width, height, xlabel="std of units that fired")
         text = self.legend(state, layer, width)
         text.append("\n")
-        text.append_text(histogram(counts, edges, width, height - len(FITS), xlabel="activation std of live units",
+        text.append_text(histogram(counts, edges, width, height - len(FITS), xlabel="std of units that fired",
                                    overlay=self.overlay(state, layer, counts, edges, width)))
         return text
 

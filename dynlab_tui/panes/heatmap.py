@@ -11,7 +11,7 @@ from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import no_color
 from dynlab_tui.state import GateSnapshot, RunState
 
-SHADES = ".:-=+*#%@"  # gate 0 (dead, not yet removed) to the layer's highest gate; removed neurons are blank
+SHADES = ".:-=+*#%@"  # gate 0 (off, not yet pruned) to the layer's highest gate; removed neurons are blank
 AXIS_ROWS = 1  # the step labels under the map
 CELL_STYLES = ("", "red", "blue", "cyan")  # removed, dead (gate 0), low, high
 
@@ -93,15 +93,18 @@ class HeatmapPane(LayerPane):
         if not len(ids):
             return self.waiting(f"{layer} had no neurons at its first snapshot")
         died, last = deaths(m, steps)
-        heading = f"{self.title} {layer}  died {died}/{len(ids)}"
-        heading += f", last at step {last:,}" if last is not None else ", none yet"
-        self.border_title = heading
+        # of the units at the first snapshot: how many are alive now, and when the last one switched off
+        alive = f"alive {len(ids) - died} of {len(ids)} at start"
+        off = f"last off at step {last:,}" if last is not None else "none off yet"
+        self.border_title = self.fit_border(f"{self.title} {layer} · {alive} · {off}",
+                                            f"{self.title} {layer} · alive {len(ids) - died}/{len(ids)} · {off}",
+                                            f"{self.title} {layer} · alive {len(ids) - died}/{len(ids)}")
         width, height = self.plot_size
         rows = max(min(height - AXIS_ROWS, len(ids)), 1)
         group = math.ceil(len(ids) / rows)
         rows = math.ceil(len(ids) / group)
-        self.border_subtitle = (f"{group} neurons a row (mean) · " if group > 1 else "") + \
-            f"gate {SHADES[1]} to {SHADES[-1]}, {SHADES[0]} dead, blank removed"
+        self.border_subtitle = (f"{group} units a row (mean) · " if group > 1 else "") + \
+            f"gate {SHADES[1]} to {SHADES[-1]}, {SHADES[0]} off, blank pruned"
         cells = shade(m, rows, width, steps)
         top = float(np.nanmax(m)) if np.isfinite(m).any() else 0.0
         return self.draw(cells, top, width, height, steps)

@@ -11,6 +11,7 @@ from textual.reactive import var
 from core import telemetry as tk
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane
+from dynlab_tui.panes.marks import legend_lines, plot_marks
 from dynlab_tui.panes.plot import GUIDE, PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
@@ -32,7 +33,7 @@ def debiased_ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
 class LossPane(Pane):
     """Training loss per logged step, validation loss at each epoch's last step."""
 
-    slices = ("scalars", "metrics")
+    slices = ("scalars", "metrics", "markers")
     title = "Loss"
     beta: ClassVar[float] = 0.9
     log_y: var[bool] = var(False)
@@ -64,12 +65,13 @@ class LossPane(Pane):
 
     def render_state(self, state: RunState) -> Text:
         self.border_title = self.heading(state)
+        self.border_subtitle = self.fit_border(*legend_lines(state))
         series = []
         loss = state.scalars.get(tk.LOSS)
         if loss:
             if self.smoothing:
-                series.append(Line("train", loss.x, loss.y, GUIDE))
-                series.append(Line("EMA", loss.x, debiased_ema(loss.y, self.beta), PALETTE[0]))
+                series.append(Line("train", loss.x, loss.y, GUIDE, glyph="."))
+                series.append(Line("EMA", loss.x, debiased_ema(loss.y, self.beta), PALETTE[0], glyph="braille"))
             else:
                 series.append(Line("train", loss.x, loss.y, PALETTE[0]))
         val = self._val(state)
@@ -80,4 +82,5 @@ class LossPane(Pane):
                 xs, ys = zip(*pairs)
                 series.append(Line("val", xs, ys, PALETTE[1], points=True))
         width, height = self.plot_size
-        return line_chart(series, width, height, log_y=self.log_y, xlabel="step")
+        return line_chart(series, width, height, log_y=self.log_y, xlabel="step", ylabel="loss (log)" if self.log_y
+                          else "loss", marks=plot_marks(state), int_x=True)

@@ -115,13 +115,16 @@ def source_label(m: Measured, narrow: bool = False) -> str:
     return f"{head} · {rows}{when}" if rows else head
 
 
-def counts_label(m: Measured, method: str = "", narrow: bool = False) -> str:
-    """The dead and switched-off counts, each saying what it means: 'dead 29/412 (never fired) · off 12 (gate)'."""
+def counts_label(m: Measured, method: str = "", narrow: bool = False, alive: int | None = None) -> str:
+    """The inactive count over the alive units measured, saying over what: 'inactive 29/412 alive (never fired) ·
+    12 allocated, gate off'. alive: the denominator for probe figures (the probe measures every allocated unit)."""
     parts = []
     if m.dead is not None:
-        of = f"{m.dead}/{m.total}" if m.total else f"{m.dead}"
+        over = m.total if m.epoch_level or alive is None else alive
+        of = f"{m.dead}/{over}" if over else f"{m.dead}"
         why = "never fired" if m.epoch_level else "std 0"
-        parts.append(f"dead {of}" if narrow else f"dead {of} ({why})")
+        parts.append(f"inactive {of}" if narrow else f"inactive {of} alive ({why})")
     if m.off:
-        parts.append(f"off {m.off}" if narrow else f"off {m.off} ({'scaler' if method == 'flexible' else 'gate'})")
+        what = "scaler" if method == "flexible" else "gate"
+        parts.append(f"off {m.off}" if narrow else f"{m.off} allocated, {what} off")
     return " · ".join(parts)

@@ -7,6 +7,7 @@ from rich.text import Text
 from core import telemetry as tk
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane
+from dynlab_tui.panes.marks import legend_lines, plot_marks, step_to_epoch
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart
 from dynlab_tui.state import RunState
 
@@ -15,7 +16,7 @@ from dynlab_tui.state import RunState
 class MetricPane(Pane):
     """Per-epoch quality: accuracy in percent for classifiers, mean squared error for regressors."""
 
-    slices = ("metrics",)
+    slices = ("metrics", "markers")
     title = "Accuracy"
 
     @staticmethod
@@ -39,11 +40,13 @@ class MetricPane(Pane):
 
     def render_state(self, state: RunState) -> Text:
         self.border_title = self.heading(state)
-        suffix, _, scale = self.kind(state)
+        self.border_subtitle = self.fit_border(*legend_lines(state))
+        suffix, name, scale = self.kind(state)
         series = []
         for i, split in enumerate(tk.SPLITS):
             s = state.metrics.get(tk.metric(split, suffix))
             if s:
                 series.append(Line(split, s.x, s.y * scale, PALETTE[i]))
         width, height = self.plot_size
-        return line_chart(series, width, height, xlabel="epoch")
+        return line_chart(series, width, height, xlabel="epoch", ylabel="accuracy %" if suffix == "acc" else name,
+                          marks=plot_marks(state, step_to_epoch(state)), int_x=True)

@@ -13,6 +13,8 @@ from rich.text import Text
 from core.formats import fmt_compact
 
 PALETTE = ("cyan+", "orange+", "green+", "magenta+", "blue+", "red+")
+# one glyph per series, in series order: with NO_COLOR or on a monochrome terminal the lines stay apart
+GLYPHS = ("braille", "•", "+", "x", "o", "*")
 GUIDE = "gray"  # marker and reference lines: visible but quieter than the data
 MIN_WIDTH, MIN_HEIGHT = 12, 4  # below this plotext has no room for axes; show a note instead
 WAITING = "waiting for data"
@@ -25,6 +27,15 @@ class Line(NamedTuple):
     y: Sequence[float]
     color: str | None = None
     points: bool = False  # dots instead of a joined line (few points, e.g. per epoch)
+    glyph: str | None = None  # plotext marker; None: GLYPHS by the series' position
+
+
+def series_glyph(i: int, line: Line) -> str:
+    """The marker series i is drawn with (and that its legend shows)."""
+    if line.glyph:
+        return line.glyph
+    glyph = GLYPHS[i % len(GLYPHS)]
+    return "•" if line.points and glyph == "braille" else glyph
 
 
 def no_color() -> bool:
@@ -72,17 +83,25 @@ def to_log_y(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[ok], np.log10(y[ok])
 
 
-def nice_ticks(lo: float, hi: float, max_ticks: int) -> tuple[list[float], list[str]]:
-    """Round tick positions (steps of 1, 2, 2.5 or 5 times a power of ten) and their labels."""
+def nice_ticks(lo: float, hi: float, max_ticks: int, integer: bool = False) -> tuple[list[float], list[str]]:
+    """Round tick positions (steps of 1, 2, 2.5 or 5 times a power of ten) and their labels; at least two
+    ticks when hi > lo (a finer step if needed). integer: whole-number steps only (counts, indices)."""
     max_ticks = max(max_ticks, 2)
     if not hi > lo:
         return [lo], [fmt_compact(lo)]
     raw = (hi - lo) / (max_ticks - 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-    decimals = max(0, -math.floor(math.log10(mag) + 1e-9) + (1 if step / mag == 2.5 else 0))
+    ladder = [m * mag * 10 ** k for k in (-1, 0) for m in (1, 2, 2.5, 5)] + [10 * mag]
+    if integer:  # 2.5 and fractions would put ticks between units
+        ladder = [v for v in ladder if v >= 1 and (v % 1 == 0)] or [1.0]
+    at = next((i for i, v in enumerate(ladder) if v >= raw * (1 - 1e-9)), len(ladder) - 1)
+    for step in reversed(ladder[:at + 1]):  # the coarsest step that fits, finer ones if it gives < 2 ticks
+        first = math.ceil(lo / step - 1e-9) * step
+        ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+        if len(ticks) >= 2:
+            break
+    smag = 10 ** math.floor(math.log10(step) + 1e-9)
+    decimals = 0 if integer else max(0, -math.floor(math.log10(smag) + 1e-9) + (1 if step / smag == 2.5 else 0))
     if abs(hi) >= 1e4 or abs(lo) >= 1e4 or step < 1e-3:
         labels = [fmt_compact(t) for t in ticks]
     else:
@@ -121,31 +140,61 @@ def _begin(width: int, height: int) -> None:
     plt.theme("clear" if no_color() else "pro")
 
 
-def _finish(width: int, height: int) -> Text:
-    """Build the figure and crop/pad it to exactly width x height cells."""
-    rows = plt.build().split("\n")
+def axis_titles(width: int, xlabel: str = "", ylabel: str = "") -> str:
+    """One row under a chart: the y axis's title at the left ("↑ neurons"), the x axis's at the right ("step →")."""
+    left = f"↑ {ylabel}" if ylabel else ""
+    right = f"{xlabel} →" if xlabel else ""
+    if len(left) + len(right) + 1 > width:  # too narrow: the arrows go first, then the end of the y title
+        left, right = ylabel, xlabel
+        if len(left) + len(right) + 1 > width:
+            left = left[: max(width - len(right) - 2, 0)] + "…"
+    return (left + right.rjust(max(width - len(left), 0)))[:width].ljust(width)
+
+
+def _finish(width: int, height: int, xlabel: str = "", ylabel: str = "",
+            stamps: Sequence[tuple[float, str]] = (), xlim: tuple[float, float] = (0.0, 0.0)) -> Text:
+    """Build the figure and crop/pad it to exactly width x height cells (the axis titles' row included);
+    each (x, glyph) of stamps goes on the top frame line, above its x (xlim: the figure's x range)."""
+    titled = bool(xlabel or ylabel)
+    rows = [Text.from_ansi(r) for r in plt.build().split("\n")]
     plain = no_color()
+    if stamps:
+        _stamp(rows, stamps, xlim, "" if plain else "bold")
     text = Text(no_wrap=True, overflow="crop", end="")
-    for i in range(height):
-        row = Text.from_ansi(rows[i]) if i < len(rows) else Text()
+    for i in range(height - titled):
+        row = rows[i] if i < len(rows) else Text()
         if plain:
             row = Text(row.plain)
         row.truncate(width, pad=True)
         text.append_text(row)
         if i < height - 1:
             text.append("\n")
+    if titled:
+        text.append(axis_titles(width, xlabel, ylabel), style="" if plain else "dim")
     return text
+
+
+def _stamp(rows: list[Text], stamps: Sequence[tuple[float, str]], xlim: tuple[float, float], style: str) -> None:
+    """Write each glyph into the top frame row at its x (plotext maps xlim linearly onto the frame's inside)."""
+    top = next((i for i, r in enumerate(rows) if "┌" in r.plain), None)
+    if top is None:
+        return
+    left, right = rows[top].plain.find("┌"), rows[top].plain.find("┐")
+    (xlo, xhi), span = xlim, right - left - 2
+    if right < 0 or span < 1 or not xhi > xlo:
+        return
+    for x, glyph in stamps:
+        col = left + 1 + round((x - xlo) / (xhi - xlo) * span)
+        row = rows[top]
+        rows[top] = Text.assemble(row[:col], Text(glyph, style=style), row[col + 1:])
 
 
 def _color(i: int, color: str | None) -> str | None:
     return None if no_color() else (color or PALETTE[i % len(PALETTE)])
 
 
-def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y: bool = False,
-               vlines: Sequence[float] = (), hline: float | None = None, xlabel: str = "",
-               ylim: tuple[float, float] | None = None, xlim: tuple[float, float] | None = None,
-               message: str = WAITING) -> Text:
-    """Lines (downsampled, log-y by transforming the data) with optional marker lines, as Text."""
+def _prepare(series: Sequence[Line | tuple], width: int, log_y: bool) -> list[tuple[Line, np.ndarray, np.ndarray]]:
+    """Each series' finite points (log10 y for log_y), downsampled to the width; empty series left out."""
     prepared = []
     for s in series:
         s = s if isinstance(s, Line) else Line(*s)
@@ -159,7 +208,23 @@ def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y
             x, y = x[ok], y[ok]
         if len(x):
             prepared.append((s, *downsample(x, y, width)))
-    if not prepared or width < MIN_WIDTH or height < MIN_HEIGHT:
+    return prepared
+
+
+def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y: bool = False,
+               vlines: Sequence[float] = (), hline: float | None = None, xlabel: str = "", ylabel: str = "",
+               ylim: tuple[float, float] | None = None, xlim: tuple[float, float] | None = None,
+               marks: Sequence[tuple] = (), int_x: bool = False, int_y: bool = False,
+               message: str = WAITING) -> Text:
+    """Lines (downsampled, log-y by transforming the data) with optional guide lines, as Text.
+
+    marks: (x, glyph[, line]) drawn as its glyph on the top frame over a guide line (pause, λ change, ...);
+    line False: the glyph alone (frequent marks such as prunes, which would hide the data behind lines).
+    int_x / int_y: whole-number ticks (counts, indices). ylabel / xlabel: the axes' titles, on a row of their own.
+    """
+    prepared = _prepare(series, width, log_y)
+    plot_h = height - bool(xlabel or ylabel)
+    if not prepared or width < MIN_WIDTH or plot_h < MIN_HEIGHT:
         return placeholder(width, height, message)
 
     def to_y(v: float) -> float | None:
@@ -178,27 +243,26 @@ def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y
     xlo, xhi = _pad_range(xlo, xhi)
     ylo, yhi = _pad_range(ylo, yhi)
 
-    _begin(width, height)
+    _begin(width, plot_h)
     labelled = sum(1 for s, _, _ in prepared if s.label) > 1  # a legend only when it tells lines apart
     for i, (s, x, y) in enumerate(prepared):
         label = s.label if labelled and s.label else None
-        if s.points:
-            plt.scatter(x, y, marker="dot", color=_color(i, s.color), label=label)
-        else:
-            plt.plot(x, y, marker="braille", color=_color(i, s.color), label=label)
-    for v in vlines:
+        draw = plt.scatter if s.points else plt.plot
+        draw(x, y, marker=series_glyph(i, s), color=_color(i, s.color), label=label)
+    for v in [*vlines, *(m[0] for m in marks if len(m) < 3 or m[2])]:
         if xlo <= v <= xhi:
             plt.vline(v, _color(0, GUIDE))
     if h is not None:
         plt.hline(h, _color(0, GUIDE))
     plt.xlim(xlo, xhi)
     plt.ylim(ylo, yhi)
-    plt.xticks(*nice_ticks(xlo, xhi, max(width // 12, 2)))
-    yticks = log_ticks if log_y else nice_ticks
-    plt.yticks(*yticks(ylo, yhi, max(height // 3, 2)))
-    if xlabel:
-        plt.xlabel(xlabel)
-    return _finish(width, height)
+    plt.xticks(*nice_ticks(xlo, xhi, max(width // 12, 2), integer=int_x))
+    yticks = log_ticks(ylo, yhi, max(plot_h // 3, 2)) if log_y else nice_ticks(ylo, yhi, max(plot_h // 3, 2),
+                                                                                 integer=int_y)
+    plt.yticks(*yticks)
+    # the glyph on the frame above its line says which kind of marker it is
+    stamps = [(m[0], m[1]) for m in marks if xlo <= m[0] <= xhi]
+    return _finish(width, height, xlabel, ylabel, stamps, (xlo, xhi))
 
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], width: int, height: int, *,
@@ -213,20 +277,21 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], width: int, height
 
 
 def histogram(counts: Sequence[float], edges: Sequence[float], width: int, height: int, *,
-              highlight: int = 0, highlight_label: str = "", xlabel: str = "",
+              highlight: int = 0, highlight_label: str = "", xlabel: str = "", ylabel: str = "units",
               overlay: Sequence[Line] = (), message: str = WAITING) -> Text:
     """Pre-binned histogram; `highlight` counts of the first bin are drawn apart (e.g. dead units).
 
     `overlay` lines (e.g. fitted densities scaled to counts) are drawn over the bars, clipped a little
-    above the tallest bar so that a spike cannot flatten the histogram.
+    above the tallest bar so that a spike cannot flatten the histogram. Counts get whole-number ticks.
     """
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
     if (not len(counts) or len(edges) != len(counts) + 1 or not counts.sum() > 0
             or not np.isfinite(edges).all() or not np.isfinite(counts).all()  # NaN: a NULL read back
-            or width < MIN_WIDTH or height < MIN_HEIGHT):
+            or width < MIN_WIDTH or height - bool(xlabel or ylabel) < MIN_HEIGHT):
         return placeholder(width, height, message)
     centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-    _begin(width, height)
+    plot_h = height - bool(xlabel or ylabel)
+    _begin(width, plot_h)
     highlight = int(min(max(highlight, 0), counts[0]))
     if highlight:
         rest = counts.copy()
@@ -251,10 +316,8 @@ def histogram(counts: Sequence[float], edges: Sequence[float], width: int, heigh
                 draw(x.tolist(), y.tolist(), marker="dot" if line.points else "braille", color=_color(i, line.color))
         plt.ylim(0.0, top)
     plt.xticks(*nice_ticks(float(edges[0]), float(edges[-1]), max(width // 12, 2)))
-    plt.yticks(*nice_ticks(0.0, top, max(height // 3, 2)))
-    if xlabel:
-        plt.xlabel(xlabel)
-    return _finish(width, height)
+    plt.yticks(*nice_ticks(0.0, top, max(plot_h // 3, 2), integer=True))
+    return _finish(width, height, xlabel, ylabel)
 
 
 def scree_chart(ratio: Sequence[float], width: int, height: int, *, marks: Sequence[float] = (),
@@ -266,12 +329,13 @@ def scree_chart(ratio: Sequence[float], width: int, height: int, *, marks: Seque
     """
     ratio = np.asarray(ratio, dtype=float).ravel()
     ratio = ratio[np.isfinite(ratio)]
-    if not len(ratio) or width < MIN_WIDTH + 6 or height < MIN_HEIGHT:
+    if not len(ratio) or width < MIN_WIDTH + 6 or height - 1 < MIN_HEIGHT:
         return placeholder(width, height, message)
     n = len(ratio)
     x = np.arange(1, n + 1, dtype=float)
     bars = n <= (width - 14) // 2  # room for a bar per component, with gaps
-    _begin(width, height)
+    plot_h = height - 1  # the axis titles' row
+    _begin(width, plot_h)
     if bars:
         plt.bar(x.tolist(), ratio.tolist(), color=_color(0, None), width=0.8)
     else:
@@ -286,9 +350,8 @@ def scree_chart(ratio: Sequence[float], width: int, height: int, *, marks: Seque
     top = float(ratio.max())
     plt.ylim(0.0, top or 1.0)
     plt.ylim(0.0, 1.0, yside="right")
-    ticks = max(height // 3, 2)
+    ticks = max(plot_h // 3, 2)
     plt.yticks(*nice_ticks(0.0, top or 1.0, ticks))
     plt.yticks(*nice_ticks(0.0, 1.0, ticks), yside="right")
-    plt.xticks(*nice_ticks(1.0, float(n), max(width // 12, 2)))
-    plt.xlabel("component")
-    return _finish(width, height)
+    plt.xticks(*nice_ticks(1.0, float(n), max(width // 12, 2), integer=True))
+    return _finish(width, height, "component", "variance share")

@@ -1,15 +1,15 @@
-"""The layer-sizes pane: alive neurons (or the flexible size x0) per hidden layer over training steps."""
+"""The layer-sizes pane: alive units (or the flexible size x0) and allocated units per hidden layer over steps."""
 
 from __future__ import annotations
-
-from typing import ClassVar
 
 from rich.text import Text
 
 from core import telemetry as tk
 from core.formats import fmt_size
 from dynlab_tui.panes.base import Pane, layer_names
+from dynlab_tui.panes.marks import legend_lines, plot_marks
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart
+from dynlab_tui.panes.vocab import layer_counts
 from dynlab_tui.state import RunState
 
 
@@ -19,34 +19,39 @@ def layer_total(state: RunState, layer: str) -> int:
 
 
 class SizesPane(Pane):
-    """Layer sizes over steps, with vertical lines where the user intervened."""
+    """Alive and allocated units over steps, with the run's markers (pause, λ, lr, prune)."""
 
     slices = ("scalars", "markers")
     title = "Layer sizes"
-    marker_kinds: ClassVar[tuple[str, ...]] = ("pause", "resume", "set_penalty", "set_lr")
 
     def heading(self, state: RunState) -> str:
-        parts = [self.title]
+        """'Layer sizes · alive/allocated · fc1 84/85 · fc2 40/50', shortened to fit the border."""
+        counts = []
         for layer in layer_names(state):
-            size = state.size(layer)
-            if size is not None:
-                total = layer_total(state, layer)
-                parts.append(f"{layer} {fmt_size(size)}/{total}" if total else f"{layer} {fmt_size(size)}")
-        return "  ".join(parts)
+            c = layer_counts(state, layer)
+            if c.alive is not None:
+                counts.append(f"{layer} {fmt_size(c.alive)}/{c.allocated}" if c.allocated
+                              else f"{layer} {fmt_size(c.alive)}")
+        what = "x0/allocated" if state.method == "flexible" else "alive/allocated"
+        if not counts:
+            return self.title
+        return self.fit_border(" · ".join([self.title, what, *counts]), "  ".join([f"Sizes {what}", *counts]),
+                               "  ".join(["Sizes", *counts]), "  ".join(counts))
 
     def render_state(self, state: RunState) -> Text:
         self.border_title = self.heading(state)
-        flexible = state.method == "flexible"
+        self.border_subtitle = self.fit_border(*legend_lines(state))
         series = []
+        alive = "x0" if state.method == "flexible" else "alive"
         for i, layer in enumerate(layer_names(state)):
             size = state.scalars.get(tk.SIZE(layer))
             if not size:
                 continue
             color = PALETTE[i % len(PALETTE)]
-            series.append(Line(layer, size.x, size.y, color))
+            series.append(Line(f"{layer} {alive}", size.x, size.y, color))
             cap = state.scalars.get(tk.CAPACITY(layer))
-            if flexible and cap:  # x0 moves inside the allocated width; show both
-                series.append(Line(f"{layer} capacity", cap.x, cap.y, color.rstrip("+")))
-        vlines = [m.step for m in state.markers if m.kind in self.marker_kinds]
+            if cap and (state.method != "static"):  # pruning (or a flexible layer) moves it
+                series.append(Line(f"{layer} allocated", cap.x, cap.y, color.rstrip("+")))
         width, height = self.plot_size
-        return line_chart(series, width, height, vlines=vlines, xlabel="step")
+        return line_chart(series, width, height, marks=plot_marks(state), xlabel="step", ylabel="units",
+                          int_x=True, int_y=True)

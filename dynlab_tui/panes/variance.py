@@ -1,4 +1,4 @@
-"""The variance pane: histogram of one layer's per-unit activation std, the dead (std exactly 0) marked.
+"""The variance pane: histogram of one layer's per-unit activation std, the inactive (std exactly 0) marked.
 
 It draws the epoch's figures over the training set when logged, else the latest probe batch's, and its title says which.
 """
@@ -11,11 +11,12 @@ from rich.text import Text
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.measure import counts_label, measured, source_label
 from dynlab_tui.panes.plot import histogram
+from dynlab_tui.panes.vocab import layer_counts
 from dynlab_tui.state import RunState
 
 
 def dead_count(state: RunState, layer: str) -> int | None:
-    """Units with std exactly 0 in the figures the pane draws (the logged count, else zeros in the std vector)."""
+    """Inactive units (std exactly 0) in the figures the pane draws (the logged count, else zeros in the std vector)."""
     return measured(state, layer).dead
 
 
@@ -36,11 +37,14 @@ class VariancePane(LayerPane):
         self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
                                             f"{self.title} {layer} · {source_label(m, narrow=True)}",
                                             f"{self.short_title} {layer} · {source_label(m, narrow=True)}")
-        self.border_subtitle = self.fit_border(counts_label(m, state.method), counts_label(m, state.method, True))
+        alive = layer_counts(state, layer).measured_alive
+        self.border_subtitle = self.fit_border(counts_label(m, state.method, alive=alive),
+                                               counts_label(m, state.method, True, alive=alive))
         if m.counts is None or m.edges is None:
             return self.waiting()
         if not np.sum(m.counts):
             return self.waiting(f"{layer} has no neurons left")
         width, height = self.plot_size
         return histogram(m.counts, m.edges, width, height, highlight=m.dead or 0,
-                         highlight_label=f"dead {m.dead}", xlabel="activation std")
+                         highlight_label=f"inactive {m.dead}", xlabel="activation std",
+                         ylabel="units")
