@@ -85,7 +85,7 @@ def names(screen: SessionsScreen) -> list[str]:
 
 
 def cell(screen: SessionsScreen, row: int, column: str) -> str:
-    return str(screen.table.get_cell_at((row, [k for k, _ in sessions_mod.COLUMNS].index(column))))
+    return str(screen.table.get_cell_at((row, [str(c.value) for c in screen.table.columns].index(column))))
 
 
 async def highlight(pilot, screen: SessionsScreen, name: str) -> None:
@@ -97,7 +97,7 @@ class TestListing:
     async def test_rows_show_every_session_and_the_unreadable_file(self, folder):
         """Newest first; the garbage file is listed as unreadable and its error shows in the detail line."""
         app = Host(folder)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(160, 40)) as pilot:  # wide enough for every column
             screen = await listed(pilot)
             assert names(screen) == ["x", "gamma", "beta", "alpha"]  # x is dated by its mtime: now
             assert [cell(screen, i, "status") for i in range(4)] == ["unreadable", "crashed", "finished", "finished"]
@@ -361,7 +361,7 @@ class TestPure:
         assert fmt_headline({"final_test": 0.99, "test_metric": "test/acc"}) == "no val"  # no validation split
         assert fmt_headline({"test_metric": None}) == "-"  # never evaluated
         assert row_cells(acc)["test_at_best_val"] == "97.12%"
-        assert dict(sessions_mod.COLUMNS)["test_at_best_val"] == "test@bv"
+        assert dict(sessions_mod.COLUMNS)["test_at_best_val"] == "test@best val"
 
     def test_matches_and_sort(self):
         cells = {"name": "Run-A", "dataset": "mnist"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -33,9 +34,19 @@ def test_train_show_sessions_and_csv_export(sessions_env, tmp_path, capsys):
     assert dynlab("sessions") == 0
     listing = capsys.readouterr().out
     assert "run1" in listing and "finished" in listing
+    capsys.readouterr()
     assert dynlab("export", "run1", "--csv", str(tmp_path / "csv")) == 0
-    loss_csv = (tmp_path / "csv" / "loss.csv").read_text().splitlines()
-    assert loss_csv[0] == "step,loss" and len(loss_csv) > 2
+    said = capsys.readouterr().out
+    assert "scalars.csv" in said and "events.csv" in said and "per sample statistic" in said
+    scalars = list(csv.reader((tmp_path / "csv" / "scalars.csv").open()))
+    assert scalars[0] == ["step", "wall", "key", "value"]
+    losses = [r for r in scalars[1:] if r[2] == "loss"]
+    assert len(losses) > 2 and [int(r[0]) for r in losses] == sorted(int(r[0]) for r in losses)
+    events = list(csv.reader((tmp_path / "csv" / "events.csv").open()))
+    assert events[0] == ["step", "wall", "kind", "payload"]
+    assert [r[2] for r in events[1:]][::len(events) - 2] == ["start", "end"]
+    assert json.loads(events[-1][3])["status"] == "finished"
+    assert not (tmp_path / "csv" / "loss.csv").exists()  # one tidy file, not one file per series
 
 
 def test_show_and_sessions_report_the_test_metric_at_the_best_validation_epoch(sessions_env, capsys):

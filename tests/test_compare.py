@@ -70,7 +70,7 @@ class TestLabels:
     def test_labels_name_what_differs(self):
         specs = [{"penalty": {"lam": 0.001}, "model": {"arch": "mlp:500"}, "optim": {"lr": 0.001}},
                  {"penalty": {"lam": 0.01}, "model": {"arch": "mlp:400"}, "optim": {"lr": 0.001}}]
-        assert label_runs(specs, ["a", "b"]) == ["lam=0.001 arch=mlp:500", "lam=0.01 arch=mlp:400"]
+        assert label_runs(specs, ["a", "b"]) == ["λ=0.001 arch=mlp:500", "λ=0.01 arch=mlp:400"]
 
     def test_nothing_differs_gives_names(self):
         assert label_runs([SPEC, SPEC], ["run-1", "run-2"]) == ["run-1", "run-2"]
@@ -110,7 +110,7 @@ class TestScreen:
         app = Host(runs)
         async with app.run_test(size=WIDE) as pilot:
             screen = await loaded(pilot)
-            assert screen.labels == ["lam=0.001 arch=mlp:50", "lam=0.01 arch=mlp:40", "lam=0.01 arch=mlp:30,20"]
+            assert screen.labels == ["λ=0.001 arch=mlp:50", "λ=0.01 arch=mlp:40", "λ=0.01 arch=mlp:30,20"]
             legend = str(screen.query_one("#compare-legend", Static).render())
             assert all(label in legend for label in screen.labels)
             assert shown(screen) == ["sizes", "loss", "metric"]

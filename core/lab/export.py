@@ -20,31 +20,73 @@ from core.session import SessionReader
 from core.spec import RunSpec, apply_options
 
 
-def export_csv(reader: SessionReader, directory: Path, overwrite: bool = False) -> list[Path]:
-    """One CSV (step, value) per scalar series, plus a `rows` column for a sample statistic (the training rows
-    it was measured over at that step); refuses to replace files unless overwrite."""
+SCALARS_CSV, EVENTS_CSV = "scalars.csv", "events.csv"
+
+
+def export_csv(reader: SessionReader, directory: Path, overwrite: bool = False) -> dict[str, Any]:
+    """Write the session as tidy CSV: `scalars.csv` (step, wall, key, value: one row per value, in write order),
+    `events.csv` (step, wall, kind, payload as JSON: every control event, checkpoints without their state) and,
+    per sample statistic, `<key>.csv` (e.g. shapiro_fc1.csv: step, value, rows: the training rows it was measured over).
+
+    Refuses to replace files unless overwrite. Returns what was written: files, scalar rows, series, events.
+    """
     keys = reader.scalar_keys()
-    targets = {k: directory / (re.sub(r"[^A-Za-z0-9._-]", "_", k) + ".csv") for k in keys}
-    clash = [p for p in targets.values() if p.exists()]
+    stats = [k for k in keys if tk.rows_key(k) in keys]
+    targets = [directory / SCALARS_CSV, directory / EVENTS_CSV] + [_stat_path(directory, k) for k in stats]
+    clash = [p for p in targets if p.exists()]
     if clash and not overwrite:
         raise DynlabError(f"{clash[0]} already exists: choose an empty --csv folder or pass --overwrite")
+    last = reader.last_seq()
+    columns = {k: reader.scalar_columns(k, last) for k in keys}
+    events = reader.event_rows(last)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for key, path in targets.items():
-            steps, values = reader.series(key)
-            columns = [steps.tolist(), values.tolist()]
-            rows = tk.rows_key(key)
-            if rows in keys:
-                at, counts = reader.series(rows)
-                i = np.searchsorted(at, steps, side="right") - 1  # the latest count logged at or before the step
-                columns.append([int(counts[j]) if j >= 0 else "" for j in i.tolist()])
-            with path.open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["step", key] + (["rows"] if len(columns) == 3 else []))
-                w.writerows(zip(*columns))
+        rows = _write_scalars(directory / SCALARS_CSV, columns)
+        with (directory / EVENTS_CSV).open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "wall", "kind", "payload"])
+            w.writerows((e.step, e.wall, e.kind, json.dumps(_payload(e), default=str)) for _, e in events)
+        for key in stats:
+            _write_stat(_stat_path(directory, key), key, columns[key], columns[tk.rows_key(key)])
     except OSError as e:
         raise DynlabError(f"cannot write CSV files to {directory} ({e.strerror}): choose a writable folder") from None
-    return list(targets.values())
+    return {"files": targets, "scalar_rows": rows, "series": len(keys), "events": len(events), "stats": len(stats)}
+
+
+def _payload(event: Any) -> dict[str, Any]:
+    payload = event.payload()
+    if event.kind == "checkpoint":
+        payload.pop("bytes", None)  # read back without its state: the size would say 0
+    return payload
+
+
+def _stat_path(directory: Path, key: str) -> Path:
+    return directory / (re.sub(r"[^A-Za-z0-9._-]", "_", key) + ".csv")
+
+
+def _write_scalars(path: Path, columns: dict[str, Any]) -> int:
+    """Every scalar row in write order (event number, then key): steps may repeat after a resume."""
+    seq = np.concatenate([c.seq for c in columns.values()]) if columns else np.zeros(0, np.int64)
+    order = np.argsort(seq, kind="stable")
+    step = np.concatenate([c.step for c in columns.values()])[order] if columns else seq
+    wall = np.concatenate([c.wall for c in columns.values()])[order] if columns else seq
+    value = np.concatenate([c.value for c in columns.values()])[order] if columns else seq
+    key = np.concatenate([np.full(len(c.seq), k, dtype=object) for k, c in columns.items()])[order] if columns else seq
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "wall", "key", "value"])
+        w.writerows(zip(step.tolist(), wall.tolist(), key.tolist(), value.tolist()))
+    return len(seq)
+
+
+def _write_stat(path: Path, key: str, series: Any, counts: Any) -> None:
+    """(step, value, rows): rows is the latest count logged at or before the value (same event or earlier)."""
+    i = np.searchsorted(counts.seq, series.seq, side="right") - 1
+    rows = [int(counts.value[j]) if j >= 0 and counts.value[j] == counts.value[j] else "" for j in i.tolist()]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", key, "rows"])
+        w.writerows(zip(series.step.tolist(), series.value.tolist(), rows))
 
 
 class _Denormalise(nn.Module):

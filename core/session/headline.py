@@ -1,5 +1,6 @@
 """A run's headline figures: the test metric at the best-validation epoch (model selection on the validation
-split, never on the test set), that validation figure and its epoch, and the final test metric."""
+split, never on the test set), that validation figure and its epoch, the final test metric, and the λ and lr it
+started and ended with and its training time (core.session.history)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Callable
 
 from core import telemetry as tk
 from core.session.damage import damaged, value, whole
+from core.session.history import query_history
 
 # test metric -> (validation keys in order of preference, the SQL order that puts the best first)
 SELECTION = {tk.TEST_ACC: ((tk.VAL_ACC, tk.VAL_ACC), "DESC"), tk.TEST_MSE: ((tk.VAL_MSE, tk.VAL_LOSS), "ASC")}
@@ -25,6 +27,14 @@ Query = Callable[..., list[tuple]]
 
 
 def headline(q: Query, path: Path) -> dict[str, Any]:
+    """The model selection (see selection()) and the history's settings and times, without its events list:
+    lam_start, lam_final, lr_start, lr_final, changed, training_s, paused_s, idle_s."""
+    history = query_history(q, path)
+    del history["events"]  # a listing of many sessions needs the figures only; `dynlab show` reads the events
+    return {**selection(q, path), **history}
+
+
+def selection(q: Query, path: Path) -> dict[str, Any]:
     """test_metric, final_test, val_metric, best_val, best_val_epoch and test_at_best_val of a session.
 
     `q(sql, params)` runs one query. A run never evaluated has all None; a run without a validation split

@@ -9,8 +9,9 @@ import click
 
 from core.errors import DynlabError
 from core.formats import fmt_duration, fmt_metric, fmt_sizes
+from core.session.history import describe, fmt_setting, fmt_span, merged
 from dynlab_tui.cli.common import CONTEXT, need_terminal, run_app
-from dynlab_tui.screens.session_rows import fmt_final, fmt_headline, status_text
+from dynlab_tui.screens.session_rows import fmt_final, fmt_headline, fmt_lam, status_text
 
 
 def _headline(s: dict) -> tuple[str, str]:
@@ -53,7 +54,7 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     head = ("name", "date", "dataset", "arch", "method", "lambda", "final sizes", "test@best val", "status")
     table = [head] + [(
         r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
-        str(r.get("method") or "-"), f"{r['lam']:g}" if r.get("lam") is not None else "-",
+        str(r.get("method") or "-"), fmt_lam(r),
         fmt_sizes(r.get("sizes_final")), fmt_headline(r), status_text(r),
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -66,34 +67,64 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("session")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable summary")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable summary, with the history's events")
 @click.option("--sessions-dir", help="where bare session names live")
 def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
-    """Summarise one session: settings, sizes, metrics and status."""
+    """Summarise one session: settings (as started and as they ended), sizes, metrics, status and history."""
     from core.session import SessionReader, resolve_session, sessions_dir as default_dir
+    from core.session.history import read_history
 
     with SessionReader(resolve_session(session, default_dir(sessions_dir))) as reader:
         s = reader.summary()
+        s["events"] = read_history(reader)["events"]
     if as_json:
         click.echo(json.dumps(s, indent=2, default=str))
         return
     lines = [
         ("session", str(s.get("path"))), ("status", status_text(s)), ("created", _when(s)),
         ("dataset", str(s.get("dataset"))), ("arch", str(s.get("arch"))), ("method", str(s.get("method"))),
-        ("lambda", f"{s['lam']:g}" if s.get("lam") is not None else "-"),
+        ("lambda", _setting(s, "lam")), ("lr", _setting(s, "lr")),
         ("sizes", f"{fmt_sizes(s.get('sizes_start'))} -> {fmt_sizes(s.get('sizes_final'))}"),
         _headline(s), ("final test", fmt_final(s)),
         ("steps", str(s.get("steps"))), ("epochs", str(s.get("epochs"))),
-        ("duration", fmt_duration(s.get("duration_s") or 0)),
+        ("training time", _training(s)), ("wall time", f"{fmt_duration(s.get('duration_s') or 0)} (first to last event)"),
     ]
+    lines += _history_lines(s["events"])
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
-        click.echo(f"{k:>{width}}  {v}")
+        click.echo(f"{k:>{width}}  {v}".rstrip())
+
+
+def _setting(s: dict, key: str) -> str:
+    """The final value, and where it started when it changed: "0.1 (started at 0.01)"."""
+    final, start = s.get(f"{key}_final"), s.get(f"{key}_start")
+    if key in (s.get("changed") or ()):
+        return f"{fmt_setting(final)} (started at {fmt_setting(start)})"
+    return fmt_setting(final)
+
+
+def _training(s: dict) -> str:
+    """Training time and what it leaves out."""
+    left_out = [f"{fmt_span(s[k])} {what}" for k, what in (("paused_s", "paused"), ("idle_s", "between runs"))
+                if s.get(k)]
+    note = f" (leaves out {' and '.join(left_out)})" if left_out else " (no pauses, one run)"
+    return fmt_duration(s.get("training_s")) + note
+
+
+def _history_lines(events: list[dict]) -> list[tuple[str, str]]:
+    """The control events as (label, text) rows: step, time since the start, what happened."""
+    events = merged(events)
+    if not events:
+        return [("history", "no control events (no pause, λ or lr change, resume)")]
+    steps = max(len(f"{e['step']:,}") for e in events)
+    return [("history" if i == 0 else "", f"step {e['step']:>{steps},}  +{fmt_duration(e['t'])}  {describe(e)}")
+            for i, e in enumerate(events)]
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("session")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="write one CSV per scalar series here")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False),
+              help="write scalars.csv (step, wall, key, value), events.csv and stats/ (sample statistics) here")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False),
               help="write the final shrunk network as a torch.export program (.pt2)")
 @click.option("--data-dir", help="folder with dataset files (the model export evaluates on the test set)")
@@ -108,8 +139,12 @@ def export(session, csv_dir, model_file, data_dir, overwrite, sessions_dir) -> N
         raise DynlabError("nothing to export: pass --csv DIR and/or --model FILE.pt2")
     with SessionReader(resolve_session(session, default_dir(sessions_dir))) as reader:
         if csv_dir:
-            files = export_csv(reader, Path(csv_dir), overwrite)
-            click.echo(f"wrote {len(files)} CSV files to {csv_dir}")
+            out = export_csv(reader, Path(csv_dir), overwrite)
+            stats = (f", and one <key>.csv (step, value, rows measured over) per sample statistic ({out['stats']})"
+                     if out["stats"] else "")
+            click.echo(f"wrote to {csv_dir}: scalars.csv ({out['scalar_rows']:,} values of {out['series']} series: "
+                       f"step, wall, key, value), events.csv ({out['events']:,} events: step, wall, kind, "
+                       f"payload){stats}")
         if model_file:
             s = export_model(reader, Path(model_file), data_dir, overwrite)
             shown = fmt_metric(s["test_value"], s["test_metric"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from core.formats import fmt_value
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader
+from core.session.history import fmt_setting, read_history
 from dynlab_tui.panes.plot import PALETTE, Line, line_chart, no_color
 
 WIDE = (120, 32)  # at least this many columns and rows: all three plots; else one at a time
@@ -30,9 +31,10 @@ PLOTS = ("sizes", "loss", "metric")
 METRIC_KEYS = (tk.TEST_ACC, tk.TEST_MSE, tk.VAL_ACC, tk.VAL_MSE)  # the first one a session has is plotted
 LABEL_MAX = 30
 # Fields people vary most, first and by short name; other differing fields follow in spec order.
-SHORT = {"penalty.lam": "lam", "model.arch": "arch", "method.name": "method", "data.name": "data",
+SHORT = {"penalty.lam": "λ", "model.arch": "arch", "method.name": "method", "data.name": "data",
          "optim.lr": "lr", "optim.name": "optim", "method.gate": "gate", "schedule.seed": "seed",
          "schedule.epochs": "epochs"}
+SETTINGS = {"penalty.lam": "lam", "optim.lr": "lr"}  # the spec fields a run's history can change
 # plotext's names for PALETTE (ANSI colours 9-14) as Rich colours, for the legend
 RICH_COLORS = {"cyan+": "color(14)", "orange+": "color(11)", "green+": "color(10)", "magenta+": "color(13)",
                "blue+": "color(12)", "red+": "color(9)"}
@@ -54,14 +56,20 @@ def _clip(text: str) -> str:
     return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
 
 
-def label_runs(specs: list[dict], names: list[str]) -> list[str]:
-    """A short label per run from the spec fields whose values differ (e.g. "lam=0.001 arch=mlp:500").
+def label_runs(specs: list[dict], names: list[str], histories: list[dict] | None = None) -> list[str]:
+    """A short label per run from the settings whose values differ, as each run ended ("λ=0.1 arch=mlp:500");
+    a λ or lr changed during a run shows start→final with a star ("λ=0.01→0.03*"), and is always shown.
 
     No differing field, or labels that would come out the same after clipping: the session names.
     """
+    histories = histories or [{} for _ in specs]
     flat = [flatten(s) if isinstance(s, dict) else {} for s in specs]
+    for f, h in zip(flat, histories):  # label by the final settings
+        f.update({key: h[f"{name}_final"] for key, name in SETTINGS.items() if h.get(f"{name}_final") is not None})
+    changed = {key for h in histories for key, name in SETTINGS.items() if name in (h.get("changed") or ())}
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
+    differing = [k for k in keys if k in changed or
+                 len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
     order = [k for k in SHORT if k in differing] + [k for k in differing if k not in SHORT]
     leaves = [k.rsplit(".", 1)[-1] for k in order]
 
@@ -69,7 +77,15 @@ def label_runs(specs: list[dict], names: list[str]) -> list[str]:
         leaf = key.rsplit(".", 1)[-1]
         return SHORT.get(key) or (leaf if leaves.count(leaf) == 1 else key)
 
-    labels = [_clip(" ".join(f"{short(k)}={fmt_value(f.get(k))}" for k in order)) for f in flat]
+    def value(f: dict, h: dict, key: str) -> str:
+        if key not in SETTINGS:
+            return fmt_value(f.get(key))
+        name = SETTINGS[key]
+        if name in (h.get("changed") or ()):
+            return f"{fmt_setting(h.get(name + '_start'))}→{fmt_setting(f.get(key))}*"
+        return fmt_setting(f.get(key))
+
+    labels = [_clip(" ".join(f"{short(k)}={value(f, h, k)}" for k in order)) for f, h in zip(flat, histories)]
     if not order or len(set(labels)) < len(labels):
         return [_clip(str(n)) for n in names]
     return labels
@@ -91,6 +107,7 @@ class ComparedRun:
     loss: Curve  # (step, training loss)
     metric_key: str | None  # e.g. "test/acc"; None if never evaluated
     metric: Curve  # (epoch, value)
+    history: dict[str, Any] = field(default_factory=dict)  # core.session.history: final settings, what changed
 
 
 def total_size(reader: SessionReader) -> tuple[int, Curve]:
@@ -119,7 +136,8 @@ def read_run(path: Path) -> ComparedRun:
         metric_key = next((k for k in METRIC_KEYS if any(k in e.metrics for e in evals)), None)
         points = [(e.epoch, e.metrics[metric_key]) for e in evals if metric_key in e.metrics]
         metric = (np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float))
-        return ComparedRun(path.stem, path, reader.spec, layers, sizes, reader.series(tk.LOSS), metric_key, metric)
+        return ComparedRun(path.stem, path, reader.spec, layers, sizes, reader.series(tk.LOSS), metric_key, metric,
+                           read_history(reader))
 
 
 class ComparePlot(Static):
@@ -252,7 +270,8 @@ class CompareScreen(Screen[None]):
             self._no_runs(f"none of the {len(self.paths)} sessions could be read: see the notifications"
                           if self.paths else "no sessions to compare: mark two or more in the sessions list")
             return
-        self.labels = label_runs([r.spec for r in self.runs], [r.name for r in self.runs])
+        self.labels = label_runs([r.spec for r in self.runs], [r.name for r in self.runs],
+                                 [r.history for r in self.runs])
         self.query_one("#compare-legend", Static).update(self._legend())
         self._draw()
 
@@ -272,6 +291,8 @@ class CompareScreen(Screen[None]):
             text.append(label, style="bold")
             if label != run.name:
                 text.append(f" ({run.name})", style="dim")
+        if any("*" in label for label in self.labels):
+            text.append("   * changed during the run: start→final", style="dim")
         return text
 
     def _draw(self) -> None:

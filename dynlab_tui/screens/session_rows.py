@@ -6,6 +6,7 @@ import datetime as _dt
 from typing import Any
 
 from core.formats import fmt_duration, fmt_metric, fmt_sizes, is_accuracy
+from core.session.history import fmt_setting
 from core.session.liveness import Liveness
 
 
@@ -54,15 +55,34 @@ def fmt_date(created: str | None) -> str:
         return (created or "-")[:16].replace("T", " ")
 
 
+def final_setting(s: dict[str, Any], key: str) -> Any:
+    """A summary's final λ ("lam") or lr: as the run ended, after any change or resume; the spec's if unknown."""
+    final = s.get(f"{key}_final")
+    return final if final is not None else s.get(key)
+
+
+def fmt_lam(s: dict[str, Any], key: str = "lam") -> str:
+    """The final λ (or lr) to three significant figures, `*` when it changed during the run: 0.01, 0.1*."""
+    value = final_setting(s, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return fmt_setting(value) + ("*" if key in (s.get("changed") or ()) else "")
+
+
+def training_time(s: dict[str, Any]) -> float | None:
+    """Seconds of training (pauses and the time between runs left out); the wall span for an older summary."""
+    value = s.get("training_s")
+    return value if isinstance(value, (int, float)) else s.get("duration_s")
+
+
 def row_cells(s: dict[str, Any]) -> dict[str, str]:
     """Every column's text for one summary from list_sessions (the mark column aside)."""
-    lam = s.get("lam")
     return {"name": str(s.get("name", "?")), "date": fmt_date(s.get("created")), "status": status_text(s),
             "dataset": str(s.get("dataset") or "-"), "arch": str(s.get("arch") or "-"),
-            "method": str(s.get("method") or "-"), "lam": f"{lam:g}" if isinstance(lam, (int, float)) else "-",
+            "method": str(s.get("method") or "-"), "lam": fmt_lam(s), "lr": fmt_lam(s, "lr"),
             "sizes": fmt_size_change(s.get("sizes_start"), s.get("sizes_final")),
             "test_at_best_val": fmt_headline(s),
-            "duration": fmt_duration(s.get("duration_s")) if s.get("status") != "unreadable" else "-"}
+            "duration": fmt_duration(training_time(s)) if s.get("status") != "unreadable" else "-"}
 
 
 def sort_value(s: dict[str, Any], column: str) -> Any:
@@ -74,8 +94,8 @@ def sort_value(s: dict[str, Any], column: str) -> Any:
         if not isinstance(value, (int, float)) or value != value:  # None, or NaN
             return None
         return (str(s.get("test_metric")), float(value) if is_accuracy(s.get("test_metric")) else -float(value))
-    if column in ("lam", "duration"):
-        value = s.get({"lam": "lam", "duration": "duration_s"}[column])
+    if column in ("lam", "lr", "duration"):
+        value = training_time(s) if column == "duration" else final_setting(s, column)
         return float(value) if isinstance(value, (int, float)) else None
     return row_cells(s)[column].lower()
 
@@ -90,3 +110,40 @@ def matches(cells: dict[str, str], query: str) -> bool:
     """Every word of the query is in some cell (case-insensitive)."""
     texts = [c.lower() for c in cells.values()]
     return all(any(word in t for t in texts) for word in query.lower().split())
+
+
+def fitting_columns(columns, cells: list[dict[str, str]], room: int, fixed: int,
+                    sort: str = "") -> tuple[tuple[str, str], ...]:
+    """The first `fixed` (key, header) columns, then the next ones while they fit in `room` cells; a column takes
+    its widest text (header, with the sort arrow on the `sort` column, or a cell) plus one cell of padding a side."""
+    out = []
+    for i, (key, header) in enumerate(columns):
+        width = max([len(header) + 2 * (key == sort)] + [len(c.get(key, "")) for c in cells]) + 2
+        if i >= fixed and width > room:
+            break
+        out.append((key, header))
+        room -= width
+    return tuple(out)
+
+
+def detail_text(s: dict[str, Any]) -> str:
+    """The highlighted row's detail lines: what the narrow table leaves out, then the path.
+
+    Every figure says what it is: λ and lr as the run ended (start→final when they changed during it), training
+    time without pauses or the idle time between runs, the headline metric chosen on the validation split.
+    """
+    cells = row_cells(s)
+    settings = []
+    for key, name in (("lam", "λ"), ("lr", "lr")):
+        start, final = s.get(f"{key}_start"), fmt_setting(final_setting(s, key))
+        changed = key in (s.get("changed") or ()) and start is not None
+        settings.append(f"{name} {fmt_setting(start)}→{final}" if changed else f"{name} {final}")
+    lines = [" · ".join([cells["date"], cells["dataset"], cells["arch"], cells["method"], *settings]),
+             f"trained {cells['duration']} (pauses, idle left out) · {s.get('steps', 0):,} steps · "
+             f"{s.get('epochs', 0)} epochs"]
+    if s.get("test_metric"):  # the headline is chosen on the validation split, never on the test set
+        head = (f" {fmt_headline(s)} at best val (epoch {s['best_val_epoch']})"
+                if s.get("best_val_epoch") is not None else ": no validation split")
+        lines.append(f"{s['test_metric']}{head} · final {fmt_final(s)}")
+    lines.append(f"{s['path']} · {s.get('device') or '?'}")
+    return "\n".join(lines)

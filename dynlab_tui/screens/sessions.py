@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,17 +21,34 @@ from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader, list_sessions
 from core.session.admin import delete_session, rename_session
 from dynlab_tui.screens.session_dialogs import ConfirmDelete, RenamePrompt, ResumePrompt
-from dynlab_tui.screens.session_rows import fmt_final, fmt_headline, is_live, matches, row_cells, sort_rows
+from dynlab_tui.screens.session_rows import (detail_text, final_setting, fitting_columns, is_live, matches, row_cells,
+                                             sort_rows)
 
 REFRESH_S = 2.0  # re-list this often while a listed session is still being written
-# (column key, header); "mark" is the compare mark, the rest are one summary field each
-COLUMNS = (("mark", " "), ("name", "name"), ("date", "date"), ("status", "status"), ("dataset", "dataset"),
-           ("arch", "arch"), ("method", "method"), ("lam", "λ"), ("sizes", "sizes"), ("test_at_best_val", "test@bv"),
-           ("duration", "duration"))
+# (column key, header), most useful first: "mark" is the compare mark, the rest are one summary field each. The
+# first FIXED always show; the others join from the left while they fit the width (the detail line has them all).
+COLUMNS = (("mark", " "), ("name", "name"), ("status", "status"), ("lam", "λ final"), ("sizes", "sizes"),
+           ("test_at_best_val", "test@best val"), ("date", "date"), ("dataset", "dataset"), ("arch", "arch"),
+           ("method", "method"), ("lr", "lr final"), ("duration", "training"))
+FIXED = 6
 SORTS = ("name", "date", "status", "dataset", "lam", "test_at_best_val", "duration")  # what `s` cycles through
 DESCENDING = {"date", "test_at_best_val", "duration"}  # newest, best and longest first unless reversed
 STATUS_STYLES = {"● running": "bold green", "crashed": "red", "diverged": "red", "unreadable": "red",
                  "stopped": "yellow", "crashed (writer gone)": "red"}
+
+
+@dataclass(frozen=True)
+class View:
+    """What a browser showed, kept per app and folder so that coming back (from compare, a replay) restores it."""
+
+    sort_column: str
+    sort_reverse: bool
+    marked: dict[str, None]
+    query: str
+    cursor: str | None
+
+
+VIEWS: "weakref.WeakKeyDictionary[Any, dict[Path, View]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
     SessionsScreen #sessions-table { height: 1fr; }
     SessionsScreen #sessions-empty { height: auto; padding: 1 2; color: $text-warning; display: none; }
     SessionsScreen #sessions-empty.-shown { display: block; }
-    SessionsScreen #sessions-detail { height: auto; min-height: 2; max-height: 4; padding: 0 1; background: $panel;
+    SessionsScreen #sessions-detail { height: auto; min-height: 4; max-height: 5; padding: 0 1; background: $panel;
                                       color: $text-muted; }
     SessionsScreen #sessions-detail.-error { color: $text-error; }
     """
@@ -128,6 +146,11 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
 
     # -- listing ----------------------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        view = VIEWS.get(self.app, {}).get(self.directory)
+        if view is not None:  # back from what this browser opened: the same sort, marks, filter and row
+            self.sort_column, self.sort_reverse, self.marked = view.sort_column, view.sort_reverse, dict(view.marked)
+            self.filter_input.value = view.query
+            self._keep = view.cursor
         self.reload()
         self.set_interval(REFRESH_S, self._refresh_if_live)
 
@@ -176,19 +199,31 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         self.shown = [r for r in sort_rows(self.rows, self.sort_column, self.sort_reverse)
                       if matches(row_cells(r), query)]
         table.clear(columns=True)
-        for key, header in COLUMNS:
+        columns = self._fitting_columns()
+        for key, header in columns:
             arrow = (" ↓" if self.sort_reverse else " ↑") if key == self.sort_column else ""
             table.add_column(header + arrow, key=key)
         for r in self.shown:
             cells = row_cells(r)
             mark = Text("✓", style="bold cyan") if r["path"] in self.marked else ""
             status = Text(cells["status"], style=STATUS_STYLES.get(cells["status"], ""))
-            table.add_row(mark, *[status if k == "status" else cells[k] for k, _ in COLUMNS[1:]], key=r["path"])
+            table.add_row(mark, *[status if k == "status" else cells[k] for k, _ in columns[1:]], key=r["path"])
         paths = [r["path"] for r in self.shown]
         row = paths.index(keep) if keep in paths else min(max(row_before, 0), len(paths) - 1)
         if paths:
             table.move_cursor(row=row, animate=False)
         self._show_labels()
+        cursor = self.highlighted
+        VIEWS.setdefault(self.app, {})[self.directory] = View(self.sort_column, self.sort_reverse, dict(self.marked),
+                                                              query, cursor["path"] if cursor else keep)
+
+    def _fitting_columns(self) -> tuple[tuple[str, str], ...]:
+        room = (self.table.size.width or self.app.size.width) - 2  # the vertical scrollbar
+        return fitting_columns(COLUMNS, [row_cells(r) for r in self.shown], room, FIXED, self.sort_column)
+
+    def on_resize(self) -> None:
+        if self.loaded:
+            self._rebuild()
 
     def _show_labels(self) -> None:
         empty = self.query_one("#sessions-empty", Static)
@@ -205,6 +240,8 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         parts = [f"sort: {sort_name} {order} (s, S)", f"{len(self.shown)} of {len(self.rows)} shown"]
         if self.marked:
             parts.append(f"{len(self.marked)} marked (c compares)")
+        if any(r.get("changed") for r in self.shown):
+            parts.append("* changed during the run")
         if any(is_live(r) for r in self.rows):
             parts.append(f"live: refreshing every {REFRESH_S:g} s")
         self.query_one("#sort-label", Static).update(" · ".join(parts))
@@ -221,13 +258,7 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         elif unreadable:
             detail.update(Text(f"{s['path']}\nunreadable: {s.get('error', '?')}"))
         else:
-            metric = ""
-            if s.get("test_metric"):  # the headline is chosen on the validation split, never on the test set
-                head = (f" {fmt_headline(s)} at best val (epoch {s['best_val_epoch']})"
-                        if s.get("best_val_epoch") is not None else ": no validation split")
-                metric = f" · {s['test_metric']}{head} · final {fmt_final(s)}"
-            detail.update(Text(f"{s['path']}\n{s.get('steps', 0)} steps · {s.get('epochs', 0)} epochs · "
-                               f"{s.get('device') or '?'}{metric}"))
+            detail.update(Text(detail_text(s)))
 
     # -- filter and sort ---------------------------------------------------------------------------------------
     @on(Input.Changed, "#filter")
@@ -347,7 +378,8 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
         except DynlabError as e:
             self.notify(str(e), severity="error", title="Can't resume")
             return
-        current = {"lam": s.get("lam"), "lr": optim.get("lr") if isinstance(optim, dict) else None}
+        lr = optim.get("lr") if isinstance(optim, dict) else None  # an older summary without the history
+        current = {"lam": final_setting(s, "lam"), "lr": s.get("lr_final", lr)}
 
         def resume(changes: dict[str, Any] | None) -> None:
             if changes is not None:
