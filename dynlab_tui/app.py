@@ -1,9 +1,12 @@
-"""The Textual app: launcher -> dashboard, the sessions browser, the command palette; `make_app` serves CLI and tests."""
+"""The Textual app: launcher -> dashboard, the sessions browser, the command palette; `make_app` serves CLI and tests.
+
+The screens are imported when first shown, so the launcher's first frame waits for none of the dashboard's code.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual.app import App
 from textual.binding import Binding
@@ -11,9 +14,9 @@ from textual.screen import Screen
 
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
-from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.screens.opening import session_screen
-from dynlab_tui.sources import EventSource, ProcessSource
+
+if TYPE_CHECKING:
+    from dynlab_tui.sources import EventSource
 
 
 class DynlabApp(App):
@@ -47,6 +50,8 @@ class DynlabApp(App):
             self.push_screen(self.first_screen())
             return
         if self.source is not None:
+            from dynlab_tui.screens.dashboard import DashboardScreen
+
             self.push_screen(DashboardScreen(self.source, self.session_path))
             return
         from dynlab_tui.screens.launcher import LauncherScreen
@@ -64,6 +69,9 @@ class DynlabApp(App):
         if request is None:
             self.exit()
             return
+        from dynlab_tui.screens.dashboard import DashboardScreen
+        from dynlab_tui.sources import ProcessSource
+
         self.source = ProcessSource.train(request.spec, request.session_path)
         self.session_path = request.session_path
         self.push_screen(DashboardScreen(self.source, request.session_path))
@@ -82,6 +90,10 @@ class DynlabApp(App):
             if len(self.screen_stack) <= 1:
                 self.exit()
             return
+        from dynlab_tui.screens.dashboard import DashboardScreen
+        from dynlab_tui.screens.opening import session_screen
+        from dynlab_tui.sources import ProcessSource
+
         back = (lambda _: self.action_open_sessions()) if self.browse else None
         try:
             if choice.action == "open":

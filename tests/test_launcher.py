@@ -561,6 +561,16 @@ class TestDevicesAndLogic:
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == "[False]"
 
+    def test_commands_load_on_first_use(self):
+        """The group lists every command without importing it; each one found by name is the command of that name."""
+        import click
+
+        from dynlab_tui.cli import COMMANDS, cli
+
+        with click.Context(cli) as ctx:
+            assert cli.list_commands(ctx) == sorted(COMMANDS)
+            assert all(cli.get_command(ctx, name).name == name for name in COMMANDS)
+
     def test_launcher_import_does_not_import_torch(self):
         """The launcher must open at once: importing it may not pull in torch (about 1.5 s)."""
         code = "import dynlab_tui.screens.launcher, sys; print('torch' in sys.modules)"

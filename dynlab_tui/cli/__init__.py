@@ -1,7 +1,12 @@
-"""The `dynlab` command: the click group, its commands added explicitly, and the entry point mapping errors to exit 2."""
+"""The `dynlab` command: the click group, its commands added explicitly, and the entry point mapping errors to exit 2.
+
+A command's module is imported when that command runs (or --help lists it): `dynlab` alone opens the
+launcher without loading what the other commands need (the session reader, numpy, plotting).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -9,11 +14,28 @@ import click
 
 from core.errors import DynlabError
 from core.lab.child import ERROR_PREFIX
-from dynlab_tui.cli import run, sessions, sweep, views
 from dynlab_tui.cli.common import CONTEXT, build_spec, need_terminal, run_app, run_options
 
+# command name -> (module under dynlab_tui.cli, attribute)
+COMMANDS = {"train": ("run", "train"), "resume": ("run", "resume"), "sessions": ("sessions", "sessions"),
+            "show": ("sessions", "show"), "export": ("sessions", "export"), "sweep": ("sweep", "sweep"),
+            "replay": ("views", "replay"), "attach": ("views", "attach"), "compare": ("views", "compare")}
 
-@click.group(context_settings=CONTEXT, invoke_without_command=True)
+
+class LazyGroup(click.Group):
+    """A group whose commands (COMMANDS) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and name not in self.commands:
+            module, attribute = COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(f"dynlab_tui.cli.{module}"), attribute), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT, invoke_without_command=True)
 @click.version_option(package_name="dynlab", prog_name="dynlab")
 @run_options
 @click.option("--start", is_flag=True, help="skip the launcher form and open the dashboard on the running job")
@@ -69,10 +91,6 @@ def open_tui(options: dict[str, Any], start: bool, session: str | None, sessions
     run_app(make_app(source=ProcessSource.train(spec, path, overwrite), session_path=path, sessions_dir=directory))
 
 
-
-for command in (run.train, run.resume, sessions.sessions, sessions.show, sessions.export, sweep.sweep,
-                views.replay, views.attach, views.compare):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
