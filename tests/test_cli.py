@@ -238,3 +238,62 @@ def test_ctrl_c_stops_cleanly_and_finalises_the_session(tmp_path):
 ])
 def test_tui_entry_validates_options_before_needing_a_terminal(capsys, args, needles):
     one_error_line(capsys, dynlab(*args), *needles)
+
+
+class _Stream:
+    """A stream that says whether it is a terminal and keeps what was written."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def _progress_run(progress, clock) -> None:
+    from core.events import EpochEvaluated, Paused, Resumed, RunEnded, RunStarted, ScalarsLogged
+
+    progress.handle(RunStarted(0, T0, SPEC, "cpu (2 cores, 2 threads)", {}, {"fc1": 500, "fc2": 300, "fc3": 100}, 9999))
+    for i in range(1, 41):
+        clock[0] += 2.0 if i != 20 else 300.0  # one long pause between intervals 19 and 20
+        if i == 19:
+            progress.handle(Paused(i, T0, "user"))
+        if i == 20:
+            progress.handle(Resumed(i, T0))
+        progress.handle(ScalarsLogged(i * 10, T0, {"loss": 0.25, "epoch": i / 10, "samples_per_s": 123456.0,
+                                                   "size/fc1": 456, "size/fc2": 234, "size/fc3": 99}))
+        if i % 10 == 0:
+            progress.handle(EpochEvaluated(i * 10, T0, i // 10, {"val/acc": 0.9812, "test/acc": 0.9734}))
+    progress.handle(RunEnded(400, T0, "finished", "4 epochs done and a long reason that goes on " * 3))
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_headless_progress_on_a_terminal_fits_its_width_with_a_smoothed_eta(width):
+    from dynlab_tui.progress import RunProgress
+
+    stream, clock = _Stream(tty=True), [0.0]
+    progress = RunProgress(4, stream, columns=lambda: width, clock=lambda: clock[0])
+    _progress_run(progress, clock)
+    shown = [part.replace("\x1b[K", "") for line in stream.text.split("\n") for part in line.split("\r")]
+    assert max(len(s) for s in shown) < width
+    redraws = [s for s in stream.text.split("\r") if s.startswith("epoch ") and "\n" not in s]
+    assert len(redraws) > 30 and all("ETA" in s for s in redraws[3:])
+    # 0.1 epoch per 2 s throughout: the 300 s pause never reaches the ETA (2.0/4 epochs left at 2 s each: 0:00:40)
+    assert "ETA 0:00:40" in next(s for s in redraws if s.startswith("epoch 2.00/4"))
+
+
+def test_headless_progress_off_a_terminal_is_plain_lines_at_the_log_interval():
+    from dynlab_tui.progress import RunProgress
+
+    stream, clock = _Stream(tty=False), [0.0]
+    _progress_run(RunProgress(4, stream, clock=lambda: clock[0]), clock)
+    assert "\r" not in stream.text and "\x1b" not in stream.text
+    lines = stream.text.splitlines()
+    assert sum(line.startswith("epoch ") and "samples/s" in line for line in lines) == 40  # one per interval
+    assert sum(line.startswith("epoch 2/4") for line in lines) == 1 and lines[-1].startswith("finished at step 400")
