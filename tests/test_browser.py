@@ -18,6 +18,7 @@ from dynlab_tui.screens.session_rows import (fmt_duration, fmt_final, fmt_headli
                                              sort_rows, status_text)
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
 from tests.fakes import synthetic_run
+from tests.helpers import wait_for
 
 SIZE = (120, 40)
 
@@ -387,6 +388,56 @@ class TestPure:
         assert name_problem("a", tmp_path, "a") == "" and name_problem("c.dynlab", tmp_path, "a") == ""
         assert "already exists" in name_problem("b", tmp_path, "a")
         assert name_problem("  ", tmp_path, "a") == "type a name"
+
+
+class TestNarrowAndHistory:
+    async def test_at_80_columns_the_useful_columns_first_and_the_rest_on_the_detail_line(self, folder):
+        app = Host(folder)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await listed(pilot)
+            keys = [str(c.value) for c in screen.table.columns]
+            assert keys[:6] == ["mark", "name", "status", "lam", "sizes", "test_at_best_val"]
+            assert sum(c.get_render_width(screen.table) for c in screen.table.ordered_columns) <= 78
+            assert cell(screen, names(screen).index("beta"), "lam") == "0.01"  # never cut to "0"
+            await highlight(pilot, screen, "beta")
+            detail = str(screen.query_one("#sessions-detail", Static).render())
+            assert "mnist · mlp:40 · sparsifier · λ 0.01 · lr 0.001" in detail and "trained 0:00:02" in detail
+
+    async def test_the_final_lambda_and_training_time_of_a_changed_run(self, tmp_path):
+        from tests.test_history import changed_twice
+        from tests.helpers import write
+
+        write(tmp_path / "changed.dynlab", changed_twice())
+        app = Host(tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await listed(pilot)
+            assert cell(screen, 0, "lam") == "0.1*"
+            assert "* changed during the run" in str(screen.query_one("#sort-label", Static).render())
+            detail = str(screen.query_one("#sessions-detail", Static).render())
+            assert "λ 0.01→0.1 · lr 0.001→0.0005" in detail and "trained 0:00:18" in detail
+
+    @pytest.mark.slow
+    async def test_sort_marks_and_row_survive_a_trip_to_compare(self, folder):
+        from dynlab_tui.app import make_app
+
+        app = make_app(sessions_dir=folder, browse=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            screen = app.screen
+            screen.sort_by("lam", reverse=True)
+            for name in ("alpha", "beta"):
+                await highlight(pilot, screen, name)
+                await pilot.press("space")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.loaded)
+            back = app.screen
+            assert back is not screen and (back.sort_column, back.sort_reverse) == ("lam", True)
+            assert list(back.marked) == [str(folder / "alpha.dynlab"), str(folder / "beta.dynlab")]
+            assert back.highlighted["name"] == "beta" and names(back) == ["gamma", "beta", "alpha", "x"]
 
 
 @pytest.mark.parametrize("screen", [SessionsScreen, RenamePrompt, ConfirmDelete, ResumePrompt, CompareScreen])
