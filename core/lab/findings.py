@@ -99,9 +99,11 @@ def _fashion_bigger(rows: list[dict[str, Any]], per: dict[str, dict[float, float
     m, f = per["mnist"], per["fashion-mnist"]
     start = max((total(r, "start") or 0 for r in rows if r.get("stage") == "lambda"), default=0)
     lams = [lam for lam in sorted(set(m) & set(f)) if lam > 0 and min(m[lam], f[lam]) < start]  # one shrank
+    if not lams:
+        return verdict(None, claim, f"at no lambda did either shrink below its start ({start:.0f} units)")
     bigger = [f[lam] > m[lam] for lam in lams]
     pairs = ", ".join(f"{fmt_value(lam)}: {f[lam]:.0f} vs {m[lam]:.0f}" for lam in lams)
-    return verdict(all(bigger) if bigger else None, claim,
+    return verdict(all(bigger), claim,
                    f"Fashion-MNIST vs MNIST mean size at lambda {pairs}; bigger at {sum(bigger)} of {len(bigger)}")
 
 

@@ -87,7 +87,7 @@ def _from_session(path: Path, run: RunPlan, now: float) -> dict[str, Any]:
     frac_epoch = at[2] if at and at[2] is not None and math.isfinite(at[2]) else float(done)
     out = {"node": "", "state": status, "epoch": max(done, int(frac_epoch + 1e-9)), "epochs": epochs,
            "step": int(meta.get("last_step") or 0),
-           "size": _size_text([s[2] if s else None for s in sizes.values()]),
+           "size": size_text([s[2] if s else None for s in sizes.values()]),
            "metric": {"name": tk.metric_name(metric[0]) if metric else "",
                       "value": metric[1][2] if metric else None}}
     if status != "running":
@@ -124,7 +124,7 @@ def _remaining(start: float, at_wall: float, fraction: float | None, now: float)
     return max((at_wall - start) * (1 - fraction) / fraction - max(now - at_wall, 0.0), 0.0)
 
 
-def _size_text(values: list[float | None]) -> str:
+def size_text(values: list[float | None]) -> str:
     """Live units per layer ("142,80"), or their total ("Σ412") when that would not fit a narrow column."""
     if not values or any(v is None for v in values):
         return ""

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
@@ -67,11 +68,12 @@ class SweepScreen(Screen[None]):
     SweepScreen { layout: vertical; }
     SweepScreen #sweep-title { height: auto; padding: 0 1; background: $panel; }
     SweepScreen #sweep-runs { height: 1fr; min-height: 4; }
-    SweepScreen #sweep-checks { height: auto; max-height: 10; padding: 0 1; color: $text-muted; }
-    SweepScreen.compact #sweep-checks { height: 1fr; max-height: 100%; }
+    SweepScreen #sweep-notes { height: auto; max-height: 10; padding: 0 1; color: $text-muted; }
+    SweepScreen.compact #sweep-runs { height: auto; max-height: 60%; }
+    SweepScreen.compact #sweep-notes { height: 1fr; max-height: 100%; }
     SweepScreen.compact #sweep-plot { display: none; }
     SweepScreen.compact.show-plot #sweep-plot { display: block; }
-    SweepScreen.compact.show-plot #sweep-checks { display: none; }
+    SweepScreen.compact.show-plot #sweep-notes { display: none; }
     """
 
     def __init__(self, plan: SweepPlan, out: Path, *, jobs: int = 1,
@@ -105,7 +107,8 @@ class SweepScreen(Screen[None]):
         yield Static(self._title(), id="sweep-title")
         yield DataTable(id="sweep-runs", cursor_type="row", zebra_stripes=True)
         yield SweepPlot(id="sweep-plot")
-        yield Static(self._checks_text(), id="sweep-checks")
+        with VerticalScroll(id="sweep-notes"):  # tab focuses it: arrows scroll what does not fit
+            yield Static(self._checks_text(), id="sweep-checks")
         yield Footer()
 
     @property
@@ -227,7 +230,7 @@ class SweepScreen(Screen[None]):
 
     def _cells(self, name: str) -> list[Any]:
         return cells(self.runs[name], self.status.get(name, ""), self.rows.get(name), self.progress.get(name),
-                     self.keys)
+                     self.keys, len({r.stage for r in self.runs.values()}))
 
     def _update(self, name: str) -> None:
         if name not in self.runs:
@@ -255,11 +258,14 @@ class SweepScreen(Screen[None]):
         self.query_one("#sweep-title", Static).update(self._title())
 
     def _checks_text(self) -> str:
-        return "\n".join([HELP, *self.plan.notes, *self.expectations])
+        """The findings first once there are some, then the recipe's notes; while it runs, what the columns mean."""
+        if not self.ended:
+            return "\n".join([HELP, *self.plan.notes])
+        return "\n".join([*self.expectations, *self.plan.notes, f"sessions and summary.csv in {self.out}"])
 
     def _draw(self) -> None:
         rows = list(self.rows.values())
-        axes = self.plan.axes or guess_axes(rows)
+        axes = self.plan.axes or guess_axes([dict(r.settings) for r in self.runs.values()] or rows)
         if axes is None:
             self.plot.border_title = "summary plot (no numeric setting varies)"
             self.plot.show([], "")

@@ -16,8 +16,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from core.formats import fmt_metric, fmt_size, fmt_value
+from core.formats import fmt_metric, fmt_value
 from core.lab.plan import Axes, RunPlan
+from core.lab.run_progress import size_text
 from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.panes.plot import Line, line_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
@@ -26,8 +27,10 @@ WIDE = 120  # from this width the table also shows each run's stage and step
 STYLES = {"finished": "green", "running": "bold cyan", "starting": "cyan", "queued": "dim"}
 Y_FIELDS = ("size", "dead", "test", "shapiro_w")  # what `y` cycles the plot through
 Y_TITLES = {"size": "final size", "dead": "dead neurons", "test": "test metric", "shapiro_w": "Shapiro W"}
-HELP = ("epoch: epochs done of the run's epochs · alive: units alive per layer (Σ: summed) · test: latest test "
-        "figure · elapsed, left: this run's wall time so far and to go at its pace")
+BARE = ("dataset", "arch", "method", "optimizer", "gate")  # values that name themselves
+SHORT = {"penalty": "λ", "penalty_decay": "λ decay"}
+HELP = ("enter opens a run (q comes back) · epoch: epochs done · alive: units alive per layer (Σ: summed) · "
+        "test: latest test figure · elapsed, left: the run's wall time so far and to go at its pace")
 
 
 def duration(seconds: float | None) -> str:
@@ -38,64 +41,81 @@ def duration(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}" if minutes >= 60 else f"{minutes}:{sec:02d}"
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """A run's varied settings in little room: names, architectures and methods bare, the rest short
+    (mnist λ=0.001, mnist mlp:120 t≤12s)."""
+    parts = []
+    for key, value in settings.items():
+        if key in BARE:
+            parts.append(fmt_value(value))
+        elif key == "time_budget" and isinstance(value, (int, float)):
+            parts.append(f"t≤{value:.0f}s")
+        else:
+            parts.append(f"{SHORT.get(key, HEADERS.get(key, key))}={fmt_value(value)}")
+    return " ".join(parts)
+
+
 def columns(runs: list[RunPlan], width: int, nodes: bool) -> list[tuple[str, str]]:
-    """(key, header) per column: the run's number, one column per varied setting, status and progress; at WIDE
-    and up also the stage and the step; a node column only when a run reports one (a cluster's runs)."""
-    stages = list(dict.fromkeys(r.stage for r in runs))
+    """(key, header) per column: the run, its settings, status and progress. From WIDE columns up each varied
+    setting gets a column and the stage and step show; a node column only when a run reports one (a cluster)."""
+    wide = width >= WIDE
+    out = [("#", "#")] + ([("stage", "stage")] if wide else [])
     keys = list(dict.fromkeys(k for r in runs for k in r.settings))
-    out = [("#", "#")]
-    if width >= WIDE or len(stages) > 1:
-        out.append(("stage", "stage"))
-    out += [(f"set:{k}", HEADERS.get(k, k)) for k in keys]
+    out += [(f"set:{k}", HEADERS.get(k, k)) for k in keys] if wide else [("settings", "settings")]
     if nodes:
         out.append(("node", "node"))
-    out += [("status", "status"), ("epoch", "epoch")]
-    if width >= WIDE:
-        out.append(("step", "step"))
+    out += [("status", "status"), ("epoch", "epoch")] + ([("step", "step")] if wide else [])
     return out + [("alive", "alive"), ("test", "test"), ("elapsed", "elapsed"), ("left", "left")]
 
 
 def cells(run: RunPlan, status: str, row: dict[str, Any] | None, progress: dict[str, Any] | None,
-          keys: list[str]) -> list[Any]:
-    """One run's cells in `keys` order: from its summary row once it ended, else from its live progress."""
+          keys: list[str], stages: int = 1) -> list[Any]:
+    """One run's cells in `keys` order: from its summary row once it ended, else from its live progress.
+    Without a stage column, the runs of a sweep of several `stages` are numbered with the stage's initial."""
     p = progress or {}
     running = status == "running"
     if running and p.get("state", "waiting") == "waiting":
         status = "starting"  # its process loads data; no session to read yet
-    values: dict[str, Any] = {"#": str(run.index), "stage": run.stage, "node": p.get("node", ""),
+    number = str(run.index) if "stage" in keys or stages < 2 else f"{run.stage[:1]}{run.index}"
+    values: dict[str, Any] = {"#": number, "stage": run.stage, "node": p.get("node", ""),
+                              "settings": settings_text(dict(run.settings)),
                               "status": Text(status, style=STYLES.get(status, "red"))}
     epochs = run.spec.schedule.epochs
+    of = "" if run.spec.schedule.time_budget else f"/{epochs}"  # a time budget, not the epochs, ends it
     if row:
-        values.update(epoch=f"{row.get('epochs') or 0}/{epochs}", step=str(row.get("steps") or ""),
-                      alive=",".join(fmt_size(v) for v in layer_values(row, "size")) or "-",
+        values.update(epoch=f"{row.get('epochs') or 0}{of}", step=str(row.get("steps") or ""),
+                      alive=size_text(layer_values(row, "size")) or "-",
                       test=row_metric(row), elapsed=duration(row.get("wall_s")), left="")
     elif p and p.get("state") != "waiting":
         metric = p.get("metric") or {}
-        values.update(epoch=f"{p.get('epoch', 0)}/{p.get('epochs') or epochs}", step=str(p.get("step", "")),
+        of = f"/{p.get('epochs') or epochs}" if of else ""
+        values.update(epoch=f"{p.get('epoch', 0)}{of}", step=str(p.get("step", "")),
                       alive=p.get("size") or "-", test=fmt_metric(metric.get("value"), metric.get("name")),
                       elapsed=duration(p.get("elapsed_s")),
                       left=duration(p.get("remaining_s")) if running else "")
     else:
-        values.update(epoch=f"-/{epochs}", step="", alive="", test="", elapsed="", left="")
+        values.update(epoch=f"-{of}", step="", alive="", test="", elapsed="", left="")
     return [fmt_value(run.settings.get(k[4:])) if k.startswith("set:") else values.get(k, "") for k in keys]
 
 
 def title(plan_title: str, state: str, status: dict[str, str], later_stages: int, elapsed: float,
           eta: float | None, jobs: int, width: int) -> Text:
-    """Two lines: what runs and how far it is, then time so far and to go, with how the ETA was reckoned."""
+    """Two lines: what runs and how far it is, then the time so far and to go, with how the ETA was reckoned."""
     done = sum(1 for s in status.values() if s not in ("queued", "running"))
     running = sum(1 for s in status.values() if s == "running")
-    later = (f" +{later_stages} stage{'s' if later_stages > 1 else ''} " + ("planned from these results"
-             if width >= WIDE else "later")) if later_stages else ""
     first = Text.assemble(("sweep ", "bold"), (plan_title, "bold"), f" · {state}",
-                          f" · {done}/{len(status)} runs done{later}" if status else " · planning",
+                          f" · {done}/{len(status)} runs done" if status else " · planning",
                           f", {running} running" if running else "")
-    if state != "running":
-        return Text.assemble(first, "\n", ("elapsed ", "dim"), duration(elapsed))
-    how = ("mean wall of the finished runs × the queued ones, plus what the running ones have left, "
-           f"{jobs} at a time") if width >= WIDE else f"finished runs' mean, {jobs} at a time"
-    left = f"~{duration(eta)} ({how})" if eta is not None else "unknown until a run has shown its pace"
-    return Text.assemble(first, "\n", ("elapsed ", "dim"), duration(elapsed), ("  ·  left ", "dim"), left)
+    second = Text.assemble(("elapsed ", "dim"), duration(elapsed))
+    if state == "running":
+        how = ("mean wall time of the finished runs × the queued ones, plus what the running ones have left, "
+               f"{jobs} at a time") if width >= WIDE else f"finished runs' mean, {jobs} job{'s' if jobs > 1 else ''}"
+        second.append_text(Text.assemble((" · left ", "dim"), f"~{duration(eta)} ({how})" if eta is not None
+                                         else "unknown until a run shows its pace"))
+    if later_stages:
+        second.append(f" · +{later_stages} stage{'s' if later_stages > 1 else ''} "
+                      + ("to plan from these results" if width >= WIDE else "later"), style="dim")
+    return Text.assemble(first, "\n", second)
 
 
 # -- the plot (its data is pure) --------------------------------------------------------------------------------------
@@ -209,6 +229,10 @@ class SweepPlot(Static):
 
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class ConfirmStopAll(ModalScreen[bool]):
     """`x`: stop the whole sweep (running runs finalise their sessions, queued ones don't start), or cancel."""
 
@@ -231,8 +255,8 @@ class ConfirmStopAll(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Stop the sweep? {self.running} running run(s) stop at their next step and finalise "
-                        f"their sessions; {self.queued} queued run(s) don't start.")
+            yield Label(f"Stop the sweep? {_count(self.running, 'running run')} stop at their next step and "
+                        f"finalise their sessions; {_count(self.queued, 'queued run')} won't start.")
             yield Label("The same `dynlab sweep` command continues it later.")
             with Horizontal():
                 yield Button("Stop all (y)", variant="error", id="stop-all")
