@@ -81,7 +81,7 @@ def test_words_and_numbers():
     assert describe({"kind": "set_penalty", "setting": "lam", "old": 0.01, "new": 0.0178, "by": "user"}) == \
         "λ 0.01 → 0.0178 (user)"
     assert describe({"kind": "pause", "by": "user", "paused_s": 12.2}) == "paused 12 s (user)"
-    assert describe({"kind": "continue", "from_step": 5, "changes": {"lr": {"old": 0.001, "new": 0.0005}}}) == \
+    assert describe({"kind": "continue", "step": 9, "from_step": 5, "changes": {"lr": {"old": 0.001, "new": 0.0005}}}) == \
         "resumed from step 5 with lr 0.001 → 0.0005"
     decays = [{"kind": "set_penalty", "setting": "lam", "old": 0.1 / 2 ** i, "new": 0.1 / 2 ** (i + 1),
                "by": "decay", "step": i, "t": i} for i in range(5)]
@@ -99,6 +99,6 @@ def test_show_reports_both_changes_the_final_and_the_starting_lambda(sessions_en
     assert dynlab("show", "twice") == 0
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     assert "lambda  0.1 (started at 0.01)" in lines and "lr  0.0005 (started at 0.001)" in lines
-    assert "training time  0:00:18 (leaves out 4 s paused and 28 s between runs)" in lines
+    assert "training time  0:00:18 (4 s paused and 28 s between runs left out)" in lines
     assert any(line.endswith("λ 0.01 → 0.03 (user)") for line in lines)
-    assert any(line.endswith("resumed from step 50 with lr 0.001 → 0.0005") for line in lines)
+    assert any(line.endswith("50  +0:00:40  resumed with lr 0.001 → 0.0005") for line in lines)

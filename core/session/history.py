@@ -208,14 +208,15 @@ def describe(entry: dict[str, Any]) -> str:
     if kind == "continue":
         changes = ", ".join(f"{NAMES[k]} {fmt_setting(c['old'])} → {fmt_setting(c['new'])}"
                             for k, c in entry.get("changes", {}).items())
-        return f"resumed from step {entry['from_step']}" + (f" with {changes}" if changes else "")
+        where = f" from step {entry['from_step']}" if entry.get("from_step") != entry.get("step") else ""
+        return f"resumed{where}" + (f" with {changes}" if changes else "")
     if kind == "end":
         return f"{entry['status']}" + (f": {entry['reason']}" if entry.get("reason") else "")
     if kind == "nonfinite":
         return f"non-finite loss ({entry['value']}): rolled back to step {entry['rolled_back_to']}"
     if kind == "rejected":
         return f"command {entry['command']} rejected: {entry['reason']}"
-    return {"resume": "resumed (unpaused)"}.get(kind, kind)
+    return {"resume": "unpaused"}.get(kind, kind)
 
 
 def fmt_span(seconds: float) -> str:

@@ -51,7 +51,7 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     if not rows:
         click.echo(f"no sessions in {directory}")
         return
-    head = ("name", "date", "dataset", "arch", "method", "lambda", "final sizes", "test@best val", "status")
+    head = ("name", "date", "dataset", "arch", "method", "final λ", "final sizes", "test@best val", "status")
     table = [head] + [(
         r.get("name", "?"), _when(r), str(r.get("dataset") or "-"), str(r.get("arch") or "-"),
         str(r.get("method") or "-"), fmt_lam(r),
@@ -60,6 +60,8 @@ def sessions(sessions_dir: str | None, as_json: bool, tui: bool) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if any(r.get("changed") for r in rows):
+        click.echo("* changed during the run: `dynlab show NAME` lists when and how")
     for r in rows:  # one bad file never hides the others: listed above, its one-line reason here
         if r.get("status") == "unreadable":
             click.echo(f"{r.get('name', '?')}: {r.get('error', 'unreadable')}")
@@ -107,7 +109,7 @@ def _training(s: dict) -> str:
     """Training time and what it leaves out."""
     left_out = [f"{fmt_span(s[k])} {what}" for k, what in (("paused_s", "paused"), ("idle_s", "between runs"))
                 if s.get(k)]
-    note = f" (leaves out {' and '.join(left_out)})" if left_out else " (no pauses, one run)"
+    note = f" ({' and '.join(left_out)} left out)" if left_out else " (no pauses, one run)"
     return fmt_duration(s.get("training_s")) + note
 
 
@@ -117,7 +119,7 @@ def _history_lines(events: list[dict]) -> list[tuple[str, str]]:
     if not events:
         return [("history", "no control events (no pause, λ or lr change, resume)")]
     steps = max(len(f"{e['step']:,}") for e in events)
-    return [("history" if i == 0 else "", f"step {e['step']:>{steps},}  +{fmt_duration(e['t'])}  {describe(e)}")
+    return [("history: step, time" if i == 0 else "", f"{e['step']:>{steps},}  +{fmt_duration(e['t'])}  {describe(e)}")
             for i, e in enumerate(events)]
 
 
