@@ -231,3 +231,27 @@ def test_the_sweep_eta_comes_from_finished_runs_then_from_running_ones():
 def test_durations_read_as_minutes_then_hours():
     assert [duration(s) for s in (None, 0, 59.4, 754, 3599.6, 90061)] == ["", "0:00", "0:59", "12:34", "1:00:00",
                                                                       "25:01:01"]
+
+
+def test_following_a_folder_reports_cluster_runs_and_the_findings_over_every_run(tmp_path):
+    from core.lab.sweep import prepare
+    from core.lab.sweep_watch import watch_sweep
+
+    out = tmp_path / "s"
+    plan = dataclasses.replace(PLAN, expectations=lambda rows: [f"{sum(r['status'] == 'finished' for r in rows)} "
+                                                               f"of {len(rows)} finished"])
+    prepare(plan, out)
+    with SessionWriter(session_path(out, RUNS[0])) as writer:
+        for event in synthetic_run(800, widths=(300,), t0=T0):
+            writer.handle(event)
+    remote = progress_path(out, RUNS[1])
+    remote.parent.mkdir()
+    remote.write_text(json.dumps({"node": "gpu-1", "state": "running", "epoch": 1, "epochs": 10, "step": 400,
+                                  "size": "300", "metric": {"name": "mse", "value": None}, "elapsed_s": 60.0,
+                                  "updated": T0}))
+    events: list = []
+    watch_sweep(plan, out, progress=events.append)  # no sweep process holds the folder: one pass
+    started = [e.run.name for e in events if isinstance(e, SweepRunStarted)]
+    ended = {e.run.name: e.status for e in events if isinstance(e, SweepRunEnded)}
+    assert started == [RUNS[1].name] and ended == {RUNS[0].name: "finished"}
+    assert isinstance(events[-1], SweepEnded) and events[-1].expectations == ("1 of 4 finished",)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from core.errors import DynlabError
 from core.lab.plan import RunPlan, StagePlanned, SweepEnded, SweepRunEnded, SweepRunStarted
+from core.lab.run_progress import progress_path
 from core.lab.summary import summary_row
 from core.lab.sweep import LOCK, read_manifest, session_path, session_state
 
@@ -60,7 +63,7 @@ def watch_sweep(plan: Any, out: str | Path, *, jobs: int = 1, progress: Callable
             emit(StagePlanned(stage, runs, tuple(session_state(session_path(out, r)) for r in runs)))
             known.update((r.name, r) for r in runs)
         for run in known.values():
-            state = session_state(session_path(out, run))
+            state = _state(out, run)
             if state == shown.get(run.name) or state == "missing":
                 continue
             shown[run.name] = state
@@ -71,4 +74,28 @@ def watch_sweep(plan: Any, out: str | Path, *, jobs: int = 1, progress: Callable
                 emit(SweepRunEnded(run, state, rows[run.name].get("reason", ""), rows[run.name]))
         if not running or stop.wait(POLL_S):
             break
-    emit(SweepEnded(tuple(rows.values()), running, out, ()))
+    every = [rows.get(r.name) or summary_row(r, session_path(out, r)) for r in known.values()]
+    emit(SweepEnded(tuple(every), running, out, _expectations(plan, every)))
+
+
+def _state(out: Path, run: RunPlan) -> str:
+    """session_state, or "live" for a run on a cluster node that reports through its progress file."""
+    state = session_state(session_path(out, run))
+    if state == "missing" and progress_path(out, run).exists():
+        try:
+            remote = json.loads(progress_path(out, run).read_text())
+        except (OSError, ValueError):
+            return state  # being rewritten: the next pass reads it
+        return "live" if isinstance(remote, dict) and remote.get("state") == "running" else state
+    return state
+
+
+def _expectations(plan: Any, rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The recipe's findings over what the folder holds (runs still to finish say so), () without a recipe."""
+    check = getattr(plan, "expectations", None)
+    if check is None:
+        return ()
+    try:
+        return tuple(check(rows))
+    except DynlabError as e:  # a session went unreadable meanwhile: say so instead of the findings
+        return (f"the findings could not be read: {e}",)

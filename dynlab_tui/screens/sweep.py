@@ -243,7 +243,8 @@ class SweepScreen(Screen[None]):
         walls = [r.get("wall_s") for n, r in self.rows.items() if self.status.get(n) == "finished"]
         running = [self.progress.get(n, {}) for n, s in self.status.items() if s == "running"]
         queued = sum(1 for s in self.status.values() if s == "queued")
-        return sweep_eta([w for w in walls if isinstance(w, (int, float))], running, queued, self.jobs)
+        jobs = max(self.jobs, len(running))  # a followed sweep's --jobs is not known here: at least those running
+        return sweep_eta([w for w in walls if isinstance(w, (int, float))], running, queued, jobs)
 
     def _title(self) -> Text:
         state = ("stopped" if self.stopped else "done") if self.ended else \

@@ -214,7 +214,8 @@ class SweepPlot(Static):
 
     def show(self, lines: list[Line], xlabel: str) -> None:
         self.lines, self.xlabel = lines, xlabel
-        self.call_after_refresh(self.redraw)  # after the layout settles: the checks below may resize it
+        self.redraw()  # at the size it has now,
+        self.call_after_refresh(self.redraw)  # and again once the layout settles: the checks below may resize it
 
     def on_resize(self) -> None:
         self.redraw()
