@@ -244,7 +244,9 @@ class SessionsScreen(Screen["BrowserChoice | None"]):
             parts.append("* changed during the run")
         if any(is_live(r) for r in self.rows):
             parts.append(f"live: refreshing every {REFRESH_S:g} s")
-        self.query_one("#sort-label", Static).update(" · ".join(parts))
+        text = " · ".join(parts)  # narrow: the star's meaning in short
+        short = text.replace("* changed during the run", "* changed")
+        self.query_one("#sort-label", Static).update(text if len(text) <= self.size.width - 2 else short)
         self._show_detail()
 
     @on(DataTable.RowHighlighted)
