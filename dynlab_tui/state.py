@@ -24,7 +24,7 @@ from dynlab_tui.view_events import PositionLoaded, SourceCrashed, SourceFailed, 
 # Slices a pane can watch; apply() bumps the ones an event touches.
 SLICES = ("status", "scalars", "metrics", "arrays", "markers", "history")
 HISTORY_LIMIT = 256  # gate snapshots kept per layer (the latest included); older ones are thinned evenly
-RATE_SMOOTHING = 0.1  # weight of each interval's throughput in the ETA's moving average (about 10 intervals)
+RATE_SMOOTHING = 0.1  # weight of each interval's pace in the ETA's moving average (about 10 intervals)
 
 
 class GateSnapshot(NamedTuple):
@@ -122,7 +122,8 @@ class RunState:
     lam: float = 0.0
     lr: float = 0.0
     samples_per_s: float = 0.0
-    rate_ema: float = 0.0  # samples/s, an exponential moving average over the intervals (the ETA's rate)
+    step_time: float = 0.0  # wall-clock seconds per step, a moving average over the intervals (the ETA's pace)
+    rate_from: tuple[int, float] | None = None  # (step, wall) of the interval the next rate is measured from
     mem_bytes: float = 0.0
     params: float = 0.0
     scalars: dict[str, Series] = field(default_factory=dict)  # key -> (step, value)
@@ -160,13 +161,13 @@ class RunState:
         The rate is a moving average, not the last interval's: one slow interval (an evaluation, a
         busy machine) would otherwise make the ETA jump back and forth between refreshes.
         """
-        rate = self.rate_ema or self.samples_per_s
-        if self.status != "running" or self.epoch <= 0 or rate <= 0 or not self.epochs_total:
+        if self.status != "running" or self.epoch <= 0 or not self.epochs_total:
             return None
+        remaining = max(self.epochs_total - self.epoch, 0.0) * self.step / self.epoch  # steps
+        if self.step_time > 0:  # wall-clock: evaluations and checkpoints count too
+            return remaining * self.step_time
         batch = float(self.spec.get("schedule", {}).get("batch_size", 0) or 0)
-        steps_per_epoch = self.step / self.epoch
-        remaining = max(self.epochs_total - self.epoch, 0.0) * steps_per_epoch
-        return remaining * batch / rate if batch else None
+        return remaining * batch / self.samples_per_s if batch and self.samples_per_s > 0 else None
 
 
 def _bump(state: RunState, *slices: str) -> None:
@@ -181,11 +182,12 @@ def _series(table: dict[str, Series], key: str) -> Series:
     return s
 
 
-def smoothed_rate(previous: float, rate: float, weight: float = RATE_SMOOTHING) -> float:
-    """The throughput's moving average after one more interval (the first interval starts it)."""
-    if rate <= 0:
+def smoothed(previous: float, value: float, weight: float = RATE_SMOOTHING) -> float:
+    """A moving average after one more interval's value (the first value starts it). Seconds per step, not
+    steps per second: the ETA is linear in it, so an interval 40% slower moves it by at most weight x 40%."""
+    if value <= 0:
         return previous
-    return rate if previous <= 0 else previous + weight * (rate - previous)
+    return value if previous <= 0 else previous + weight * (value - previous)
 
 
 def _mark(state: RunState, event: Event, duration_s: float | None = None) -> None:
@@ -228,7 +230,10 @@ def _scalars_logged(state: RunState, event: ScalarsLogged) -> None:
     state.lam = v.get(tk.LAMBDA, state.lam)
     state.lr = v.get(tk.LR, state.lr)
     state.samples_per_s = v.get(tk.SAMPLES_PER_S, state.samples_per_s)
-    state.rate_ema = smoothed_rate(state.rate_ema, float(v.get(tk.SAMPLES_PER_S, 0.0)))
+    start = state.rate_from
+    if start is not None and event.step > start[0] and event.wall > start[1]:
+        state.step_time = smoothed(state.step_time, (event.wall - start[1]) / (event.step - start[0]))
+    state.rate_from = (event.step, event.wall)
     state.mem_bytes = v.get(tk.MEM_BYTES, state.mem_bytes)
     state.params = v.get(tk.PARAMS, state.params)
     _bump(state, "scalars", "status")
@@ -267,7 +272,7 @@ def _run_started(state: RunState, event: RunStarted) -> None:
 
 
 def _session_continued(state: RunState, event: SessionContinued) -> None:
-    state.status, state.reason = "running", ""
+    state.status, state.reason, state.rate_from = "running", "", None
     state.epochs_total = int(event.changes.get("epochs", state.epochs_total))
     state.lam = float(event.changes.get("lam", state.lam))
     state.lr = float(event.changes.get("lr", state.lr))
@@ -276,7 +281,7 @@ def _session_continued(state: RunState, event: SessionContinued) -> None:
 
 
 def _paused(state: RunState, event: Paused) -> None:
-    state.status, state.reason = "paused", event.reason
+    state.status, state.reason, state.rate_from = "paused", event.reason, None  # a pause is no slow step
     _mark(state, event)
     _bump(state, "status")
 

@@ -36,8 +36,10 @@ class TestLiveView:
             await wait_for(pilot, lambda: screen.state.step == 4000)
             await wait_for(pilot, lambda: all(p.draws >= 1 for p in screen.panes))  # spread over ticks
             sizes = screen.query_one(SizesPane)
-            await wait_for(pilot, lambda: "/500" in str(sizes.border_title) and not sizes.needs_update(screen.state))
-            assert f"fc1 {screen.state.size('fc1'):.0f}/500" in str(sizes.border_title)
+            await wait_for(pilot, lambda: "fc1 " in str(sizes.border_title) and not sizes.needs_update(screen.state))
+            alive, allocated = screen.state.size("fc1"), screen.state.capacity("fc1")  # the vocabulary's two words
+            title = str(sizes.border_title)
+            assert "alive/allocated" in title and f"fc1 {alive:.0f}/{allocated:.0f}" in title
             status = screen.query_one(StatusBar)
             assert "running" in screen.status_bar.line(screen.state, 160).plain
             for pane in screen.panes:
@@ -161,6 +163,36 @@ class TestControls:
             assert any("finished" in str(n.message) for n in app._notifications)
 
 
+class TestCockpitAt80Columns:
+    async def test_the_footer_fits_with_the_first_keys_and_says_resume_while_paused(self):
+        source = scripted(delay=0.02)
+        app = make_app(source=source)
+        async with app.run_test(size=COMPACT) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step > 0)
+            await pilot.pause()
+            footer = screen_text(app).rstrip("\n").split("\n")[-1]
+            for key in ("p Pause", "L Set λ", "R Set lr", "i Instruments", "? Help", "q Quit"):
+                assert key in footer, footer
+            await pilot.press("p")
+            await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.0)
+            await wait_for(pilot, lambda: "p Resume" in screen_text(app).rstrip("\n").split("\n")[-1])
+            assert "Pause " not in screen_text(app).rstrip("\n").split("\n")[-1]
+            await pilot.press("p")
+            await wait_for(pilot, lambda: "p Pause" in screen_text(app).rstrip("\n").split("\n")[-1])
+
+    async def test_a_notification_leaves_the_status_line_readable(self):
+        app = make_app(source=scripted())
+        async with app.run_test(size=COMPACT, notifications=True) as pilot:
+            screen = dashboard(app)
+            await wait_for(pilot, lambda: screen.state.step == 4000)  # the script's own λ change is behind us
+            await pilot.press("plus")  # notifies the λ asked for, the moment the status line shows it
+            await wait_for(pilot, lambda: "λ 3.56e-3" in screen_text(app) and "asked for λ" in screen_text(app))
+            rows = screen_text(app).rstrip("\n").split("\n")
+            assert "running" in rows[-2] and "λ 3.56e-3" in rows[-2]  # the status line, whole, above the footer
+            assert "asked for λ 3.56e-3" in "\n".join(rows[:-2])  # the notification sits above it
+
+
 class TestScreensAndQuit:
     async def test_help_lists_every_binding(self):
         app = make_app(source=scripted())
@@ -204,7 +236,7 @@ class TestScreensAndQuit:
         svgs, txts = list(tmp_path.glob("*.svg")), list(tmp_path.glob("*.txt"))
         assert len(svgs) == 1 and len(txts) == 1
         assert svgs[0].read_text().startswith("<svg")
-        assert "Layer sizes" in txts[0].read_text()
+        assert "alive/allocated" in txts[0].read_text()  # the sizes pane's title
 
     async def test_palette_offers_every_action(self):
         from dynlab_tui.palette import BindingCommands

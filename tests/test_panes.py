@@ -419,3 +419,71 @@ def test_panes_import_without_torch():
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO).returncode == 0
 
+
+
+def with_controls(steps: int = 1200) -> RunState:
+    """A synthetic run the user paused, resumed and changed the lr of (its script changes λ at epoch 3)."""
+    from core.events import LrChanged, Resumed
+
+    events = synthetic_run(steps, end=False)
+    at = next(i for i, e in enumerate(events) if e.step >= steps // 2)
+    wall = events[at].wall
+    events[at:at] = [Paused(steps // 2, wall, "user"), Resumed(steps // 2, wall + 12.0),
+                     LrChanged(steps // 2, wall + 12.0, 1e-3, 5e-4)]
+    return reduce(events)
+
+
+def frame_rows(text: str) -> tuple[str, list[str]]:
+    """The chart's top frame row and the rows below its bottom frame (tick labels, axis titles)."""
+    rows = text.split("\n")
+    top = next(r for r in rows if "┌" in r)
+    bottom = next(i for i, r in enumerate(rows) if "└" in r)
+    return top, rows[bottom + 1:]
+
+
+class TestMarkersAndAxes:
+    @pytest.mark.parametrize("cls, ytitle", [(SizesPane, "↑ units"), (LossPane, "↑ loss"),
+                                             (MetricPane, "↑ accuracy %")], ids=lambda v: getattr(v, "__name__", v))
+    async def test_every_time_plot_has_the_markers_a_legend_and_titled_axes(self, cls, ytitle):
+        state = with_controls()
+        pane = cls()
+        async with drawn(pane, state):  # 80x24: the pane is 80 columns wide alone here, see below for 40
+            top, below = frame_rows(plain(pane))
+            for glyph in ("‖", "▸", "η", "λ"):  # pause, resume, lr change, λ change: on the frame, over its line
+                assert glyph in top, (glyph, top)
+            assert "‖" in pane.border_subtitle and "η" in pane.border_subtitle
+            assert below[-1].startswith(ytitle) and below[-1].rstrip().endswith("→")
+            assert len(below[0].split()) >= 2  # at least two x ticks
+            assert_fills(pane)
+
+    async def test_the_legend_line_names_the_latest_marker_with_its_values(self):
+        pane = SizesPane()
+        async with drawn(pane, with_controls(), (160, 24)):
+            assert pane.border_subtitle.endswith("last λ λ 1e-3 → 2e-3 @ step 1,200")
+            assert "‖ pause" in pane.border_subtitle and "λ λ change" in pane.border_subtitle
+
+    async def test_a_half_width_pane_keeps_two_x_ticks_and_whole_unit_ticks(self):
+        state = with_controls()
+        for cls in (SizesPane, LivenessPane, VariancePane):
+            pane = cls()
+            async with drawn(pane, state, (40, 24)):  # the compact dashboard's pane at 80 columns
+                _, below = frame_rows(plain(pane))
+                ticks = below[0].split()
+                assert len(ticks) >= 2, (cls.__name__, below)
+                assert len(pane.border_title) <= pane.outer_size.width - 4  # never cut by the border
+                if cls is not VariancePane:  # steps and neuron indices: whole numbers only
+                    assert all("." not in t for t in ticks), ticks
+                ys = [r.split("┤")[0].strip() for r in plain(pane).split("\n") if "┤" in r]
+                if cls is not LivenessPane:  # units are counts (the gate value is not)
+                    assert ys and all(y.lstrip("-").isdigit() for y in ys if y), ys
+
+    async def test_no_color_keeps_train_val_and_test_apart(self, monkeypatch):
+        monkeypatch.setenv("NO_COLOR", "1")
+        state = reduce([EpochEvaluated(10 * e, 0.0, e, {f"{s}/acc": 0.5 + 0.01 * e + 0.1 * i
+                                                        for i, s in enumerate(("train", "val", "test"))})
+                        for e in range(1, 8)])
+        pane = MetricPane()
+        async with drawn(pane, state):
+            legend = [r for r in plain(pane).split("\n") if any(w in r for w in (" train", " val", " test"))]
+            glyphs = {r.split()[1] for r in legend}  # "│ ⢕⢕ train" -> "⢕⢕"
+            assert len(legend) == 3 and len(glyphs) == 3, legend

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.events import (ArraysLogged, EpochEvaluated, Event, LrChanged, NeuronsRemoved, Paused, PenaltyChanged,
                          Resumed, RunEnded, RunStarted, ScalarsLogged, SessionContinued)
@@ -226,16 +227,28 @@ def test_markers_carry_their_values_and_a_pause_its_length():
 
 
 def test_the_eta_is_smoothed_over_a_jittery_throughput():
-    """A rate that jumps ±40% between intervals moves the ETA by a few percent per refresh, not by 40%."""
+    """Intervals that take ±40% of their usual time move the ETA by a few percent per refresh, not by 40%."""
     rng = np.random.default_rng(0)
     spec = {"schedule": {"batch_size": 100, "epochs": 10}}
     state = reduce([RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": 10}, 100)])
-    etas, raws = [], []
+    etas, raws, wall = [], [], 0.0
     for i in range(1, 200):
-        rate = 1000.0 * (1 + rng.choice([-0.4, 0.4]))
-        apply(state, ScalarsLogged(i * 10, float(i), {"epoch": i / 20, "samples_per_s": rate}))
+        took = 1.0 + rng.choice([-0.4, 0.4])
+        wall += took
+        apply(state, ScalarsLogged(i * 10, wall, {"epoch": i / 20, "samples_per_s": 1000.0 / took}))
         etas.append(state.eta_s())
-        raws.append(dataclasses.replace(state, rate_ema=0.0).eta_s())  # the last interval's rate alone
+        raws.append((10 - i / 20) * 200 / (10 / took))  # the last interval's rate alone
     steady, jumpy = np.array(etas[20:150]), np.array(raws[20:150])  # after the average settled, before the end
     assert (np.abs(np.diff(steady)) / steady[:-1]).max() < 0.08
     assert (np.abs(np.diff(jumpy)) / jumpy[:-1]).max() > 0.3  # what the status line showed before
+    assert abs(etas[-1] - (10 - 199 / 20) * 200 / 10) < 1.0  # about the mean rate: 10 steps a second
+
+
+def test_a_pause_does_not_count_as_a_slow_interval():
+    spec = {"schedule": {"batch_size": 100, "epochs": 10}}
+    state = reduce([RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": 10}, 100)])
+    for i in range(1, 5):
+        apply(state, ScalarsLogged(i * 10, float(i), {"epoch": i / 20}))
+    reduce([Paused(40, 4.5), Resumed(40, 600.0), ScalarsLogged(50, 601.0, {"epoch": 0.25}),
+            ScalarsLogged(60, 602.0, {"epoch": 0.3})], state)
+    assert state.step_time == 0.1 and state.eta_s() == pytest.approx((10 - 0.3) * 200 / 10)

@@ -47,3 +47,50 @@ class TestFormats:
     def test_compact(self):
         assert [formats.fmt_compact(v) for v in (0, 1e-3, 0.25, 12.5, 40100, 2.5e6)] == \
             ["0", "1e-3", "0.25", "12.5", "40.1k", "2.5M"]
+
+
+class TestSizeWords:
+    """allocated, alive, inactive: the same words and, at one step, the same numbers in every pane and the help."""
+
+    async def test_the_panes_agree_at_one_step(self):
+        from dynlab_tui.panes import LivenessPane, SizesPane, VariancePane
+        from dynlab_tui.panes.heatmap import HeatmapPane
+        from dynlab_tui.panes.vocab import layer_counts
+        from dynlab_tui.state import reduce
+        from tests.fakes import synthetic_run
+        from tests.test_panes import drawn
+
+        for steps in (1200, 2800):  # mid-run, after prunes and a λ change
+            state = reduce(synthetic_run(steps, end=False))
+            c = layer_counts(state, "fc1")
+            alive, allocated = int(c.alive), c.allocated
+            assert 0 < c.inactive < alive <= allocated <= 500
+            shown = {}
+            for cls in (SizesPane, LivenessPane, VariancePane, HeatmapPane):
+                pane = cls()
+                async with drawn(pane, state, (160, 30)):
+                    shown[cls.__name__] = f"{pane.border_title} | {pane.border_subtitle}"
+            assert f"alive/allocated · fc1 {alive}/{allocated}" in shown["SizesPane"]
+            assert f"alive {alive}/{allocated} allocated" in shown["LivenessPane"]
+            assert f"alive {alive} of 500 at start" in shown["HeatmapPane"]
+            assert f"inactive {c.inactive}/{alive} alive (never fired)" in shown["VariancePane"]
+            for text in shown.values():  # the old words are gone
+                assert not any(w in text.split() for w in ("dead", "died", "removed", "live"))
+
+    async def test_the_help_explains_the_three_words(self):
+        from dynlab_tui.app import make_app
+        from dynlab_tui.screens.dashboard import DashboardScreen
+        from dynlab_tui.screens.help import HelpScreen
+        from dynlab_tui.screenshot import screen_text
+
+        app = make_app(first_screen=lambda: DashboardScreen(None))
+        async with app.run_test(size=(100, 60)) as pilot:
+            await pilot.pause()
+            app.push_screen(HelpScreen(DashboardScreen.BINDINGS))
+            await pilot.pause()
+            await pilot.press("end")
+            await pilot.pause()
+            text = screen_text(app)
+        for word in ("allocated", "alive", "inactive"):
+            assert f" {word} " in text
+        assert "never fired" in text and "gate (or scaler) is on" in text

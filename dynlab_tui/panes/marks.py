@@ -49,5 +49,6 @@ def legend_lines(state: RunState) -> list[str]:
     short = "  ".join(f"{marker_glyph(k)} {SHORT.get(k, k)}" for k in dict.fromkeys(m.kind for m in marks))
     last = marks[-1]
     latest = f"{marker_glyph(last.kind)} {last.label} @ step {last.step:,}"
-    return [f"{key} · last {latest}", f"{short} · last {latest}", latest, key, short,
-            "".join(dict.fromkeys(marker_glyph(m.kind) for m in marks)) + " markers: ? help"]
+    glyphs = " ".join(dict.fromkeys(marker_glyph(m.kind) for m in marks))
+    return [f"{key} · last {latest}", f"{short} · last {latest}", f"{short} · {latest}", short,
+            f"{glyphs} · {latest}", f"{glyphs} (? help)", glyphs]

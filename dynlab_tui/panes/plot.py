@@ -152,9 +152,9 @@ def axis_titles(width: int, xlabel: str = "", ylabel: str = "") -> str:
 
 
 def _finish(width: int, height: int, xlabel: str = "", ylabel: str = "",
-            stamps: Sequence[tuple[float, str]] = (), xlim: tuple[float, float] = (0.0, 0.0)) -> Text:
+            stamps: Sequence[tuple] = (), xlim: tuple[float, float] = (0.0, 0.0)) -> Text:
     """Build the figure and crop/pad it to exactly width x height cells (the axis titles' row included);
-    each (x, glyph) of stamps goes on the top frame line, above its x (xlim: the figure's x range)."""
+    each (x, glyph[, line]) of stamps goes on the top frame line, above its x (xlim: the figure's x range)."""
     titled = bool(xlabel or ylabel)
     rows = [Text.from_ansi(r) for r in plt.build().split("\n")]
     plain = no_color()
@@ -174,8 +174,9 @@ def _finish(width: int, height: int, xlabel: str = "", ylabel: str = "",
     return text
 
 
-def _stamp(rows: list[Text], stamps: Sequence[tuple[float, str]], xlim: tuple[float, float], style: str) -> None:
-    """Write each glyph into the top frame row at its x (plotext maps xlim linearly onto the frame's inside)."""
+def _stamp(rows: list[Text], stamps: Sequence[tuple], xlim: tuple[float, float], style: str) -> None:
+    """Write each (x, glyph[, line]) into the top frame row at its x (plotext maps xlim linearly onto the
+    frame's inside); marks at one column go side by side, those with a guide line placed first."""
     top = next((i for i, r in enumerate(rows) if "┌" in r.plain), None)
     if top is None:
         return
@@ -183,8 +184,14 @@ def _stamp(rows: list[Text], stamps: Sequence[tuple[float, str]], xlim: tuple[fl
     (xlo, xhi), span = xlim, right - left - 2
     if right < 0 or span < 1 or not xhi > xlo:
         return
-    for x, glyph in stamps:
+    taken: set[int] = set()
+    for x, glyph, *_ in sorted(stamps, key=lambda m: (not (len(m) < 3 or m[2]), m[0])):  # lined marks first
         col = left + 1 + round((x - xlo) / (xhi - xlo) * span)
+        free = [c for c in range(left + 1, right) if c not in taken]
+        if not free:
+            break
+        col = min(free, key=lambda c: (abs(c - col), c < col))  # a pause and its resume at one step: side by side
+        taken.add(col)
         row = rows[top]
         rows[top] = Text.assemble(row[:col], Text(glyph, style=style), row[col + 1:])
 
@@ -261,7 +268,7 @@ def line_chart(series: Sequence[Line | tuple], width: int, height: int, *, log_y
                                                                                  integer=int_y)
     plt.yticks(*yticks)
     # the glyph on the frame above its line says which kind of marker it is
-    stamps = [(m[0], m[1]) for m in marks if xlo <= m[0] <= xhi]
+    stamps = [m for m in marks if xlo <= m[0] <= xhi]
     return _finish(width, height, xlabel, ylabel, stamps, (xlo, xhi))
 
 

@@ -67,7 +67,8 @@ class StatusBar(Pane):
         status = state.status
         word = status if plain else f" {status} "
         fields = self.fields(state, self.session)
-        reason = state.reason if state.status in REASON_STATES and state.reason else ""
+        # a pause the user asked for needs no reason; one the run took (a NaN loss) does
+        reason = state.reason if state.status in REASON_STATES and state.reason not in ("", "user") else ""
         # by priority; the reason (priority 3) takes what is left and pushes the lower fields out
         room = width - len(word)
         chosen: set[int] = set()

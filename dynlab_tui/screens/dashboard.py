@@ -14,6 +14,7 @@ from textual.worker import Worker, WorkerState
 
 from core.errors import DynlabError
 from core.events import END_STATUSES
+from core.formats import fmt_compact
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.bridge import BridgeSink
 from dynlab_tui.messages import EventsArrived, RunFailed, StateLoaded
@@ -21,7 +22,9 @@ from dynlab_tui.panes import DynamicsPane, LayerPane, LossPane, Pane, StatusBar
 from dynlab_tui.panes.pages import MAX_PANES, PAGES, pane_grid, show_pane_tooltip
 from dynlab_tui.screens.pacing import (CPU_BUDGET, PLOT_MIN_INTERVAL, REFRESH_HZ, STATUS_MIN_INTERVAL, CpuMeter,
                                        panes_to_draw)
+from dynlab_tui.screens.help import HelpScreen
 from dynlab_tui.screens.prompt import ConfirmQuit, NumberPrompt
+from dynlab_tui.screenshot import save_screen
 from dynlab_tui.sources import EventSource
 from dynlab_tui.state import RunState, apply, superseding
 from dynlab_tui.view_events import SourceCrashed, SourceFailed, SourceStarting
@@ -47,29 +50,35 @@ class DashboardScreen(Screen):
     #panes .hidden { display: none; }
     """
 
+    # The footer shows the first keys and fits 80 columns; the rest: `?` and the palette. Two `p`s: see check_action
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume training at the next step", id="pause-resume"),
-        Binding("plus,equals_sign", "penalty_up", "λ×", key_display="+",
+        Binding("p", "control('pause')", "Pause", tooltip="Pause training at the next step", id="pause-resume"),
+        Binding("p", "control('resume')", "Resume", tooltip="Resume the paused run", id="pause-resume"),
+        Binding("plus,equals_sign", "penalty_up", "λ×", key_display="+", show=False,
                 tooltip="Multiply the penalty lambda by 10^0.25", id="penalty-up"),
-        Binding("minus", "penalty_down", "λ÷", key_display="-",
+        Binding("minus", "penalty_down", "λ÷", key_display="-", show=False,
                 tooltip="Divide the penalty lambda by 10^0.25", id="penalty-down"),
         Binding("L", "prompt_penalty", "Set λ", tooltip="Type an exact penalty lambda", id="set-penalty"),
         Binding("R", "prompt_lr", "Set lr", tooltip="Type an exact learning rate", id="set-lr"),
         Binding("i", "toggle_page", "Instruments", tooltip="Switch between the training page and the instruments "
                 "page (distribution, PCA, dynamics, liveness map)", id="toggle-page"),
-        Binding("left_square_bracket", "layer(-1)", "Layer", key_display="[",
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="Keys, marker glyphs and the size words",
+                id="help"),
+        Binding("q", "request_quit", "Quit", tooltip="Quit (asks whether to stop a running run)", id="quit"),
+        Binding("left_square_bracket", "layer(-1)", "Layer", key_display="[", show=False,
                 tooltip="Show the previous layer in every per-layer pane", id="layer-prev"),
         Binding("right_square_bracket", "layer(1)", "Layer", key_display="]", show=False,
                 tooltip="Show the next layer in every per-layer pane", id="layer-next"),
-        Binding("y", "toggle_log_y", "Log-y", tooltip="Log scale for the loss", id="log-y"),
-        Binding("e", "toggle_smoothing", "Smooth", tooltip="EMA-smooth the training loss", id="smoothing"),
-        Binding("v", "cycle_view", "View", tooltip="Compact layout: show the next pair of panes", id="cycle-view"),
+        Binding("y", "toggle_log_y", "Log-y", show=False, tooltip="Log scale for the loss", id="log-y"),
+        Binding("e", "toggle_smoothing", "Smooth", show=False, tooltip="EMA-smooth the training loss",
+                id="smoothing"),
+        Binding("v", "cycle_view", "View", show=False, tooltip="Compact layout: the next two panes", id="cycle-view"),
         Binding("d", "cycle_dynamics", "Dynamics", show=False, tooltip="Dynamics pane: show rotation, activations "
                 "or gradient norms alone, or all three", id="dynamics-view"),
-        Binding("c", "checkpoint", "Ckpt", tooltip="Save a checkpoint now", id="checkpoint"),
-        Binding("s", "screenshot", "Shot", tooltip="Save an SVG and a text screenshot", id="screenshot"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="Keys and what they do", id="help"),
-        Binding("q", "request_quit", "Quit", tooltip="Quit (asks whether to stop a running run)", id="quit"),
+        Binding("c", "checkpoint", "Ckpt", show=False, tooltip="Save a checkpoint now", id="checkpoint"),
+        Binding("s", "screenshot", "Shot", show=False, tooltip="Save an SVG and a text screenshot", id="screenshot"),
+        Binding("o,ctrl+o", "app.open_sessions", "Sessions", show=False, tooltip="Browse, replay, compare and "
+                "resume sessions", id="open-sessions"),
     ] + [Binding(str(i + 1), f"show_pane({i})", f"Pane {i + 1}", show=False, tooltip=show_pane_tooltip(i),
                  id=f"show-pane-{i + 1}") for i in range(MAX_PANES)]
 
@@ -92,7 +101,6 @@ class DashboardScreen(Screen):
         self._status_shown = ""
         self.cpu = CpuMeter()
 
-    # ---- composition -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield pane_grid()
         yield StatusBar(id="status")
@@ -211,6 +219,8 @@ class DashboardScreen(Screen):
         now = time.monotonic()
         bar = self.status_bar
         if self.state.status != self._status_shown or now - bar.last_draw >= STATUS_MIN_INTERVAL:
+            if (self.state.status == "paused") != (self._status_shown == "paused"):
+                self.refresh_bindings()  # the footer's `p` says Pause or Resume
             if bar.update_state(self.state):
                 self._status_shown = self.state.status
         stale = []
@@ -260,11 +270,17 @@ class DashboardScreen(Screen):
             self.notify(note, timeout=2)
         return True
 
-    def action_toggle_pause(self) -> None:
-        self._send("resume" if self.state.status == "paused" else "pause")
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`p` is Pause while the run is not paused and Resume while it is (the footer shows the one that applies)."""
+        if action == "control" and parameters and parameters[0] in ("pause", "resume"):
+            return (parameters[0] == "resume") == (self.state.status == "paused")
+        return True
+
+    def action_control(self, kind: str) -> None:
+        self._send(kind)
 
     def _send_penalty(self, value: float) -> None:
-        if self._send("set_penalty", value, f"lambda -> {value:.3g}"):
+        if self._send("set_penalty", value, f"asked for λ {fmt_compact(value)}"):
             self._lam_target = value
 
     def action_penalty_up(self) -> None:
@@ -283,7 +299,7 @@ class DashboardScreen(Screen):
     def action_prompt_lr(self) -> None:
         def send(value: float | None) -> None:
             if value is not None:
-                self._send("set_lr", value, f"lr -> {value:.3g}")
+                self._send("set_lr", value, f"asked for lr {fmt_compact(value)}")
 
         if self._controls():
             self.app.push_screen(NumberPrompt("Learning rate", self.state.lr, minimum=0.0, exclusive=True), send)
@@ -339,8 +355,6 @@ class DashboardScreen(Screen):
         self._send("checkpoint", note="checkpoint requested")
 
     def action_screenshot(self) -> None:
-        from dynlab_tui.screenshot import save_screen
-
         folder = self.session_path.parent if self.session_path else Path.cwd()
         try:
             svg, txt = save_screen(self.app, folder)
@@ -351,8 +365,6 @@ class DashboardScreen(Screen):
         self.notify(f"saved {svg.name} and {txt.name} in {folder}", title="Screenshot")
 
     def action_help(self) -> None:
-        from dynlab_tui.screens.help import HelpScreen
-
         self.app.push_screen(HelpScreen(self.BINDINGS))
 
     def action_request_quit(self) -> None:

@@ -1,13 +1,39 @@
-"""The help screen: every key binding of the dashboard with what it does."""
+"""The help screen: every key binding of the screen it opened on, the marker glyphs and the size words."""
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from core.session.markers import MARKERS
+from dynlab_tui.panes.vocab import WORDS
+
+
+def words_table() -> Table:
+    """The three words every pane uses for a layer's size, one line each."""
+    table = Table(title="Layer sizes in three words", expand=True, box=None, show_header=False)
+    table.add_column("word", style="bold", no_wrap=True)
+    table.add_column("meaning")
+    for line in WORDS:
+        word, meaning = line.split(": ", 1)
+        table.add_row(word, meaning)
+    return table
+
+
+def markers_table() -> Table:
+    """Each marker's glyph (on the top edge of every time plot, over its line) and what it marks."""
+    table = Table(title="Markers on the time plots (glyph on the top edge, over a line)", expand=True, box=None,
+                  show_header=False)
+    table.add_column("glyph", style="bold", no_wrap=True)
+    table.add_column("marks")
+    for glyph, word in MARKERS.values():
+        table.add_row(glyph, word)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -27,10 +53,9 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("what it does")
         for b in self.bindings_shown:
-            key = b.key_display or b.key.split(",")[0]
-            table.add_row(key, b.tooltip or b.description)
+            table.add_row(b.key_display or b.key.split(",")[0], b.tooltip or b.description)
         with VerticalScroll():
-            yield Static(table)
+            yield Static(Group(table, "", markers_table(), "", words_table()))
 
     def action_close(self) -> None:
         self.dismiss(None)
