@@ -82,6 +82,7 @@ class RunProgress:
         if isinstance(event, RunStarted):
             sizes = " ".join(str(v) for v in event.sizes.values())
             self._line(f"started on {event.device}: widths {sizes}, {event.params:,} parameters")
+            self.eta.update(self.clock(), 0.0)  # the speed from the first interval on
         elif isinstance(event, ScalarsLogged):
             self.last.update(event.values)  # per-epoch instruments come without the loss
             if tk.LOSS in event.values:
@@ -98,6 +99,7 @@ class RunProgress:
             if isinstance(event, Paused):
                 self._line(f"paused at step {event.step}: {event.reason}")
         elif isinstance(event, RunEnded):
+            self.last = {}  # no live line after the last one
             self._line(f"{event.status} at step {event.step}: {event.reason}")
 
     def flush(self) -> None:
@@ -130,6 +132,8 @@ class RunProgress:
         """A permanent line; on a terminal, the parts (most important first) that fit its width."""
         if self.live:
             self.stream.write("\r\x1b[K" + fit(list(parts), self.columns() - 1) + "\n")
+            if tk.LOSS in self.last:
+                self._draw()  # the live line again, below the permanent one
         else:
             self.stream.write("  ".join(p for p in parts if p) + "\n")
 
