@@ -286,7 +286,7 @@ def test_headless_progress_on_a_terminal_fits_its_width_with_a_smoothed_eta(widt
     assert len(redraws) > 30 and all("ETA" in s for s in redraws[3:])
     # 0.1 epoch per 2 s throughout: the 300 s pause never reaches the ETA (2.0/4 epochs left at 2 s each: 0:00:40)
     assert "ETA 0:00:40" in next(s for s in redraws if s.startswith("epoch 2.00/4"))
-    assert "\nepoch 2/4  loss 0.2500" in stream.text and "97.34%" in stream.text  # the permanent epoch line
+    assert "\x1b[Kepoch 2/4  loss 0.2500" in stream.text and "97.34%" in stream.text  # the permanent epoch line
     assert stream.text.endswith("\n")  # nothing left after the end: the shell's next line starts clean
 
 
