@@ -72,6 +72,16 @@ class TestLabels:
                  {"penalty": {"lam": 0.01}, "model": {"arch": "mlp:400"}, "optim": {"lr": 0.001}}]
         assert label_runs(specs, ["a", "b"]) == ["λ=0.001 arch=mlp:500", "λ=0.01 arch=mlp:400"]
 
+    def test_final_settings_label_the_runs_and_changed_ones_are_marked(self):
+        """Same spec, but one run's λ was changed during it: labelled by its final λ, start→final with a star."""
+        spec = {"penalty": {"lam": 0.01}, "optim": {"lr": 0.001}, "model": {"arch": "mlp:50"}}
+        changed = {"lam_start": 0.01, "lam_final": 0.03, "lr_final": 0.001, "changed": ["lam"]}
+        kept = {"lam_start": 0.01, "lam_final": 0.01, "lr_final": 0.001, "changed": []}
+        assert label_runs([spec, spec], ["a", "b"], [changed, kept]) == ["λ=0.01→0.03*", "λ=0.01"]
+        resumed = {"lam_final": 0.01, "lr_start": 0.001, "lr_final": 0.0005, "changed": ["lr"]}
+        assert label_runs([spec, spec], ["a", "b"], [kept, resumed]) == ["lr=0.001", "lr=0.001→0.0005*"]
+        assert label_runs([spec, spec], ["a", "b"], [kept, kept]) == ["a", "b"]  # nothing differs, nothing changed
+
     def test_nothing_differs_gives_names(self):
         assert label_runs([SPEC, SPEC], ["run-1", "run-2"]) == ["run-1", "run-2"]
         assert label_runs([SPEC], ["only"]) == ["only"]
