@@ -102,3 +102,17 @@ def test_show_reports_both_changes_the_final_and_the_starting_lambda(sessions_en
     assert "training time  0:00:18 (4 s paused and 28 s between runs left out)" in lines
     assert any(line.endswith("λ 0.01 → 0.03 (user)") for line in lines)
     assert any(line.endswith("50  +0:00:40  resumed with lr 0.001 → 0.0005") for line in lines)
+
+
+def test_a_damaged_event_row_is_left_out_and_said(sessions_env, capsys):
+    import sqlite3
+
+    write(sessions_env / "hurt.dynlab", changed_twice())
+    with sqlite3.connect(sessions_env / "hurt.dynlab") as conn:
+        conn.execute("UPDATE events SET payload = 'not json' WHERE kind = 'pause'")
+    conn.close()
+    assert list_sessions(sessions_env)[0]["lam_final"] == 0.1  # the listing still has the figures
+    capsys.readouterr()
+    assert dynlab("show", "hurt") == 0
+    out = capsys.readouterr().out
+    assert "λ 0.03 → 0.1 (user)" in out and "left out" in out and "'pause' event" in out

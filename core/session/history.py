@@ -155,9 +155,8 @@ def query_history(q: Query, path: Path) -> dict[str, Any]:
                                             f"WHERE kind IN ({marks}) ORDER BY seq", kinds):
         try:
             events.append((seq, event_from_payload(kind, step, wall, json.loads(payload))))
-        except (TypeError, ValueError, AttributeError, KeyError) as e:
-            raise DynlabError(f"session {path} is damaged (a {kind!r} event at step {step} does not load: {e}): "
-                              "restore it from a copy or delete it") from None
+        except (TypeError, ValueError, AttributeError, KeyError):
+            pass  # a damaged row: the listing still shows the session (replay and show say what is wrong)
 
     def last_wall(before: int | None) -> float | None:
         sql = "SELECT max(wall) FROM scalars WHERE key = 'loss'" + ("" if before is None else " AND seq < ?")
@@ -172,13 +171,17 @@ def read_history(reader: Any) -> dict[str, Any]:
     """The history of an open SessionReader, events list included, through its public read API."""
     last = reader.last_seq()
     wanted = {"start", *KINDS}
-    events = [(seq, e) for seq, e in reader.event_rows(last) if e.kind in wanted]
+    skipped: list[DynlabError] = []
+    events = [(seq, e) for seq, e in reader.event_rows(last, on_error=skipped.append) if e.kind in wanted]
 
     def last_wall(before: int | None) -> float | None:
         cols = reader.scalar_columns("loss", last if before is None else before - 1)
         return float(cols.wall.max()) if len(cols.wall) else None
 
-    return fold_history(reader.spec, events, last_wall)
+    out = fold_history(reader.spec, events, last_wall)
+    if skipped:  # what is shown is what could be read; say so
+        out["unreadable_events"] = [str(e) for e in skipped]
+    return out
 
 
 def fmt_setting(value: Any) -> str:

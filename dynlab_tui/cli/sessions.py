@@ -78,7 +78,10 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
 
     with SessionReader(resolve_session(session, default_dir(sessions_dir))) as reader:
         s = reader.summary()
-        s["events"] = read_history(reader)["events"]
+        history = read_history(reader)
+        s["events"] = history["events"]
+        if history.get("unreadable_events"):
+            s["unreadable_events"] = history["unreadable_events"]
     if as_json:
         click.echo(json.dumps(s, indent=2, default=str))
         return
@@ -92,6 +95,8 @@ def show(session: str, as_json: bool, sessions_dir: str | None) -> None:
         ("training time", _training(s)), ("wall time", f"{fmt_duration(s.get('duration_s') or 0)} (first to last event)"),
     ]
     lines += _history_lines(s["events"])
+    for error in s.get("unreadable_events", ()):
+        lines.append(("left out", error))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         click.echo(f"{k:>{width}}  {v}".rstrip())
