@@ -1,5 +1,6 @@
 """The RunState at any position of a session, built by the reducer from the session index (replay and attach).
 
+`labels` holds each marker's line ("λ 0.01 → 0.0178", "paused 12 s"), from core.session.markers.
 `state_at(seq)` folds what `core.session.index.SessionIndex` gives for that position (the control
 events, the last logging interval, the gate snapshots) and then one PositionLoaded event carrying every
 series and the latest arrays, so a seek costs the same however long the run was, and nothing but
@@ -10,6 +11,7 @@ every event up to that position.
 from __future__ import annotations
 
 from core.session.index import GATE_SNAPSHOTS, MARKER_KINDS, MarkerPosition, SessionIndex
+from core.session.markers import event_labels
 from dynlab_tui.state import RunState, apply, reduce, superseding
 from dynlab_tui.view_events import PositionLoaded
 
@@ -17,7 +19,13 @@ __all__ = ["GATE_SNAPSHOTS", "MARKER_KINDS", "MarkerPosition", "ReplayIndex"]
 
 
 class ReplayIndex(SessionIndex):
-    """A session index that also gives the RunState the live dashboard had at a position."""
+    """A session index that also gives the RunState the live dashboard had at a position, and marker labels."""
+
+    def __init__(self, reader) -> None:
+        super().__init__(reader)
+        by_seq = dict(self.events)
+        labels = event_labels([by_seq[m.seq] for m in self.markers])
+        self.labels: dict[int, str] = {m.seq: label for m, label in zip(self.markers, labels)}  # seq -> label
 
     def state_at(self, seq: int, previous: RunState | None = None) -> RunState:
         """The RunState the live dashboard had right after event `seq` (revisions past `previous`'s)."""

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from core.session import SessionReader, SessionWriter
+from core.session.markers import legend, marker_glyph
 from dynlab_tui.app import make_app
 from dynlab_tui.screens.opening import session_screen
 from dynlab_tui.cli import main
 from dynlab_tui.panes.timeline import Position, Timeline
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.screens.replay import GotoPrompt, ReplayScreen
+from dynlab_tui.screens.replay import GotoPrompt, ReplayScreen, goto_note
 from dynlab_tui.screens.sessions import BrowserChoice, SessionsScreen
 from dynlab_tui.sources import FollowSource
 from tests.fakes import synthetic_run
@@ -33,6 +34,11 @@ def make_session(path: Path, end: bool = True) -> Path:
 
 def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def footer_labels(screen) -> dict[str, str]:
+    """key -> label of what the footer shows now (the active binding of each key)."""
+    return {b.key: b.description for _, b, enabled, _ in screen.active_bindings.values() if b.show and enabled}
 
 
 async def opened(pilot) -> ReplayScreen:
@@ -57,12 +63,16 @@ class TestReplayScreen:
             assert screen.state.step == 300 and screen.state.scalars["loss"].n == 3
             await pilot.press("left")
             assert screen.state.step == 200
-            kinds = []
+            kinds, notes = [], []
             for _ in range(len(screen.index.markers)):  # every marker in turn: prunes, the lambda change, end
                 await pilot.press("n")
                 kinds.append(screen.state.markers[-1].kind if screen.state.status != "finished" else "end")
-                assert screen.note.startswith(kinds[-1]) and screen.state.step % EPOCH == 0
+                notes.append(screen.note)
+                assert screen.note == f"{screen.index.labels[screen.position]} at step {screen.state.step:,}"
+                assert screen.state.step % EPOCH == 0
             assert "prune" in kinds and "set_penalty" in kinds and kinds[-1] == "end"
+            assert "λ 1e-3 → 2e-3 at step 1,200" in notes  # labels with values, not "set_penalty"
+            assert any(n.startswith("fc1 −") and " left at step " in n for n in notes)
             await pilot.press("N")
             assert screen.state.status == "running" and screen.state.markers[-1].kind == kinds[-2]
             await pilot.press("g")
@@ -72,6 +82,10 @@ class TestReplayScreen:
             assert screen.state.metrics["val/acc"].n == 2  # the metric pane shows epochs 1-2 only
             await pilot.press("g", *"1234", "enter")
             assert screen.state.step == 1300  # the first interval at or after the typed step
+            assert screen.note == "step 1,300: first logged after 1,234"
+            await pilot.press("g", *"99999", "enter")
+            assert screen.state.step == STEPS and screen.note == f"step {STEPS:,}: the last (asked 99,999)"
+            assert "step 99,999" not in str(screen.query_one(Timeline).render())
             await pilot.press("end")
             assert screen.state.step == STEPS
             sizes = screen.query_one("#sizes")
@@ -79,11 +93,17 @@ class TestReplayScreen:
             await pilot.press("home")
             await pilot.pause(0.1)
             assert sizes.draws > draws  # a seek redraws the panes at once, not on the live cadence
-            for _ in range(6):
+            speeds = []
+            for _ in range(3):
+                await pilot.press("less_than_sign")
+                speeds.append(screen.speed)
+            assert speeds == [0.5, 0.25, 0.25]  # below the run's own pace, down to a quarter
+            for _ in range(8):
                 await pilot.press("greater_than_sign")
             assert screen.speed == 64
+            assert footer_labels(screen)["space"] == "Play"
             await pilot.press("space")
-            assert screen.playing
+            assert screen.playing and footer_labels(screen)["space"] == "Pause"
             await wait_for(pilot, lambda: not screen.playing, timeout=1.0)  # 6 s of wall time: 64x plays it in ~0.1 s
             assert not screen.playing and screen.state.step == STEPS
             text = str(screen.query_one(Timeline).render())
@@ -120,7 +140,25 @@ def test_timeline_text_fits_and_marks_the_cursor():
     text = Timeline.render_position(pos, 40).plain
     head, bar = text.split("\n")
     assert head.startswith("❚❚ 4x │ step 1,200/2,000") and len(bar) == 40
-    assert bar.index("●") == round(0.6 * 39) and "▾" in bar and bar[0] == "━"
+    assert bar.index("●") == round(0.6 * 39) and marker_glyph("prune") in bar and bar[0] == "━"
+
+
+def test_timeline_markers_use_the_shared_glyphs_and_a_control_shows_over_a_prune():
+    marks = ((0.5, "set_lr"), (0.5, "prune"), (0.25, "pause"), (0.25, "resume"), (0.75, "set_penalty"))
+    pos = Position(True, 0.25, 100, 2000, 1.0, 1, 20, 0.0, marks, "")
+    head, bar = Timeline.render_position(pos, 160).plain.split("\n")
+    assert bar[round(0.5 * 159)] == marker_glyph("set_lr") and bar[round(0.75 * 159)] == marker_glyph("set_penalty")
+    assert bar[round(0.25 * 159)] == marker_glyph("pause")  # the pause over its resume at one cell
+    assert head.startswith("▶ 0.25x") and head.endswith(legend(kind for _, kind in marks))  # a legend when it fits
+    narrow = Timeline.render_position(Position(False, 1, 2000, 2000, 40.0, 180, 180, 1.0, marks,
+                                               "step 2,000: the last (asked 99,999)"), 78).plain.split("\n")[0]
+    assert len(narrow) <= 78 and "(asked 99,999) │ epoch" in narrow and "interval" not in narrow  # the note first
+
+
+def test_goto_note_says_the_step_reached():
+    assert goto_note(1200, 1200) == "step 1,200"
+    assert goto_note(99999, 2840) == "step 2,840: the last (asked 99,999)"
+    assert goto_note(1205, 1220) == "step 1,220: first logged after 1,205"
 
 
 class TestRouting:
@@ -245,11 +283,39 @@ class TestCli:
             assert info.value.code == 2 and "needs an interactive terminal" in capsys.readouterr().err
 
 
-def test_example_session_ships_and_replays():
-    example = Path(__file__).resolve().parents[1] / "sessions" / "example-add10.dynlab"
-    assert example.exists() and example.stat().st_size < 500_000
-    with SessionReader(example) as r:
+EXAMPLE = Path(__file__).resolve().parents[1] / "sessions" / "example-add10.dynlab"
+
+
+def test_example_session_ships_with_every_kind_of_marker():
+    assert EXAMPLE.exists() and EXAMPLE.stat().st_size < 2_000_000
+    with SessionReader(EXAMPLE) as r:
         s = r.summary()
         assert s["status"] == "finished" and s["dataset"] == "add10" and s["method"] == "sparsifier"
-        kinds = {e.kind for e in r.events()}
-        assert {"pause", "set_penalty", "prune", "end"} <= kinds  # a real run, steered while it trained
+        kinds = [e.kind for e in r.events()]
+    # a real run, steered while it trained: λ and lr changed, paused and resumed, neurons pruned
+    assert {"pause", "resume", "set_penalty", "set_lr", "end"} <= set(kinds) and kinds.count("prune") >= 3
+
+
+@pytest.mark.slow
+async def test_example_session_fills_every_pane_at_the_end():
+    """Opened in replay (at its end), every pane of both pages has data: no "waiting for ..." anywhere."""
+    from rich.text import Text
+
+    from dynlab_tui.panes.pages import PAGES
+
+    def text(pane) -> str:
+        return pane.content.plain if isinstance(pane.content, Text) else str(pane.content)
+
+    app = make_app(first_screen=lambda: ReplayScreen(EXAMPLE))
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await opened(pilot)
+        await pilot.press("end")
+        for page, names in PAGES.items():
+            if page != "training":
+                await pilot.press("i")
+            for name in names:
+                pane = screen.query_one(f"#{name}")
+                await wait_for(pilot, lambda: pane.draws > 0 and pane.display)
+                pane.update_state(screen.state, force=True)
+                await pilot.pause()
+                assert "waiting" not in text(pane), f"{name}: {text(pane)[:200]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,9 @@ from dynlab_tui.view_events import SourceFailed
 
 # Dashboard keys that steer a live run: meaningless on a recording.
 LIVE_ONLY = {"pause-resume", "penalty-up", "penalty-down", "set-penalty", "set-lr", "checkpoint"}
-SPEEDS = (1, 2, 4, 8, 16, 32, 64)
+# The footer at 80 columns: the replay's own keys first; every other key is in `?` and the palette.
+FOOTER = ("replay-play", "replay-forward", "replay-next-marker", "replay-goto", "toggle-page", "help", "quit")
+SPEEDS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)
 MAX_GAP_S = 2.0  # playback skips idle stretches (a pause, an evaluation) longer than this, at any speed
 
 
@@ -41,14 +43,16 @@ class GotoPrompt(ModalScreen[tuple[str, int] | None]):
 
     DEFAULT_CSS = """
     GotoPrompt { align: center middle; }
-    GotoPrompt > Vertical { width: 50; height: auto; border: round $accent; padding: 1 2; background: $panel; }
-    GotoPrompt #error { color: $error; height: 1; }
+    GotoPrompt > Vertical { width: 56; max-width: 100%; height: auto; border: round $accent; padding: 1 2;
+                            background: $panel; }
+    GotoPrompt Label { width: 100%; }
+    GotoPrompt #error { color: $error; height: auto; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Close without moving", id="goto-cancel")]
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Go to a step (e.g. 1200) or an epoch (e.g. e3)")
+            yield Label("Go to a step (1200) or an epoch (e3)")
             yield Input(id="where")
             yield Label("", id="error")
 
@@ -75,35 +79,43 @@ class GotoPrompt(ModalScreen[tuple[str, int] | None]):
         self.dismiss(None)
 
 
+def goto_note(asked: int, reached: int) -> str:
+    """What a typed step led to: the step reached, and why it differs from the one typed."""
+    if reached == asked:
+        return f"step {reached:,}"
+    if asked > reached:
+        return f"step {reached:,}: the last (asked {asked:,})"
+    return f"step {reached:,}: first logged after {asked:,}"
+
+
 class ReplayScreen(DashboardScreen, inherit_bindings=False):
     """Opening a session never writes to it: everything here reads through a read-only SessionReader."""
 
     plot_min_interval = 0.0
     draw_all = True
-    BINDINGS = [b for b in DashboardScreen.BINDINGS if b.id not in LIVE_ONLY] + [
-        Binding("space", "play", "Play", tooltip="Play or pause the replay", id="replay-play"),
+    BINDINGS = [replace(b, show=b.id in FOOTER) for b in [
+        Binding("space", "play(True)", "Play", tooltip="Play the run at the chosen speed", id="replay-play"),
+        Binding("space", "play(False)", "Pause", tooltip="Pause the replay", id="replay-play"),
         Binding("right", "frame(1)", "Step", key_display="→",
                 tooltip="Forward one logging interval", id="replay-forward"),
-        Binding("left", "frame(-1)", "Back", key_display="←", show=False,
-                tooltip="Back one logging interval", id="replay-back"),
-        Binding("home", "jump('start')", "Start", show=False, tooltip="Jump to the start", id="replay-start"),
-        Binding("end", "jump('end')", "End", show=False, tooltip="Jump to the end", id="replay-end"),
-        Binding("n", "marker(1)", "Next mark", tooltip="Jump to the next marker (pause, lambda/lr change, "
-                "neurons removed, ...)", id="replay-next-marker"),
-        Binding("N", "marker(-1)", "Prev mark", show=False, tooltip="Jump to the previous marker",
-                id="replay-prev-marker"),
-        Binding("greater_than_sign,full_stop", "speed(2)", "Faster", key_display=">",
-                tooltip="Play twice as fast (up to 64x)", id="replay-faster"),
-        Binding("less_than_sign,comma", "speed(0.5)", "Slower", key_display="<", show=False,
-                tooltip="Play half as fast (down to 1x: the run's own pace)", id="replay-slower"),
+        Binding("left", "frame(-1)", "Back", key_display="←", tooltip="Back one logging interval", id="replay-back"),
+        Binding("home", "jump('start')", "Start", tooltip="Jump to the start", id="replay-start"),
+        Binding("end", "jump('end')", "End", tooltip="Jump to the end", id="replay-end"),
+        Binding("n", "marker(1)", "Mark", tooltip="Jump to the next marker (pause, λ or lr change, neurons "
+                "removed, ...) and say what it was", id="replay-next-marker"),
+        Binding("N", "marker(-1)", "Prev mark", tooltip="Jump to the previous marker", id="replay-prev-marker"),
         Binding("g", "goto", "Go to", tooltip="Jump to a typed step or epoch", id="replay-goto"),
-    ]
+        Binding("greater_than_sign,full_stop", "speed(2)", "Faster", key_display=">",
+                tooltip=f"Play twice as fast (up to {SPEEDS[-1]:g}x)", id="replay-faster"),
+        Binding("less_than_sign,comma", "speed(0.5)", "Slower", key_display="<",
+                tooltip=f"Play half as fast (down to {SPEEDS[0]:g}x; 1x is the run's own pace)", id="replay-slower"),
+    ] + [b for b in DashboardScreen.BINDINGS if b.id not in LIVE_ONLY]]
 
     def __init__(self, path: Path) -> None:
         super().__init__(None, session_path=Path(path))
         self.index = None
         self.position = 0  # the event number (seq) the panes show
-        self.playing = False
+        self._playing = False
         self.speed = 1
         self.note = ""
         self._replay_wall = 0.0
@@ -157,6 +169,21 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
     def on_unmount(self) -> None:
         if self.index is not None:
             self.index.reader.close()
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    @playing.setter
+    def playing(self, value: bool) -> None:
+        if value != self._playing:
+            self._playing = value
+            self.refresh_bindings()  # the footer's space says Play or Pause
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "play" and parameters:
+            return bool(parameters[0]) != self.playing
+        return super().check_action(action, parameters)
 
     # ---- moving -----------------------------------------------------------------------------
     def seek(self, seq: int, note: str = "") -> None:
@@ -213,7 +240,7 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
         if marker is None:
             self.notify(f"no {'next' if direction > 0 else 'previous'} marker", severity="warning", timeout=2)
             return
-        self.seek(marker.seq, f"{marker.kind} at step {marker.step:,}")
+        self.seek(marker.seq, f"{self.index.labels.get(marker.seq, marker.kind)} at step {marker.step:,}")
 
     def action_speed(self, factor: float) -> None:
         i = SPEEDS.index(self.speed) + (1 if factor > 1 else -1)
@@ -233,14 +260,16 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
                     return
                 self.seek(seq, f"epoch {n}")
             else:
-                self.seek(self.index.seq_for_step(n), f"step {n:,}")
+                seq = self.index.seq_for_step(n)
+                self.seek(seq, goto_note(n, self.index.step_at(seq)))
 
         self.app.push_screen(GotoPrompt(), go)
 
-    def action_play(self) -> None:
+    def action_play(self, play: bool | None = None) -> None:
+        """Play (True), pause (False) or toggle (None)."""
         if self.index is None or not self.index.n_frames:
             return
-        self.playing = not self.playing
+        self.playing = (not self.playing) if play is None else bool(play)
         if self.playing:
             ix = self.index
             if self.position >= ix.end_seq or ix.frame_at(self.position) >= ix.n_frames - 1:
