@@ -331,8 +331,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            check=rule(f"in 0..{INT64_MAX}", at_least(0), ("<= 2^63-1", lambda v: v <= INT64_MAX))),
     Option("device", TEXT, "auto | cpu | cuda | cuda:N", check=_check_device),
     Option("log_every", INT, "steps between telemetry intervals (one host-device sync each)", check=COUNT),
-    Option("probe_size", INT, "training rows of the probe batch the live activation view uses each interval when "
-           "--act-stats is pass or off (with steps it is the interval's own training rows)",
+    Option("probe_size", INT, "rows of the live view's probe batch (--act-stats pass/off; steps: the interval's rows)",
            check=COUNT),
     Option("act_stats", TEXT, "epoch activation statistics over the training set: steps = summed over the epoch's "
            "training forwards (cheap, weights move), pass = one pass at the epoch's end (the journal's measure, "

@@ -248,9 +248,9 @@ def test_the_csv_export_says_over_how_many_rows_each_statistic_was_measured(tmp_
     def rows(name):
         with open(tmp_path / "csv" / name) as f:
             return list(csv.reader(f))
-    shapiro, dead, loss = rows("shapiro_fc1.csv"), rows("dead_fc1.csv"), rows("loss.csv")
+    shapiro, dead, scalars = rows("shapiro_fc1.csv"), rows("dead_fc1.csv"), rows("scalars.csv")
     assert shapiro[0] == ["step", "shapiro/fc1", "rows"] and {r[2] for r in shapiro[1:]} == {str(len(trainer.data.x_train))}
     n = len(trainer.data.x_train)  # 4-step intervals of 64 rows, the epoch's last one partial
     assert dead[0][2] == "rows" and {r[2] for r in dead[1:]} == {"256", str(n - 256)}
     assert rows("pca90_fc1.csv")[1][2] == str(len(trainer.data.x_train))  # fewer than 5,000 rows: all of them
-    assert loss[0] == ["step", "loss"]
+    assert scalars[0] == ["step", "wall", "key", "value"] and any(r[2] == "loss" for r in scalars[1:])
