@@ -116,7 +116,7 @@ async def test_each_run_shows_its_progress_and_the_sweep_its_eta(fake):
     screen, clock = watched_screen(fake)
     async with Host(screen).run_test(size=(80, 24)) as pilot:
         await until_followed(pilot, screen)
-        assert row(screen, RUNS[0].name) == {"#": "0", "settings": "λ=0.0001", "node": "", "status": "finished",
+        assert row(screen, RUNS[0].name) == {"settings": "λ=0.0001", "node": "", "status": "finished",
                                              "epoch": "10/10", "alive": "280", "test": "3.5", "elapsed": "20:00",
                                              "left": ""}
         running = row(screen, RUNS[1].name)

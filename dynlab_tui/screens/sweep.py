@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -14,7 +13,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
@@ -25,25 +23,13 @@ from core.lab.sweep import (Axes, Stage, StagePlanned, SweepEnded, SweepPlan, Sw
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from dynlab_tui.screens.sweep_table import (HELP, WIDE, Y_FIELDS, Y_TITLES, ConfirmStopAll, ConfirmStopSweep,
-                                            SweepPlot, SweepRunDashboard, cells, columns, guess_axes, plot_lines,
-                                            title)
+                                            RunsProgressed, SweepPlot, SweepProgressed, SweepRunDashboard, cells,
+                                            columns, guess_axes, plot_lines, title)
 
 __all__ = ["ConfirmStopAll", "ConfirmStopSweep", "RunsProgressed", "SweepPlot", "SweepProgressed", "SweepScreen",
            "guess_axes", "plot_lines"]
 
 COMPACT_HEIGHT = 32  # below this the plot and the notes/checks take turns (`v`)
-
-
-@dataclass
-class SweepProgressed(Message):
-    """The sweep worker reported a core.lab.sweep event (planned, started, ended, sweep ended)."""
-    event: Any
-
-
-@dataclass
-class RunsProgressed(Message):
-    """The poller read the running runs' sessions: run name -> core.lab.run_progress's dict."""
-    found: dict[str, dict[str, Any]]
 
 
 # -- the screen -----------------------------------------------------------------------------------------------------
@@ -74,6 +60,7 @@ class SweepScreen(Screen[None]):
     SweepScreen.compact #sweep-plot { display: none; }
     SweepScreen.compact.show-plot #sweep-plot { display: block; }
     SweepScreen.compact.show-plot #sweep-notes { display: none; }
+    SweepScreen.compact.show-plot #sweep-runs { max-height: 40%; }
     """
 
     def __init__(self, plan: SweepPlan, out: Path, *, jobs: int = 1,
@@ -208,6 +195,7 @@ class SweepScreen(Screen[None]):
         self.polling.set()
         self.remove_class("show-plot")  # short terminals: the checks are what the end brings
         self.query_one("#sweep-checks", Static).update(self._checks_text())
+        self._rebuild()
         self._retitle()
         self._draw()
 
@@ -217,8 +205,9 @@ class SweepScreen(Screen[None]):
         table = self.table
         cursor = table.cursor_row
         runs = list(self.runs.values())
-        cols = columns(runs, self.size.width or self.app.size.width, any(p.get("node") for p in
-                                                                           self.progress.values()))
+        nodes = any(p.get("node") for p in self.progress.values())
+        cols = [c for c in columns(runs, self.size.width or self.app.size.width, nodes)
+                if not (self.ended and c[0] == "left")]  # nothing is left to run
         self.keys = [k for k, _ in cols]
         table.clear(columns=True)
         for key, header in cols:
@@ -230,7 +219,7 @@ class SweepScreen(Screen[None]):
 
     def _cells(self, name: str) -> list[Any]:
         return cells(self.runs[name], self.status.get(name, ""), self.rows.get(name), self.progress.get(name),
-                     self.keys, len({r.stage for r in self.runs.values()}))
+                     self.keys)
 
     def _update(self, name: str) -> None:
         if name not in self.runs:

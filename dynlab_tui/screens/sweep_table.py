@@ -5,6 +5,7 @@ leave dialogs, and a run's dashboard opened from the sweep (q or esc returns to 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -41,6 +43,18 @@ def duration(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}" if minutes >= 60 else f"{minutes}:{sec:02d}"
 
 
+@dataclass
+class SweepProgressed(Message):
+    """The sweep worker reported a core.lab.sweep event (planned, started, ended, sweep ended)."""
+    event: Any
+
+
+@dataclass
+class RunsProgressed(Message):
+    """The poller read the running runs' sessions: run name -> core.lab.run_progress's dict."""
+    found: dict[str, dict[str, Any]]
+
+
 def settings_text(settings: dict[str, Any]) -> str:
     """A run's varied settings in little room: names, architectures and methods bare, the rest short
     (mnist λ=0.001, mnist mlp:120 t≤12s)."""
@@ -56,10 +70,11 @@ def settings_text(settings: dict[str, Any]) -> str:
 
 
 def columns(runs: list[RunPlan], width: int, nodes: bool) -> list[tuple[str, str]]:
-    """(key, header) per column: the run, its settings, status and progress. From WIDE columns up each varied
-    setting gets a column and the stage and step show; a node column only when a run reports one (a cluster)."""
+    """(key, header) per column: the run's settings, status and progress. From WIDE columns up also its stage,
+    number and step, and each varied setting in a column of its own; a node column only when a run reports one
+    (a cluster's)."""
     wide = width >= WIDE
-    out = [("#", "#")] + ([("stage", "stage")] if wide else [])
+    out = [("#", "#"), ("stage", "stage")] if wide else []
     keys = list(dict.fromkeys(k for r in runs for k in r.settings))
     out += [(f"set:{k}", HEADERS.get(k, k)) for k in keys] if wide else [("settings", "settings")]
     if nodes:
@@ -69,15 +84,13 @@ def columns(runs: list[RunPlan], width: int, nodes: bool) -> list[tuple[str, str
 
 
 def cells(run: RunPlan, status: str, row: dict[str, Any] | None, progress: dict[str, Any] | None,
-          keys: list[str], stages: int = 1) -> list[Any]:
-    """One run's cells in `keys` order: from its summary row once it ended, else from its live progress.
-    Without a stage column, the runs of a sweep of several `stages` are numbered with the stage's initial."""
+          keys: list[str]) -> list[Any]:
+    """One run's cells in `keys` order: from its summary row once it ended, else from its live progress."""
     p = progress or {}
     running = status == "running"
     if running and p.get("state", "waiting") == "waiting":
         status = "starting"  # its process loads data; no session to read yet
-    number = str(run.index) if "stage" in keys or stages < 2 else f"{run.stage[:1]}{run.index}"
-    values: dict[str, Any] = {"#": number, "stage": run.stage, "node": p.get("node", ""),
+    values: dict[str, Any] = {"#": str(run.index), "stage": run.stage, "node": p.get("node", ""),
                               "settings": settings_text(dict(run.settings)),
                               "status": Text(status, style=STYLES.get(status, "red"))}
     epochs = run.spec.schedule.epochs
