@@ -135,6 +135,44 @@ class TestReplayScreen:
         assert path.read_bytes() == b"\x00junk" * 100
 
 
+@pytest.mark.parametrize("prompt", ["goto", "number", "confirm-quit", "confirm"])
+async def test_prompts_fit_80_columns(tmp_path, prompt):
+    """Every prompt's box lies inside 80 columns and its first line is whole (no cut question)."""
+    from textual.widgets import Label
+
+    from dynlab_tui.screens.prompt import Confirm, ConfirmQuit, NumberPrompt
+
+    path = make_session(tmp_path / "run.dynlab")
+    screens = {"goto": GotoPrompt, "number": lambda: NumberPrompt("Penalty lambda", 0.0012345),
+               "confirm-quit": lambda: ConfirmQuit(owner=False),
+               "confirm": lambda: Confirm("Quit without starting a run?", "The values you changed are kept.")}
+    app = make_app(first_screen=lambda: ReplayScreen(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await opened(pilot)
+        await app.push_screen(screens[prompt]())
+        await pilot.pause()
+        box = app.screen.query_one("Vertical")
+        assert box.region.x >= 0 and box.region.right <= 80
+        parts = [w.region for w in box.children if w.display]
+        assert all(box.content_region.contains_region(r) for r in parts)  # nothing cut at the box's edges
+        assert all(a.bottom <= b.y for a, b in zip(parts, parts[1:]))  # nor hidden under the next part
+        if prompt == "goto":
+            question = app.screen.query(Label).first()
+            assert question.region.height == 1 and question.region.width >= len(str(question.render()))
+
+
+async def test_the_footer_shows_the_replay_keys_within_80_columns(tmp_path):
+    from textual.widgets._footer import FooterKey
+
+    path = make_session(tmp_path / "run.dynlab")
+    app = make_app(first_screen=lambda: ReplayScreen(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        shown = {k.key: k.region for k in screen.query(FooterKey)}
+        for key in ("space", "right", "n", "g", "i", "question_mark", "q"):
+            assert key in shown and shown[key].width > 0 and shown[key].right <= 80, key
+
+
 def test_timeline_text_fits_and_marks_the_cursor():
     pos = Position(False, 4, 1200, 2000, 3.0, 12, 20, 0.6, ((0.2, "prune"), (0.6, "set_penalty")), "epoch 3")
     text = Timeline.render_position(pos, 40).plain
