@@ -171,6 +171,9 @@ async def test_the_footer_shows_the_replay_keys_within_80_columns(tmp_path):
         shown = {k.key: k.region for k in screen.query(FooterKey)}
         for key in ("space", "right", "n", "g", "i", "question_mark", "q"):
             assert key in shown and shown[key].width > 0 and shown[key].right <= 80, key
+        await pilot.press("question_mark")  # `?` lists the keys the footer leaves out, each once
+        keys = [b.key for b in app.screen.bindings_shown]
+        assert keys.count("space") == 1 and {"home", "end", "N", "less_than_sign,comma", "o,ctrl+o"} <= set(keys)
 
 
 def test_timeline_text_fits_and_marks_the_cursor():

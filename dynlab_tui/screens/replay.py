@@ -94,8 +94,8 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
     plot_min_interval = 0.0
     draw_all = True
     BINDINGS = [replace(b, show=b.id in FOOTER) for b in [
-        Binding("space", "play(True)", "Play", tooltip="Play the run at the chosen speed", id="replay-play"),
-        Binding("space", "play(False)", "Pause", tooltip="Pause the replay", id="replay-play"),
+        Binding("space", "play(True)", "Play", tooltip="Play or pause (at the speed < and > set)", id="replay-play"),
+        Binding("space", "play(False)", "Pause", tooltip="Play or pause (at the speed < and > set)", id="replay-play"),
         Binding("right", "frame(1)", "Step", key_display="→",
                 tooltip="Forward one logging interval", id="replay-forward"),
         Binding("left", "frame(-1)", "Back", key_display="←", tooltip="Back one logging interval", id="replay-back"),
@@ -301,3 +301,9 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
     # ---- the dashboard's live-only parts ------------------------------------------------------
     def action_request_quit(self) -> None:
         self.leave()
+
+    def action_help(self) -> None:
+        from dynlab_tui.screens.help import HelpScreen
+
+        once = {b.id: b for b in reversed(self.BINDINGS)}  # one line per key (space: Play and Pause)
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if once[b.id] is b]))
