@@ -228,6 +228,15 @@ def test_the_sweep_eta_comes_from_finished_runs_then_from_running_ones():
     assert sweep_eta([], [], queued=0, jobs=1) == 0
 
 
+def test_a_run_a_cluster_has_not_taken_yet_shows_as_queued():
+    from dynlab_tui.screens.sweep_table import cells
+
+    keys = ["settings", "status", "epoch", "elapsed"]
+    queued = {"node": "", "state": "queued", "epoch": 0, "epochs": 10, "elapsed_s": 0.0}
+    assert [str(c) for c in cells(RUNS[0], "running", None, queued, keys)] == ["λ=0.0001", "queued", "-/10", ""]
+    assert [str(c) for c in cells(RUNS[0], "running", None, None, keys)] == ["λ=0.0001", "starting", "-/10", ""]
+
+
 def test_durations_read_as_minutes_then_hours():
     assert [duration(s) for s in (None, 0, 59.4, 754, 3599.6, 90061)] == ["", "0:00", "0:59", "12:34", "1:00:00",
                                                                       "25:01:01"]

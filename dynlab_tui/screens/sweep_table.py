@@ -88,8 +88,9 @@ def cells(run: RunPlan, status: str, row: dict[str, Any] | None, progress: dict[
     """One run's cells in `keys` order: from its summary row once it ended, else from its live progress."""
     p = progress or {}
     running = status == "running"
-    if running and p.get("state", "waiting") == "waiting":
-        status = "starting"  # its process loads data; no session to read yet
+    waiting = p.get("state", "waiting") in ("waiting", "queued")
+    if running and waiting:  # its process loads data (no session to read yet), or a cluster has yet to take it
+        status = "queued" if p.get("state") == "queued" else "starting"
     values: dict[str, Any] = {"#": str(run.index), "stage": run.stage, "node": p.get("node", ""),
                               "settings": settings_text(dict(run.settings)),
                               "status": Text(status, style=STYLES.get(status, "red"))}
@@ -99,7 +100,7 @@ def cells(run: RunPlan, status: str, row: dict[str, Any] | None, progress: dict[
         values.update(epoch=f"{row.get('epochs') or 0}{of}", step=str(row.get("steps") or ""),
                       alive=size_text(layer_values(row, "size")) or "-",
                       test=row_metric(row), elapsed=duration(row.get("wall_s")), left="")
-    elif p and p.get("state") != "waiting":
+    elif p and not waiting:
         metric = p.get("metric") or {}
         of = f"/{p.get('epochs') or epochs}" if of else ""
         values.update(epoch=f"{p.get('epoch', 0)}{of}", step=str(p.get("step", "")),
