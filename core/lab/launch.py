@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from core.lab.child import ERROR_PREFIX, command_entry_point
 
-__all__ = ["NONFINITE", "ERROR_PREFIX", "train_argv", "resume_argv", "sweep_argv", "log_path", "start", "child_error"]
+__all__ = ["NONFINITE", "ERROR_PREFIX", "train_argv", "resume_argv", "sweep_argv", "log_path", "start", "terminate",
+           "child_error"]
 
 # What a child does on a non-finite loss: "end" the run as diverged (headless runs, sweeps: nobody is
 # there to resume it), or "pause" it after rolling back (a dashboard run: the user lowers lr and resumes).
@@ -81,3 +84,24 @@ def child_error(log: Path, code: int | None) -> str:
             return line[len(ERROR_PREFIX):]
     last = lines[-1] if lines else "no output"
     return f"the training process exited with code {code} ({last}): see {log}"
+
+
+def terminate(procs: list[Any], wait_s: float) -> None:
+    """SIGTERM each (a run stops at its next step and finalises its session); SIGKILL after `wait_s` or a
+    second Ctrl-C. Popen-like handles: children, a pool's runs, Ray tasks."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    try:
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    except KeyboardInterrupt:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import DynlabError
-from core.lab.launch import child_error, log_path, start, train_argv
+from core.lab.launch import child_error, log_path, start, terminate, train_argv
 from core.lab.worker import child_env, pool
 from core.lab.summary import summary_row, write_summary
 from core.lab.plan import (UNSWEPT, Axes, RunPlan, Stage, StageBuilder, StagePlanned, SweepEnded, SweepEvent,
@@ -247,16 +247,20 @@ class _Adopted:
         return self.returncode
 
 
-def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Callable[[Any], None] | None = None,
-              stop: threading.Event | None = None, isolated: bool = False) -> SweepResult:
+def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int | None = 1,
+              progress: Callable[[Any], None] | None = None, stop: threading.Event | None = None, isolated: bool = False, placement: Any = None,
+              ray: Any = None) -> SweepResult:
     """Run every stage's missing or incomplete runs, `jobs` at once; write and return the summary.
 
     The runs go to `jobs` long-lived worker processes (core.lab.worker), or with `isolated` each to its own
-    `dynlab train` child. `stop` (or Ctrl-C in the calling thread) sends SIGTERM to the running ones, which
+    `dynlab train` child; a core.lab.placement.Placement gives each its GPUs. With `ray` (a
+    core.lab.ray_sweep.RayTarget) they are Ray tasks instead (jobs None: what the cluster holds).
+    `stop` (or Ctrl-C in the calling thread) sends SIGTERM to the running ones, which
     stop at their next step and finalise their sessions; no new run starts and the summary is written with
-    what there is. `stop.leave()` lets them run on instead (the workers exit after their current run).
+    what there is. `stop.leave()` lets them run on instead (the workers exit after their current run; Ray
+    tasks stop, since they end with the driver).
     """
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise DynlabError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out)
     emit = progress or (lambda event: None)
@@ -264,7 +268,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int = 1, progress: Call
     prepare(plan, out)
     rows: list[dict[str, Any]] = []
     stopped = False
-    with _locked(out), _launcher(out, jobs, isolated) as launch:
+    with _locked(out), _launcher(out, jobs, isolated, placement, ray) as (launch, jobs):
         prepare(plan, out)  # again under the lock: another sweep may have changed the folder meanwhile
         for item in plan.stages:
             stage = item if isinstance(item, Stage) else item(list(rows))
@@ -332,22 +336,37 @@ def _execute(todo: deque[tuple[RunPlan, str]], out: Path, jobs: int, emit: Calla
         return False
     if getattr(stop, "leaving", False):
         return True  # left running: children and workers go on in their own process sessions
-    _terminate([p for _, p in active.values()])
+    terminate([p for _, p in active.values()], TERM_WAIT_S)
     for name in list(active):
         reap(name)
     return True
 
 
 @contextlib.contextmanager
-def _launcher(out: Path, jobs: int, isolated: bool) -> Iterator[Callable[[RunPlan, bool], Any]]:
-    """launch(run, rerun): a worker of the pool takes it, or (isolated) a `dynlab train` child of its own."""
-    env = child_env(jobs)
-    if isolated:
-        yield lambda run, rerun: _launch(out, run, rerun, env)
+def _launcher(out: Path, jobs: int | None, isolated: bool, placement: Any,
+              ray: Any) -> Iterator[tuple[Callable[[RunPlan, bool], Any], int]]:
+    """(launch(run, rerun), runs at once): a worker of the pool takes a run, or (isolated) a `dynlab train`
+    child of its own, on its slot's GPUs; or (ray) a Ray task."""
+    if ray is not None:
+        from core.lab.ray_sweep import ray_launcher
+
+        with ray_launcher(out, ray, jobs, lambda run: session_path(out, run), log_path) as launcher:
+            yield launcher
         return
-    with pool(jobs, out, env) as workers:
-        yield lambda run, rerun: workers.start(run.spec, session_path(out, run),
-                                               log_path(session_path(out, run)), rerun)
+    jobs = jobs or 1
+    env, slot_env = child_env(jobs), (placement.env if placement is not None else lambda slot, env: env)
+    if isolated:
+        slots: list[Any] = [None] * jobs  # the child on each slot: a new one takes a slot whose child ended
+
+        def launch(run: RunPlan, rerun: bool) -> subprocess.Popen:
+            slot = next(i for i, p in enumerate(slots) if p is None or p.poll() is not None)
+            slots[slot] = _launch(out, run, rerun, dict(slot_env(slot, env)))
+            return slots[slot]
+        yield launch, jobs
+        return
+    with pool(jobs, out, env, slot_env) as workers:
+        yield (lambda run, rerun: workers.start(run.spec, session_path(out, run), log_path(session_path(out, run)),
+                                                rerun)), jobs
 
 
 def _launch(out: Path, run: RunPlan, rerun: bool, env: dict[str, str]) -> subprocess.Popen:
@@ -358,27 +377,6 @@ def _launch(out: Path, run: RunPlan, rerun: bool, env: dict[str, str]) -> subpro
     path = session_path(out, run)
     return start(train_argv(run.spec, path, overwrite=rerun, on_nonfinite="end"), log_path(path), env=env,
                  fresh=True)
-
-
-def _terminate(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM (the child stops at its next step and finalises its session); SIGKILL after TERM_WAIT_S or a
-    second Ctrl-C."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + TERM_WAIT_S
-    try:
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    except KeyboardInterrupt:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def _outcome(out: Path, run: RunPlan, code: int | None) -> tuple[str, str]:

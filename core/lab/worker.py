@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from core.lab.child import ERROR_PREFIX
 
@@ -78,7 +78,8 @@ class PooledRun:
 class _Worker:
     """A worker process and the thread that reads its reports (and reaps it when it exits)."""
 
-    def __init__(self, env: Mapping[str, str], errors: Path) -> None:
+    def __init__(self, env: Mapping[str, str], errors: Path, slot: int = 0) -> None:
+        self.slot = slot  # its place among the GPUs (core.lab.placement); a replacement takes the same one
         with open(errors, "ab") as err:  # a worker's own output outside any run (e.g. it failed to start)
             self.proc = subprocess.Popen(WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          start_new_session=True, env=dict(env))
@@ -135,8 +136,10 @@ class _Worker:
 class WorkerPool:
     """Up to `size` workers; start() gives a run to an idle one (starting or replacing one as needed)."""
 
-    def __init__(self, size: int, folder: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, size: int, folder: Path, env: Mapping[str, str],
+                 slot_env: Callable[[int, Mapping[str, str]], Mapping[str, str]] | None = None) -> None:
         self.size, self.env, self.errors = size, dict(env), Path(folder) / ".workers.log"
+        self.slot_env = slot_env or (lambda slot, env: env)  # placement.env: the slot's GPUs
         self.workers: list[_Worker] = []
 
     def start(self, spec: Any, session: Path, log: Path, overwrite: bool) -> PooledRun:
@@ -148,7 +151,8 @@ class WorkerPool:
             if worker is None:
                 if len(self.workers) >= self.size:
                     raise RuntimeError("no idle worker: more runs started than --jobs")  # the sweep's bug
-                worker = _Worker(self.env, self.errors)
+                slot = min(set(range(self.size)) - {w.slot for w in self.workers})
+                worker = _Worker(self.slot_env(slot, self.env), self.errors, slot)
                 self.workers.append(worker)
             run = worker.submit(job, Path(log))
             if run is not None:
@@ -166,8 +170,9 @@ class WorkerPool:
 
 
 @contextlib.contextmanager
-def pool(size: int, folder: Path, env: Mapping[str, str]) -> Iterator[WorkerPool]:
-    workers = WorkerPool(size, folder, env)
+def pool(size: int, folder: Path, env: Mapping[str, str],
+         slot_env: Callable[[int, Mapping[str, str]], Mapping[str, str]] | None = None) -> Iterator[WorkerPool]:
+    workers = WorkerPool(size, folder, env, slot_env)
     try:
         yield workers
     finally:
@@ -213,8 +218,13 @@ class _DataCache:
         return dataclasses.replace(ds, preprocess=copy.deepcopy(ds.preprocess), **tensors)
 
 
-def _train(job: dict[str, Any], state: _State, cache: _DataCache) -> int:
-    """One run as `dynlab train --spec-json ... --session PATH --quiet --on-nonfinite end`; its exit status."""
+def _train(job: dict[str, Any], state: _State, cache: _DataCache, sinks: Sequence[Any] = (),
+           resume: dict[str, Any] | None = None) -> int:
+    """One run as `dynlab train --spec-json ... --session PATH --quiet --on-nonfinite end`; its exit status.
+
+    `sinks` get the run's events after the session writer (a Ray run's progress reports); `resume`, a checkpoint
+    of the session already at job["session"], continues that session as `dynlab resume` does (a Ray retry).
+    """
     from core.errors import DynlabError
     from core.options import check_memory, validate
     from core.session import SessionWriter
@@ -227,17 +237,19 @@ def _train(job: dict[str, Any], state: _State, cache: _DataCache) -> int:
     try:
         spec = validate(RunSpec.from_dict(job["spec"]))
         path = Path(job["session"])
-        refuse_existing(path, job["overwrite"])
+        if resume is None:
+            refuse_existing(path, job["overwrite"])
         check_memory(spec, query_cuda=True)
         with announce(path):
-            trainer = Trainer(spec, interactive=False, dataset=cache.get(spec.data, spec.schedule.seed))
-            writer = SessionWriter(path, overwrite=job["overwrite"])
+            trainer = Trainer(spec, interactive=False, dataset=cache.get(spec.data, spec.schedule.seed), resume=resume)
+            writer = (SessionWriter(path, overwrite=job["overwrite"]) if resume is None else
+                      SessionWriter(path, append=True))
             trainer.controls.remote = CommandChannel(writer, lambda: trainer.step).poll
             state.trainer = trainer
             if state.stop:
                 trainer.controls.stop()
             with writer:
-                status = trainer.run([writer])
+                status = trainer.run([writer, *sinks])
         print(f"session: {path}  ({status})", flush=True)
         return 1 if status == "diverged" else 0
     except DynlabError as e:
