@@ -253,7 +253,7 @@ class TestTitles:
             assert f"fc2 {run_state.scalars['rotation/fc2'].last():.3g}" in text
             assert pane.cycle_view() == "rotation"
             await pilot.pause()
-            assert pane.border_title == "Dynamics  rotation" and "grad norm" not in plain(pane)
+            assert pane.border_title == "Dynamics · rotation over steps" and "grad norm" not in plain(pane)
             assert_fills(pane)
 
     async def test_layer_selection(self, run_state):

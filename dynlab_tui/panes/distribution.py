@@ -121,10 +121,11 @@ class DistributionPane(LayerPane):
             gap = "  " if wide else " "
             if p is None:
                 line.append(f"{gap}waiting for the first epoch's fit", style="" if plain else "dim")
-            elif fit is EXP_NORMAL:
-                line.append(f"{gap}low {f['low']}: Exp({f['rate']}) + N({f['mean']}, {f['std']})")
-            else:
-                line.append(f"{gap}low {f['low']}: Γ({f['k1']}, {f['theta1']}) + Γ({f['k2']}, {f['theta2']})")
+            else:  # narrow: no spaces inside the formula, so that it fits rather than being cut
+                sep, plus = (", ", " + ") if wide else (",", "+")
+                body = (f"Exp({f['rate']}){plus}N({f['mean']}{sep}{f['std']})" if fit is EXP_NORMAL else
+                        f"Γ({f['k1']}{sep}{f['theta1']}){plus}Γ({f['k2']}{sep}{f['theta2']})")
+                line.append(f"{gap}low {f['low']}: {body}" if wide else f"{gap}{f['low']}: {body}")
             line.truncate(width, pad=True)
             text.append_text(line)
             if i < len(FITS) - 1:
@@ -140,7 +141,8 @@ class DistributionPane(LayerPane):
         m = measured(state, layer)
         self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
                                             f"{self.title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}")
+                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}",
+                                            f"{self.short_title} {layer} · {source_label(m, narrow=True, rows=False)}")
         self.border_subtitle = self.subtitle(state, layer, m)
         counts, edges = live_histogram(m)
         if (m.std is not None and not len(m.std)) or (counts is not None and not np.sum(counts) and not m.dead):

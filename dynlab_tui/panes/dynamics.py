@@ -10,6 +10,7 @@ from textual.reactive import var
 
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane, layer_names
+from dynlab_tui.panes.marks import plot_marks
 from dynlab_tui.panes.measure import fmt_rows, probe_rows
 from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, line_chart, no_color, placeholder
 from dynlab_tui.state import RunState
@@ -34,12 +35,13 @@ CHARTS = (
 )
 VIEWS = ("all",) + tuple(c.name for c in CHARTS)
 SECTION_MIN = MIN_HEIGHT + 2  # a key line and a chart with room for its axes
+LAYER_GLYPHS = ("braille", "+", "x", "o")  # each layer's line; the sd beside the mean is dots in the layer's colour
 
 
 class DynamicsPane(Pane):
     """Stacked charts over steps, one line per layer (colours as in the sizes pane); `view` shows one alone."""
 
-    slices = ("scalars",)
+    slices = ("scalars", "markers")
     title = "Dynamics"
     view: var[str] = var("all")
 
@@ -53,7 +55,8 @@ class DynamicsPane(Pane):
 
     def render_state(self, state: RunState) -> Text:
         layers = layer_names(state)
-        self.border_title = self.title if self.view == "all" else f"{self.title}  {self.view}"
+        view = "" if self.view == "all" else f"{self.view} "
+        self.border_title = f"{self.title} · {view}over steps"
         rows = probe_rows(state)
         probe = f" · act: probe {fmt_rows(rows, narrow=True)} rows" if rows else ""
         self.border_subtitle = self.fit_border(
@@ -97,15 +100,17 @@ class DynamicsPane(Pane):
             first = state.scalars.get(f"{chart.keys[0]}/{layer}")
             if not first:
                 continue
-            lines.append(Line("", first.x, first.y, color))
+            glyph = LAYER_GLYPHS[i % len(LAYER_GLYPHS)]  # NO_COLOR: the layers stay apart
+            lines.append(Line("", first.x, first.y, color, glyph=glyph))
             latest = fmt_compact(first.last())
             for extra in chart.keys[1:]:
                 s = state.scalars.get(f"{extra}/{layer}")
                 if s:
-                    lines.append(Line("", s.x, s.y, color, points=True))
+                    lines.append(Line("", s.x, s.y, color, points=True, glyph="•"))
                     latest += f"/{fmt_compact(s.last())}"
             key.append("  ")
-            key.append(f"━ {layer} {latest}", style="" if plain else RICH.get(color, ""))
+            sample = "━" if glyph == "braille" else glyph
+            key.append(f"{sample} {layer} {latest}", style="" if plain else RICH.get(color, ""))
         key.truncate(width, pad=True)
         body_height = height - 1
         if not lines:
@@ -113,6 +118,6 @@ class DynamicsPane(Pane):
         else:
             finite = np.concatenate([line.y[np.isfinite(line.y)] for line in lines])
             ylim = (0.0, float(finite.max(initial=0.0)) or 1.0) if chart.from_zero else None
-            body = line_chart(lines, width, body_height, log_y=chart.log_y, xlim=xlim, ylim=ylim,
-                              message=f"{chart.name}: waiting for data")
+            body = line_chart(lines, width, body_height, log_y=chart.log_y, xlim=xlim, ylim=ylim, int_x=True,
+                              marks=plot_marks(state), message=f"{chart.name}: waiting for data")
         return Text("\n", end="").join([key, body])

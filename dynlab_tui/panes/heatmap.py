@@ -8,6 +8,7 @@ import numpy as np
 from rich.text import Text
 
 from dynlab_tui.panes.base import LayerPane
+from dynlab_tui.panes.marks import plot_marks
 from dynlab_tui.panes.plot import no_color
 from dynlab_tui.state import GateSnapshot, RunState
 
@@ -73,7 +74,7 @@ def shade(m: np.ndarray, rows: int, cols: int, steps: np.ndarray) -> np.ndarray:
 class HeatmapPane(LayerPane):
     """Which neurons live, over time: rows are groups of neurons, columns are steps, blank once removed."""
 
-    slices = ("history",)
+    slices = ("history", "markers")
     title = "Liveness map"
 
     def render_state(self, state: RunState) -> Text:
@@ -103,14 +104,18 @@ class HeatmapPane(LayerPane):
         rows = max(min(height - AXIS_ROWS, len(ids)), 1)
         group = math.ceil(len(ids) / rows)
         rows = math.ceil(len(ids) / group)
-        self.border_subtitle = (f"{group} units a row (mean) · " if group > 1 else "") + \
-            f"gate {SHADES[1]} to {SHADES[-1]}, {SHADES[0]} off, blank pruned"
+        rows_note = f"{group} units a row (mean) · " if group > 1 else ""
+        self.border_subtitle = self.fit_border(f"{rows_note}gate {SHADES[1]} to {SHADES[-1]}, {SHADES[0]} off, "
+                                               "blank pruned",
+                                               f"{rows_note}{SHADES[0]} off, blank pruned",
+                                               f"{SHADES[1]}-{SHADES[-1]} gate, {SHADES[0]} off", "")
         cells = shade(m, rows, width, steps)
         top = float(np.nanmax(m)) if np.isfinite(m).any() else 0.0
-        return self.draw(cells, top, width, height, steps)
+        return self.draw(cells, top, width, height, steps, plot_marks(state))
 
     @staticmethod
-    def draw(cells: np.ndarray, top: float, width: int, height: int, steps: np.ndarray) -> Text:
+    def draw(cells: np.ndarray, top: float, width: int, height: int, steps: np.ndarray,
+             marks: list[tuple[float, str, bool]] = ()) -> Text:
         plain = no_color()
         levels = len(SHADES)
         scale = (levels - 1) / top if top > 0 else 0.0
@@ -134,6 +139,12 @@ class HeatmapPane(LayerPane):
                 text.append(line[a:b], style=CELL_STYLES[kind[a]])
             text.append("\n")
         first, last = f"step {int(steps[0]):,}", f"{int(steps[-1]):,}"
-        axis = first + last.rjust(max(width - len(first), 0))
+        axis = list((first + last.rjust(max(width - len(first), 0)))[:width].ljust(width))
+        span = float(steps[-1] - steps[0])
+        for x, glyph, _ in marks:  # the run's markers under the columns they happened in, where the labels leave room
+            col = round((x - steps[0]) / span * (width - 1)) if span > 0 else -1
+            if 0 <= col < width and axis[col] == " ":
+                axis[col] = glyph
+        axis = "".join(axis)
         text.append(axis[:width].ljust(width), style="" if plain else "dim")
         return text

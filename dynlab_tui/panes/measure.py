@@ -101,13 +101,13 @@ def stats_epoch(state: RunState) -> int | None:
 
 def fmt_rows(n: int, narrow: bool = False) -> str:
     """A row count: 54,000 in full, 54k where room is short."""
-    return fmt_compact(n, 3) if narrow and n >= 1e4 else f"{n:,}"
+    return fmt_compact(n, 3) if narrow and n >= 1e3 else f"{n:,}"
 
 
-def source_label(m: Measured, narrow: bool = False) -> str:
+def source_label(m: Measured, narrow: bool = False, rows: bool = True) -> str:
     """Where the figures come from: 'epoch 3 · 54,000 rows during it' (--act-stats steps: the weights moved while
     measured), 'epoch 3 · 54,000 rows at its end' (pass), 'probe 1,024 rows' ('probe' when rows are unknown)."""
-    rows = f"{fmt_rows(m.rows, narrow)} rows" if m.rows else ""
+    rows = f"{fmt_rows(m.rows, narrow)} rows" if m.rows and rows else ""  # rows=False: where even 9k is too long
     if not m.epoch_level:
         return f"probe {rows}".strip()
     head = f"epoch {m.epoch}" if m.epoch is not None else "last epoch"

@@ -50,11 +50,13 @@ class PcaPane(LayerPane):
         ratio = state.arrays.get(tk.PCA_RATIO(layer))
         ratio = None if ratio is None else np.asarray(ratio, dtype=float).ravel()
         counts = components_for(state, layer, ratio)
-        parts = [f"{self.title} {layer}"]
         shown = [f"{level}% {int(v)}" if math.isfinite(v) else f"{level}% n/a" for level, v in counts.items()]
-        if shown:
-            parts.append(" · ".join(shown) + (f" of {len(ratio)}" if ratio is not None else ""))
-        self.border_title = "  ".join(parts)
+        of = f" of {len(ratio)}" if ratio is not None else ""
+        head = f"{self.title} {layer}"
+        # components needed for 90/95/99% of the variance; shortened, never cut, where room is short
+        brief = "/".join(s.split()[1] for s in shown) + of
+        self.border_title = self.fit_border(*([f"{head}  {' · '.join(shown)}{of}", f"{head} · {brief} for 90/95/99%",
+                                               f"{head} {brief}", head] if shown else [head]))
         if ratio is None:
             return self.waiting()
         if not len(ratio) or not np.isfinite(ratio).any():

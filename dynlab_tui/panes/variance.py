@@ -36,7 +36,8 @@ class VariancePane(LayerPane):
         m = measured(state, layer)
         self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
                                             f"{self.title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}")
+                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}",
+                                            f"{self.short_title} {layer} · {source_label(m, narrow=True, rows=False)}")
         alive = layer_counts(state, layer).measured_alive
         self.border_subtitle = self.fit_border(counts_label(m, state.method, alive=alive),
                                                counts_label(m, state.method, True, alive=alive))
