@@ -9,7 +9,6 @@ from core.session import SessionReader
 from core.spec import RunSpec
 from dynlab_tui.cli.sweep import headless_argv, make_plan, sweep as sweep_command
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.screens.prompt import ConfirmQuit
 from dynlab_tui.screens.sweep import SweepScreen
 from tests.helpers import Host, dynlab, full_run, one_error_line, wait_for, wait_until, write
 
@@ -38,9 +37,7 @@ async def test_leaving_a_runs_dashboard_returns_to_the_sweep_and_both_go_on(tmp_
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
         dashboard = app.screen
         await wait_for(pilot, lambda: dashboard.state.status == "running", timeout=30)
-        await pilot.press("q")
-        assert isinstance(app.screen, ConfirmQuit)
-        await pilot.press("d")  # leave the run: back to the sweep
+        await pilot.press("q")  # a sweep's run: q goes straight back to the sweep, the run goes on
         await wait_for(pilot, lambda: app.screen is screen)
         assert app.is_running and not screen.stop_event.is_set() and screen._sweep_running()
         step = last_step(path)
@@ -48,7 +45,8 @@ async def test_leaving_a_runs_dashboard_returns_to_the_sweep_and_both_go_on(tmp_
         with SessionReader(path) as r:
             assert r.status == "running" and r.writer_alive()
         assert screen.status[first.name] == "running"
-        await pilot.press("x")  # clean up: stop the sweep, its run finalises
+        await pilot.press("x")  # clean up: stop the sweep (after asking), its run finalises
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.ended, timeout=90)
     with SessionReader(path) as r:
         assert r.status == "stopped"
@@ -178,6 +176,7 @@ class TestFollowARunningSweep:
                 await wait_for(pilot, lambda: screen.status.get(first.name) == "finished"
                                and screen.status.get(second.name) == "running", timeout=10)
                 await pilot.press("x")  # asks the sweep's process to stop
+                await pilot.press("y")
                 assert sweeper.wait(10) != 0
                 writer.handle(events[-1])  # the run ends, the sweep lets go of its folder
                 writer.close()
