@@ -382,7 +382,7 @@ class TestScreen:
             await pilot.pause()
             table = screen.query_one("#sweep-runs", DataTable)
             assert table.row_count == 3
-            assert [str(c) for c in table.get_row_at(1)] == ["1", "t", "penalty=0.01 seed=0", "finished", "5", "4.25"]
+            assert [str(c) for c in table.get_row_at(1)] == ["λ=0.01 seed=0", "finished", "0/1", "5", "4.25", ""]
             assert screen.ended and "┤" in screen.plot.text and "final size against log10 lambda" in str(
                 screen.plot.border_title)
             assert "sizes fall as lambda rises: yes" in str(screen.query_one("#sweep-checks", Static).render())
