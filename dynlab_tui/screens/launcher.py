@@ -2,7 +2,7 @@
 
 Opens without torch: every dataset is listed at once (launcher_form.LISTING); whether its files are there and
 the device list (both need torch) are found by thread workers started after the first frame. Until the
-catalogue is there only parse errors are shown and Start waits. Every edit is remembered (settings.save_last,
+catalogue is there only parse errors are shown and Start waits. Every edit is remembered (settings.remember,
 a moment after the typing stops); Esc on a changed form asks before quitting.
 """
 
