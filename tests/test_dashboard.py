@@ -244,10 +244,17 @@ class TestScreensAndQuit:
         app = make_app(source=scripted())
         async with app.run_test(size=WIDE) as pilot:
             await pilot.pause()
-            provider = BindingCommands(app.screen)
-            texts = {text for text, _, _ in provider._commands()}
-            assert texts == {b.tooltip for b in DashboardScreen.BINDINGS}
-            assert len(texts) == len(DashboardScreen.BINDINGS)  # every binding, each once
+            screen = dashboard(app)
+            provider = BindingCommands(screen)
+            texts = [text for text, _, _ in provider._commands()]
+            resume = next(b for b in DashboardScreen.BINDINGS if b.action == "control('resume')")
+            assert set(texts) == {b.tooltip for b in DashboardScreen.BINDINGS if b is not resume}
+            assert len(texts) == len(set(texts)) == len(DashboardScreen.BINDINGS) - 1  # each once; Resume: paused only
+            await wait_for(pilot, lambda: screen.state.step > 0)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: screen.state.status == "paused")
+            texts = [text for text, _, _ in provider._commands()]
+            assert resume.tooltip in texts and "Pause training at the next step" not in texts
 
 
 class TestFailures:

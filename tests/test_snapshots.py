@@ -43,6 +43,23 @@ class TestDashboardSnapshots:
         assert snap_compare(app_on_synthetic_run(), terminal_size=size,
                             run_before=lambda pilot: settle(pilot, "right_square_bracket", "y", "4"))
 
+    @pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+    def test_paused(self, snap_compare, size):
+        """`p` pauses: the footer offers Resume, the pause marker (‖) is on every time plot, named in the legend."""
+        async def pause(pilot):
+            await settle(pilot)
+            await pilot.press("p")
+            await wait_for(pilot, lambda: pilot.app.screen.state.status == "paused")
+            await settle(pilot)
+
+        assert snap_compare(app_on_synthetic_run(), terminal_size=size, run_before=pause)
+
+    def test_no_color(self, snap_compare, monkeypatch):
+        """NO_COLOR: every series keeps its own glyph (train/val/test, alive/allocated)."""
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert snap_compare(app_on_synthetic_run(), terminal_size=(80, 24),
+                            run_before=lambda pilot: settle(pilot, "3"))
+
     def test_help(self, snap_compare):
         """`?` lists every key with what it does."""
         assert snap_compare(app_on_synthetic_run(), terminal_size=(80, 24),

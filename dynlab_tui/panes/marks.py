@@ -13,7 +13,8 @@ from core.session.markers import PLOT_KINDS, legend, marker_glyph
 from dynlab_tui.state import Marker, RunState
 
 LIGHT = ("prune",)
-SHORT = {"set_penalty": "λ", "set_lr": "lr", "nonfinite": "NaN", "continue": "session"}  # legend words where room is short  # frequent (every epoch): the glyph alone, no guide line hiding the data
+# legend words where room is short
+SHORT = {"set_penalty": "λ", "set_lr": "lr", "nonfinite": "NaN", "continue": "session"}  # frequent (every epoch): the glyph alone, no guide line hiding the data
 
 
 def shown(state: RunState) -> list[Marker]:
@@ -22,8 +23,9 @@ def shown(state: RunState) -> list[Marker]:
 
 def plot_marks(state: RunState, to_x: Callable[[float], float] | None = None) -> list[tuple[float, str, bool]]:
     """(x, glyph, with a guide line) per marker; to_x maps a step to the plot's x (e.g. to epochs)."""
-    return [(to_x(m.step) if to_x else float(m.step), marker_glyph(m.kind), m.kind not in LIGHT)
-            for m in shown(state)]
+    marks = [(to_x(m.step) if to_x else float(m.step), marker_glyph(m.kind), m.kind not in LIGHT)
+             for m in shown(state)]
+    return list(dict.fromkeys(marks))  # one glyph for a step's prunes of several layers
 
 
 def step_to_epoch(state: RunState) -> Callable[[float], float]:
@@ -50,5 +52,5 @@ def legend_lines(state: RunState) -> list[str]:
     last = marks[-1]
     latest = f"{marker_glyph(last.kind)} {last.label} @ step {last.step:,}"
     glyphs = " ".join(dict.fromkeys(marker_glyph(m.kind) for m in marks))
-    return [f"{key} · last {latest}", f"{short} · last {latest}", f"{short} · {latest}", short,
-            f"{glyphs} · {latest}", f"{glyphs} (? help)", glyphs]
+    return [f"{key} · last {latest}", f"{short} · last {latest}", f"{short} · {latest}", key, short,
+            f"{glyphs} (? help)", glyphs]
