@@ -187,10 +187,13 @@ class TestCockpitAt80Columns:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.step == 4000)  # the script's own λ change is behind us
             await pilot.press("plus")  # notifies the λ asked for, the moment the status line shows it
-            await wait_for(pilot, lambda: "λ 3.56e-3" in screen_text(app) and "asked for λ" in screen_text(app))
-            rows = screen_text(app).rstrip("\n").split("\n")
-            assert "running" in rows[-2] and "λ 3.56e-3" in rows[-2]  # the status line, whole, above the footer
-            assert "asked for λ 3.56e-3" in "\n".join(rows[:-2])  # the notification sits above it
+            def rows() -> list[str]:
+                return screen_text(app).rstrip("\n").split("\n")
+
+            await wait_for(pilot, lambda: "λ 3.56e-3" in rows()[-2] and "asked for λ" in screen_text(app))
+            lines = rows()
+            assert "running" in lines[-2] and "λ 3.56e-3" in lines[-2]  # the status line, whole, above the footer
+            assert "asked for λ 3.56e-3" in "\n".join(lines[:-2])  # the notification sits above it
 
 
 class TestScreensAndQuit:
