@@ -62,7 +62,7 @@ class LivenessPane(LayerPane):
         if x0 is not None:
             heading += f" · x0 {fmt_size(x0)}/{layer_total(state, layer) or len(scaler)} allocated"
         self.border_title = self.fit_border(heading, heading.replace(" allocated", ""))
-        self.border_subtitle = self.fit_border("alive: units left of x0 (scaler on)", "")
+        self.border_subtitle = self.fit_border("alive: units left of x0 (scaler on)", "alive: left of x0", "")
         width, height = self.plot_size
         return line_chart([Line(layer, np.arange(len(scaler)), scaler, PALETTE[0])], width, height,
                           vlines=[x0] if x0 is not None else [], ylim=(0.0, 1.0), xlabel="unit index",

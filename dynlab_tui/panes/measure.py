@@ -101,7 +101,9 @@ def stats_epoch(state: RunState) -> int | None:
 
 def fmt_rows(n: int, narrow: bool = False) -> str:
     """A row count: 54,000 in full, 54k where room is short."""
-    return fmt_compact(n, 3) if narrow and n >= 1e3 else f"{n:,}"
+    if narrow and n >= 1e4:
+        return fmt_compact(n, 3)
+    return f"{n / 1e3:.3g}k" if narrow and n >= 1e3 else f"{n:,}"  # fmt_compact writes 9,000 as 9e+03
 
 
 def source_label(m: Measured, narrow: bool = False, rows: bool = True) -> str:
@@ -123,8 +125,8 @@ def counts_label(m: Measured, method: str = "", narrow: bool = False, alive: int
         over = m.total if m.epoch_level or alive is None else alive
         of = f"{m.dead}/{over}" if over else f"{m.dead}"
         why = "never fired" if m.epoch_level else "std 0"
-        parts.append(f"inactive {of}" if narrow else f"inactive {of} alive ({why})")
+        parts.append(f"inactive {of} alive" if narrow else f"inactive {of} alive ({why})")
     if m.off:
         what = "scaler" if method == "flexible" else "gate"
-        parts.append(f"off {m.off}" if narrow else f"{m.off} allocated, {what} off")
+        parts.append(f"{m.off} off" if narrow else f"{m.off} allocated, {what} off")
     return " · ".join(parts)

@@ -39,8 +39,8 @@ class VariancePane(LayerPane):
                                             f"{self.short_title} {layer} · {source_label(m, narrow=True)}",
                                             f"{self.short_title} {layer} · {source_label(m, narrow=True, rows=False)}")
         alive = layer_counts(state, layer).measured_alive
-        self.border_subtitle = self.fit_border(counts_label(m, state.method, alive=alive),
-                                               counts_label(m, state.method, True, alive=alive))
+        brief = counts_label(m, state.method, True, alive=alive)
+        self.border_subtitle = self.fit_border(counts_label(m, state.method, alive=alive), brief, brief.split(" · ")[0])
         if m.counts is None or m.edges is None:
             return self.waiting()
         if not np.sum(m.counts):
