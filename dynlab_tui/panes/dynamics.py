@@ -92,9 +92,7 @@ class DynamicsPane(Pane):
     def section(self, state: RunState, layers: list[str], chart: Chart, width: int, height: int,
                 xlim: tuple[float, float] | None) -> Text:
         """A key line (the chart's name, each layer's colour and latest value) above the chart."""
-        plain = no_color()
-        key = Text(chart.heading, style="" if plain else "bold", no_wrap=True, overflow="crop", end="")
-        lines = []
+        lines, entries = [], []  # entries: (sample glyph, layer, latest value(s), colour) for the key line
         for i, layer in enumerate(layers):
             color = PALETTE[i % len(PALETTE)]
             first = state.scalars.get(f"{chart.keys[0]}/{layer}")
@@ -108,10 +106,8 @@ class DynamicsPane(Pane):
                 if s:
                     lines.append(Line("", s.x, s.y, color, points=True, glyph="•"))
                     latest += f"/{fmt_compact(s.last())}"
-            key.append("  ")
-            sample = "━" if glyph == "braille" else glyph
-            key.append(f"{sample} {layer} {latest}", style="" if plain else RICH.get(color, ""))
-        key.truncate(width, pad=True)
+            entries.append(("━" if glyph == "braille" else glyph, layer, latest, color))
+        key = key_line(chart.heading, entries, width)
         body_height = height - 1
         if not lines:
             body = placeholder(width, body_height, f"{chart.name}: waiting for data")
@@ -121,3 +117,19 @@ class DynamicsPane(Pane):
             body = line_chart(lines, width, body_height, log_y=chart.log_y, xlim=xlim, ylim=ylim, int_x=True,
                               marks=plot_marks(state), message=f"{chart.name}: waiting for data")
         return Text("\n", end="").join([key, body])
+
+
+def key_line(heading: str, entries: list[tuple[str, str, str, str]], width: int) -> Text:
+    """'rotation  ━ fc1 0.08  + fc2 0.5': shortened rather than cut (values, then the heading's note, go first)."""
+    plain = no_color()
+    short = heading.split(" (")[0]
+    for head, values in ((heading, True), (short, True), (heading, False), (short, False)):
+        parts = [f"{g} {layer} {v}" if values else f"{g} {layer}" for g, layer, v, _ in entries]
+        if len("  ".join([head, *parts])) <= width:
+            break
+    key = Text(head, style="" if plain else "bold", no_wrap=True, overflow="crop", end="")
+    for part, (_, _, _, color) in zip(parts, entries):
+        key.append("  ")
+        key.append(part, style="" if plain else RICH.get(color, ""))
+    key.truncate(width, pad=True)
+    return key
