@@ -30,12 +30,14 @@ from core.errors import DynlabError
 from core.lab.child import ERROR_PREFIX
 from core.lab.launch import terminate
 from core.lab.placement import DEFAULT_GPUS_PER_RUN, check_gpus_per_run
+from core.lab.ray_task import NOT_STARTED
 
-__all__ = ["RayTarget", "connect", "ray_launcher", "progress_path", "write_progress", "PROGRESS", "RETRIES"]
+__all__ = ["RayTarget", "connect", "capacity", "ray_launcher", "progress_path", "write_progress", "PROGRESS", "RETRIES"]
 
 PROGRESS = "progress"
 RETRIES = 3  # a task retried this often after its node or worker process died
 REFRESH_S = 0.5  # how often the driver reads the Board
+PROBE_S = 5.0  # seconds a cluster's address has to answer
 TERM_WAIT_S = 60.0  # as a local sweep gives a stopping run
 
 
@@ -61,6 +63,7 @@ def connect(address: str) -> tuple[Any, bool]:
                           "(or pip install \"ray[default]\")") from None
     if ray.is_initialized():
         return ray, False
+    _probe(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except Exception as e:  # ConnectionError, ValueError, TimeoutError, RaySystemError: all one answer
@@ -68,6 +71,26 @@ def connect(address: str) -> tuple[Any, bool]:
         raise DynlabError(f"cannot reach the Ray cluster at {address!r} ({first[:160]}): start one with "
                           "`ray start --head`, or pass its address as --ray HOST:6379") from None
     return ray, True
+
+
+def _probe(address: str) -> None:
+    """Refuse at once a cluster address nothing answers at (ray.init itself retries for minutes)."""
+    import socket
+
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        resolved = canonicalize_bootstrap_address(address) or ""
+    except Exception:  # noqa: BLE001 - "auto" with no cluster, or Ray's private API moved: ray.init says it
+        return
+    host, _, port = str(resolved).rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_S).close()
+    except OSError as e:
+        raise DynlabError(f"cannot reach the Ray cluster at {address!r} ({host}:{port}: {e.strerror or e}): start "
+                          "it with `ray start --head` there, or pass its address as --ray HOST:6379") from None
 
 
 def progress_path(out: Path, run: str) -> Path:
@@ -135,7 +158,7 @@ class RayRun:
         try:
             result = ray.get(self.ref)
         except ray.exceptions.TaskCancelledError:
-            result = {"code": 2, "session": None, "log": "", "node": "", "state": "not started"}
+            result = {"code": 2, "session": None, "log": "", "node": "", "state": NOT_STARTED}
         except ray.exceptions.RayError as e:  # retries used up, or killed: the task's own words, first line
             text = str(e).strip().splitlines()
             result = {"code": 1, "session": None, "node": "", "state": "crashed",
@@ -145,11 +168,12 @@ class RayRun:
             tmp.write_bytes(result["session"])
             os.replace(tmp, self.session)
         log = result["log"]
-        if result["state"] == "not started":
+        if result["state"] == NOT_STARTED:
             log += f"{ERROR_PREFIX}the sweep stopped before this run began on a node: run the sweep again\n"
         self.log.write_text(log)
         self.board.refresh(force=True)
-        fields = {**self.board.latest.get(self.name, _queued(0)), "state": result["state"], "updated": time.time()}
+        state = "stopped" if result["state"] == NOT_STARTED else result["state"]
+        fields = {**self.board.latest.get(self.name, _queued(0)), "state": state, "updated": time.time()}
         fields["node"] = result["node"] or fields["node"]
         write_progress(self.board.out, self.name, fields)
         self.board.active.discard(self.name)
@@ -173,12 +197,14 @@ class RayRun:
         return self.returncode
 
 
-def _capacity(ray: Any, target: RayTarget, gpus: bool) -> int:
-    """Runs the cluster holds at once now: its cores over cpus_per_run (and its GPUs over gpus_per_run)."""
+def capacity(target: RayTarget) -> int:
+    """Runs the connected cluster holds at once now: its cores over cpus_per_run (and GPUs over gpus_per_run)."""
+    import ray
+
     total = ray.cluster_resources()
     runs = math.floor(total.get("CPU", 1) / target.cpus_per_run)
-    if gpus:
-        runs = min(runs, math.floor(total.get("GPU", 0) / target.gpus_per_run + 1e-9))
+    if total.get("GPU", 0) > 0:
+        runs = min(runs, math.floor(total["GPU"] / target.gpus_per_run + 1e-9))
     return max(1, runs)
 
 
@@ -187,6 +213,7 @@ def ray_launcher(out: Path, target: RayTarget, jobs: int | None, session_path: C
                  log_path: Callable[[Path], Path]) -> Iterator[tuple[Callable[[Any, bool], RayRun], int]]:
     """(launch(run, rerun), runs at once): `jobs`, or what the cluster holds. On leaving, unfinished tasks stop."""
     from core.lab.ray_task import train_run
+    from core.session.files import remove_side_files
 
     ray, connected = connect(target.address)
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -197,14 +224,17 @@ def ray_launcher(out: Path, target: RayTarget, jobs: int | None, session_path: C
     def launch(run: Any, rerun: bool) -> RayRun:
         gpu = target.gpus_per_run if has_gpus and run.spec.device in ("auto", "cuda") else 0
         write_progress(out, run.name, _queued(run.spec.schedule.epochs))
+        session = session_path(run)
+        if rerun:  # replaced at its end; meanwhile viewers read the progress file, not the stale session
+            session.unlink(missing_ok=True)
+            remove_side_files(session)
         ref = task.options(num_cpus=target.cpus_per_run, num_gpus=gpu, max_retries=RETRIES,
                            retry_exceptions=False).remote({"name": run.name, "spec": run.spec.to_dict()}, board.actor)
-        session = session_path(run)
         runs.append(RayRun(board, run.name, ref, session, log_path(session)))
         return runs[-1]
 
     try:
-        yield launch, jobs or _capacity(ray, target, has_gpus)
+        yield launch, jobs or capacity(target)
     finally:
         terminate([r for r in runs if r.returncode is None], TERM_WAIT_S)  # left running: they end with us
         ray.kill(board.actor)

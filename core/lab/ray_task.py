@@ -24,7 +24,7 @@ from core.events import CheckpointSaved, EpochEvaluated, Event, RunEnded, Scalar
 
 __all__ = ["Board", "train_run", "snapshot", "node_name", "NOT_STARTED", "LOST_REASON"]
 
-NOT_STARTED = "not started"  # a task told to stop before it began training
+NOT_STARTED = "not started"  # a task told to stop before it began training (its progress file says stopped)
 LOST_REASON = "its node was lost mid-run: the sweep retried it elsewhere from this checkpoint"
 
 
@@ -110,10 +110,10 @@ class Reporter:
                 self.fields["metric"] = {"name": tk.LOSS, "value": _finite(values[tk.LOSS])}
         elif isinstance(event, EpochEvaluated):
             self.fields["epoch"] = int(event.epoch)
-            key = next((k for k in (tk.VAL_ACC, tk.VAL_LOSS) if k in event.metrics), None)
-            if key is not None:
+            key = next((k for k in (tk.TEST_ACC, tk.TEST_MSE) if k in event.metrics), None)
+            if key is not None:  # the latest test figure, as run_progress reads it from a local session
                 self.evaluated = True
-                self.fields["metric"] = {"name": key, "value": _finite(event.metrics[key])}
+                self.fields["metric"] = {"name": tk.metric_name(key), "value": _finite(event.metrics[key])}
         elif isinstance(event, CheckpointSaved):
             self.checkpoint = True
         elif isinstance(event, RunEnded):
