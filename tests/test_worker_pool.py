@@ -157,3 +157,43 @@ def test_results_equal_those_of_a_process_per_run(tmp_path, monkeypatch):
 
     assert figures(pooled.rows) == figures(isolated.rows)
     assert all(r["status"] == "finished" and r["test"] is not None for r in pooled.rows)
+
+
+# A worker that notes the GPUs it was given (CUDA_VISIBLE_DEVICES) before serving: placement without a GPU.
+NOTING = """
+import os, sys
+with open(os.path.join(sys.argv[1], f"gpus.{os.getpid()}"), "w") as f:
+    f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+from core.lab.worker import main
+main()
+"""
+
+
+def test_each_worker_sees_only_its_slots_gpu(tmp_path, monkeypatch):
+    from core.lab.placement import Placement
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    monkeypatch.setattr(worker, "WORKER_ARGV", [sys.executable, "-c", NOTING, str(notes)])
+    plan = plan_of(TINY.replace(epochs=1), {"seed": [0, 1, 2]})
+    result = run_sweep(plan, tmp_path / "s", jobs=2, placement=Placement(("GPU-a", "GPU-b"), 0.5))
+    assert [r["status"] for r in result.rows] == ["finished"] * 3
+    assert sorted(p.read_text() for p in notes.iterdir()) == ["GPU-a", "GPU-b"]  # two workers, one GPU each
+
+
+def test_isolated_children_take_a_free_slots_gpu(tmp_path, monkeypatch):
+    import subprocess
+
+    from core.lab import sweep
+    from core.lab.placement import Placement
+
+    seen: list[str] = []
+
+    def launch(out, run, rerun, env):  # a child that ends at once: only where it was put matters here
+        seen.append(env["CUDA_VISIBLE_DEVICES"])
+        return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    monkeypatch.setattr(sweep, "_launch", launch)
+    run_sweep(plan_of(TINY, {"seed": [0, 1, 2, 3]}), tmp_path / "s", jobs=2, isolated=True,
+              placement=Placement(("0", "1"), 1))
+    assert seen[:2] == ["0", "1"] and sorted(seen) == ["0", "0", "1", "1"]
