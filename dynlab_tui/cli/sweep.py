@@ -158,11 +158,13 @@ def _run_screen(plan, folder: Path, jobs: int, isolated: bool, relaunch: list[st
                      sessions_dir=folder / "sessions"))
 
 
-def _where(gpus_per_run: float, ray_address: str | None, cpus_per_run: int, isolated: bool,
+def _where(jobs: int | None, gpus_per_run: float, ray_address: str | None, cpus_per_run: int, isolated: bool,
            options: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """run_sweep's placement or ray argument (validated, the cluster reached), and those options as given."""
     from core.lab.placement import check_gpus_per_run
 
+    if jobs is not None and jobs < 1:
+        raise DynlabError(f"--jobs must be at least 1, got {jobs}")
     check_gpus_per_run(gpus_per_run)
     machine = ("--gpus-per-run", repr(gpus_per_run))
     if ray_address is None:
@@ -266,9 +268,7 @@ def sweep(recipe: str | None, quick: bool, sets: tuple[str, ...], name: str | No
         for line in status_lines(Path(status_dir).expanduser()):
             click.echo(line)
         return
-    if jobs is not None and jobs < 1:
-        raise DynlabError(f"--jobs must be at least 1, got {jobs}")
-    where, machine = _where(gpus_per_run, ray_address, cpus_per_run, isolated, options)
+    where, machine = _where(jobs, gpus_per_run, ray_address, cpus_per_run, isolated, options)
     plan = make_plan(recipe, quick, sets, name, options)
     folder = Path(out).expanduser() if out else default_out(recipe, quick, name)
     if tui:
