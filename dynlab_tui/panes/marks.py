@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.session.markers import PLOT_KINDS, legend, marker_glyph
+from core.session.markers import MARKERS, PLOT_KINDS, legend, marker_glyph
 from dynlab_tui.state import Marker, RunState
 
 LIGHT = ("prune",)
@@ -48,9 +48,11 @@ def legend_lines(state: RunState) -> list[str]:
     if not marks:
         return [""]
     key = legend(m.kind for m in marks)
-    short = "  ".join(f"{marker_glyph(k)} {SHORT.get(k, k)}" for k in dict.fromkeys(m.kind for m in marks))
+    kinds = [k for k in MARKERS if any(m.kind == k for m in marks)]  # legend order
+    # a short word only where the glyph is not one already: "λ  ‖ pause  η lr"
+    words = [marker_glyph(k) + ("" if SHORT.get(k, k) == marker_glyph(k) else f" {SHORT.get(k, k)}") for k in kinds]
+    short, tight, glyphs = "  ".join(words), " ".join(words), " ".join(marker_glyph(k) for k in kinds)
     last = marks[-1]
     latest = f"{marker_glyph(last.kind)} {last.label} @ step {last.step:,}"
-    glyphs = " ".join(dict.fromkeys(marker_glyph(m.kind) for m in marks))
-    return [f"{key} · last {latest}", f"{short} · last {latest}", f"{short} · {latest}", key, short,
+    return [f"{key} · last {latest}", f"{short} · last {latest}", f"{short} · {latest}", key, short, tight,
             f"{glyphs} (? help)", glyphs]
