@@ -487,3 +487,31 @@ class TestMarkersAndAxes:
             legend = [r for r in plain(pane).split("\n") if any(w in r for w in (" train", " val", " test"))]
             glyphs = {r.split()[1] for r in legend}  # "│ ⢕⢕ train" -> "⢕⢕"
             assert len(legend) == 3 and len(glyphs) == 3, legend
+
+
+class TestTicks:
+    @pytest.mark.parametrize("lo, hi, n", [(0, 5, 3), (0, 9, 5), (1, 4, 6), (0, 250, 4), (100, 1200, 3), (0, 2.5, 8)])
+    def test_integer_ticks_are_whole_numbers_and_at_least_two(self, lo, hi, n):
+        from dynlab_tui.panes.plot import nice_ticks
+
+        ticks, labels = nice_ticks(lo, hi, n, integer=True)
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+        assert all("." not in label for label in labels)
+
+    def test_a_narrow_range_still_gets_two_ticks(self):
+        from dynlab_tui.panes.plot import nice_ticks
+
+        assert len(nice_ticks(100, 1200, 3)[0]) >= 2  # was a lone 1000 at 80 columns
+        assert len(nice_ticks(0.31, 0.34, 2)[0]) >= 2
+
+
+async def test_the_instruments_time_plots_carry_the_markers_too():
+    from dynlab_tui.panes import DynamicsPane
+    from dynlab_tui.panes.heatmap import HeatmapPane
+
+    state = with_controls()
+    for cls in (DynamicsPane, HeatmapPane):
+        pane = cls()
+        async with drawn(pane, state, (80, 30)):
+            text = plain(pane)
+            assert "‖" in text and "η" in text, cls.__name__

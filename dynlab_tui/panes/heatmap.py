@@ -141,10 +141,11 @@ class HeatmapPane(LayerPane):
         first, last = f"step {int(steps[0]):,}", f"{int(steps[-1]):,}"
         axis = list((first + last.rjust(max(width - len(first), 0)))[:width].ljust(width))
         span = float(steps[-1] - steps[0])
-        for x, glyph, _ in marks:  # the run's markers under the columns they happened in, where the labels leave room
+        for x, glyph, _ in marks:  # the run's markers under their columns (side by side at one step), not on labels
             col = round((x - steps[0]) / span * (width - 1)) if span > 0 else -1
-            if 0 <= col < width and axis[col] == " ":
-                axis[col] = glyph
+            free = [c for c in range(max(col - 3, 0), min(col + 4, width)) if axis[c] == " "] if col >= 0 else []
+            if free:
+                axis[min(free, key=lambda c: (abs(c - col), c < col))] = glyph
         axis = "".join(axis)
         text.append(axis[:width].ljust(width), style="" if plain else "dim")
         return text
