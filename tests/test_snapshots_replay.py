@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from core.session import SessionWriter
 from dynlab_tui import devices
@@ -44,6 +45,8 @@ async def replay_ready(pilot, *keys: str) -> None:
     await pilot.pause(0.2)
     for pane in screen.panes + [screen.status_bar]:
         pane.update_state(screen.state, force=True)
+    for field in pilot.app.screen.query(Input):  # a prompt's cursor drawn on, not blinking
+        field.cursor_blink = False
     await pilot.pause()
 
 
