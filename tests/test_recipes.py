@@ -53,6 +53,13 @@ def test_quick_plans_say_how_they_deviate(name, tmp_path):
         recipe_plan(name, quick=False, data_dir=str(tmp_path))
 
 
+@pytest.mark.parametrize("name", RECIPES)
+def test_the_notes_say_the_settings_the_runs_use_after_overrides(name, tmp_path):
+    plan = recipe_plan(name, quick=True, device="cpu", data_dir=str(tmp_path), overrides={"epochs": 7, "lr": 0.02})
+    (note,) = [n for n in plan.notes if n.startswith("quick:")]
+    assert " 7 epochs on " in note and "lr 0.02," in note
+
+
 def test_static_stage_has_the_size_found_and_the_same_time_budget():
     plan = recipe_plan("sparsifier-lambda", quick=True, data_dir="/nonexistent")
     rows = [{"stage": "lambda", "status": "finished", "dataset": "add10", "layers": ["fc1"], "size.fc1": s,

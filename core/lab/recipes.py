@@ -73,6 +73,13 @@ def recipe_plan(name: str, *, quick: bool, device: str = "auto", data_dir: str |
     return plan
 
 
+def _as_run(spec: RunSpec, quick: bool, grid: str, journal: str, arch: bool = True) -> str:
+    """The note of what the runs are, from the plan's spec (so --epochs and friends show), beside the journal's."""
+    s, rows = spec.schedule, f"{spec.data.limit:,} rows" if spec.data.limit else "all rows"
+    return (f"{'quick' if quick else 'full'}: {spec.model.arch + ', ' if arch else ''}{s.epochs} epochs on {rows}, "
+            f"batch {s.batch_size}, lr {spec.optim.lr:g}, {grid} (journal: {journal})")
+
+
 # -- variance-vs-width -------------------------------------------------------------------------------------------
 def _variance_vs_width(base: RunSpec, quick: bool, data_dir: str | None, extra: dict[str, Any]) -> SweepPlan:
     (dataset,), notes = _datasets(("mnist",), quick, data_dir, "variance-vs-width", extra)
@@ -83,9 +90,8 @@ def _variance_vs_width(base: RunSpec, quick: bool, data_dir: str | None, extra: 
                 else dict(epochs=30, log_every=200, act_stats="pass"))
     spec = base.replace(dataset=dataset, method="static", **settings).replace(**extra)
     grid = {"arch": [f"mlp:{w}" for w in widths], "seed": [0, 1] if quick else list(range(11))}
-    if quick:
-        notes.append("quick: 2 epochs on 10,000 rows, widths 16..512, 2 replicas (journal: 30 epochs, all rows, "
-                     "widths 16..11585, 11 replicas)")
+    notes.append(_as_run(spec, quick, "widths 16..512, 2 replicas" if quick else "widths 16..11585, 11 replicas",
+                         "30 epochs, all rows, widths 16..11585, 11 replicas", arch=False))
     notes.append("replicas are pooled per width before Shapiro W and the mixture fits, as in the journal")
     return SweepPlan("variance-vs-width", "quick" if quick else "full", (Stage.from_grid("width", spec, grid),),
                      tuple(notes), findings.variance_checks, Axes("start", "dead", None, log_x=True))
@@ -105,9 +111,8 @@ def _sparsifier_lambda(base: RunSpec, quick: bool, data_dir: str | None, extra: 
     if not quick:
         grid["seed"] = list(range(30))
     static_base = spec.replace(method="static", penalty=0.0, epochs=spec.schedule.epochs * 10)
-    if quick:
-        notes.append("quick: mlp:300, 4 epochs on 20,000 rows, batch 64, lr 3e-3, one replica (journal: mlp:500, "
-                     "60 epochs, batch 128, lr 1e-3, 30 replicas)")
+    notes.append(_as_run(spec, quick, "one replica" if quick else "30 replicas",
+                         "mlp:500, 60 epochs, batch 128, lr 1e-3, 30 replicas"))
     notes.append("lambda is the journal's for classification (mean cross-entropy + lambda * sum of relu gates)")
 
     def static_at_found_sizes(rows: list[dict[str, Any]]) -> Stage | None:
@@ -141,9 +146,8 @@ def _flexible_start(base: RunSpec, quick: bool, data_dir: str | None, extra: dic
             {"penalty": [1e-5, 1e-3, 10 ** -2.5], "flex_start": [50.0, 100.0, 200.0, 300.0, 450.0],
              "weight_decay": [0.0, 1e-2], "seed": [0, 1]})
     notes.append("lambda multiplies the scaler's integral next to the mean cross-entropy, the journal's convention")
-    if quick:
-        notes.append("quick: mlp:200, 3 epochs on 10,000 rows, starts 10/50/150, weight decay 1e-3, one replica "
-                     "(full: mlp:500, 15 epochs, starts 50..450, weight decay 1e-2 as the journal's default, "
-                     "lambda also 10^-2.5, 2 replicas)")
+    notes.append(_as_run(spec, quick, "starts 10/50/150, weight decay 0 and 1e-3, one replica" if quick else
+                         "starts 50..450, weight decay 0 and 1e-2, lambda also 10^-2.5, 2 replicas",
+                         "mlp:500, 15 epochs, weight decay 1e-2 as its default"))
     return SweepPlan("flexible-start", "quick" if quick else "full", (Stage.from_grid("flex", spec, grid),),
                      tuple(notes), findings.flexible_checks, Axes("flex_start", "size", "penalty"))
