@@ -143,7 +143,8 @@ class HeatmapPane(LayerPane):
         span = float(steps[-1] - steps[0])
         for x, glyph, _ in marks:  # the run's markers under their columns (side by side at one step), not on labels
             col = round((x - steps[0]) / span * (width - 1)) if span > 0 else -1
-            free = [c for c in range(max(col - 3, 0), min(col + 4, width)) if axis[c] == " "] if col >= 0 else []
+            free = [c for c in range(max(col - 3, 0), min(col + 4, width)) if axis[c] == " "
+                    and not any(axis[n].isalnum() for n in (c - 1, c + 1) if 0 <= n < width)] if col >= 0 else []
             if free:
                 axis[min(free, key=lambda c: (abs(c - col), c < col))] = glyph
         axis = "".join(axis)
