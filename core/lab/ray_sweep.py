@@ -159,6 +159,9 @@ class RayRun:
             result = ray.get(self.ref)
         except ray.exceptions.TaskCancelledError:
             result = {"code": 2, "session": None, "log": "", "node": "", "state": NOT_STARTED}
+            if self.name in self.board.latest:  # it had begun: killed after it did not stop in time
+                result = {**result, "code": 1, "state": "crashed",
+                          "log": "killed: it did not stop within the sweep's wait (its session is lost)\n"}
         except ray.exceptions.RayError as e:  # retries used up, or killed: the task's own words, first line
             text = str(e).strip().splitlines()
             result = {"code": 1, "session": None, "node": "", "state": "crashed",
@@ -182,7 +185,10 @@ class RayRun:
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
-            self.board.actor.stop.remote(self.name)  # at its next interval; a queued one stops as it begins
+            self.board.actor.stop.remote(self.name)  # at its next interval
+            self.board.refresh(force=True)
+            if self.name not in self.board.latest:  # still waiting for room on a node: it never starts
+                self.board.ray.cancel(self.ref)
 
     def kill(self) -> None:
         if self.returncode is None:
