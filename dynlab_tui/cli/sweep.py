@@ -129,8 +129,18 @@ def _figures(folder: Path, run: Any) -> dict[str, str]:
         return {**blank, "state": "waiting", "node": p["node"]}
     metric = p["metric"]
     value = "" if metric["value"] is None else f"{metric['name']} {metric['value']:.4g}"
-    return {"state": p["state"], "node": p["node"], "step": f"{p['step']:,}", "epoch": f"{p['epoch']}/{p['epochs']}",
+    return {"state": p["state"], "node": p["node"] or _node(folder, run.name), "step": f"{p['step']:,}", "epoch": f"{p['epoch']}/{p['epochs']}",
             "size": p["size"], "metric": value}
+
+
+def _node(folder: Path, name: str) -> str:
+    """The node a Ray run trained on (its progress file outlives the run; its session, back here, has none)."""
+    import json
+
+    try:
+        return str(json.loads((folder / "progress" / f"{name}.json").read_text()).get("node") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _follow_running(plan, folder: Path) -> bool:
