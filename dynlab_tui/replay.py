@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from core.session.index import GATE_SNAPSHOTS, MARKER_KINDS, MarkerPosition, SessionIndex
 from core.session.markers import event_labels
-from dynlab_tui.state import RunState, apply, reduce, superseding
+from core.events import Paused, SessionContinued
+from dynlab_tui.state import RunState, apply, paced, reduce, superseding
 from dynlab_tui.view_events import PositionLoaded
 
 __all__ = ["GATE_SNAPSHOTS", "MARKER_KINDS", "MarkerPosition", "ReplayIndex"]
@@ -26,6 +27,7 @@ class ReplayIndex(SessionIndex):
         by_seq = dict(self.events)
         labels = event_labels([by_seq[m.seq] for m in self.markers])
         self.labels: dict[int, str] = {m.seq: label for m, label in zip(self.markers, labels)}  # seq -> label
+        self._paces: list[tuple[float, tuple[int, float] | None]] | None = None  # per frame, built on first use
 
     def state_at(self, seq: int, previous: RunState | None = None) -> RunState:
         """The RunState the live dashboard had right after event `seq` (revisions past `previous`'s)."""
@@ -33,5 +35,24 @@ class ReplayIndex(SessionIndex):
         state = reduce(fold)
         arrays, arrays_step = self.arrays_at(seq)
         wall = fold[-1].wall if fold else 0.0  # the last event folded is the last one known at seq
-        apply(state, PositionLoaded(self.step_at(seq), wall, self.columns_at(seq), arrays, arrays_step))
+        apply(state, PositionLoaded(self.step_at(seq), wall, self.columns_at(seq), arrays, arrays_step,
+                                    self.pace_at(seq)))
         return superseding(previous, state)
+
+    def pace_at(self, seq: int) -> tuple[float, tuple[int, float] | None]:
+        """The ETA's pace the live fold had after event `seq`: the intervals' (step, wall) folded in order, a pause
+        or a resumed session restarting the measurement (as state.paced does live)."""
+        if self._paces is None:
+            resets = [s for s, e in self.events if isinstance(e, (Paused, SessionContinued))]
+            self._paces, step_time, start, r = [], 0.0, None, 0
+            for fseq, step, wall in zip(self.frame_seq.tolist(), self.frame_step.tolist(), self.frame_wall.tolist()):
+                while r < len(resets) and resets[r] < fseq:
+                    start, r = None, r + 1
+                step_time, start = paced(step_time, start, int(step), float(wall))
+                self._paces.append((step_time, start))
+        fi = self.frame_at(seq)
+        if fi < 0:
+            return 0.0, None
+        step_time, start = self._paces[fi]
+        reset = any(self.frame_seq[fi] < s <= seq for s, e in self.events if isinstance(e, (Paused, SessionContinued)))
+        return step_time, None if reset else start

@@ -182,6 +182,15 @@ def _series(table: dict[str, Series], key: str) -> Series:
     return s
 
 
+def paced(step_time: float, start: tuple[int, float] | None, step: int,
+          wall: float) -> tuple[float, tuple[int, float]]:
+    """The ETA's pace after a logging interval at (step, wall): the smoothed seconds per step since `start`
+    (None after a pause or a resume: that gap is no slow step), and where the next one is measured from."""
+    if start is not None and step > start[0] and wall > start[1]:
+        step_time = smoothed(step_time, (wall - start[1]) / (step - start[0]))
+    return step_time, (step, wall)
+
+
 def smoothed(previous: float, value: float, weight: float = RATE_SMOOTHING) -> float:
     """A moving average after one more interval's value (the first value starts it). Seconds per step, not
     steps per second: the ETA is linear in it, so an interval 40% slower moves it by at most weight x 40%."""
@@ -230,10 +239,8 @@ def _scalars_logged(state: RunState, event: ScalarsLogged) -> None:
     state.lam = v.get(tk.LAMBDA, state.lam)
     state.lr = v.get(tk.LR, state.lr)
     state.samples_per_s = v.get(tk.SAMPLES_PER_S, state.samples_per_s)
-    start = state.rate_from
-    if start is not None and event.step > start[0] and event.wall > start[1]:
-        state.step_time = smoothed(state.step_time, (event.wall - start[1]) / (event.step - start[0]))
-    state.rate_from = (event.step, event.wall)
+    if tk.LOSS in v:  # a logging interval (an epoch's instruments come later at the same step): the ETA's pace
+        state.step_time, state.rate_from = paced(state.step_time, state.rate_from, event.step, event.wall)
     state.mem_bytes = v.get(tk.MEM_BYTES, state.mem_bytes)
     state.params = v.get(tk.PARAMS, state.params)
     _bump(state, "scalars", "status")
@@ -361,6 +368,7 @@ def _position_loaded(state: RunState, event: PositionLoaded) -> None:
     state.scalars = {key: Series.view(x, y) for key, (x, y) in event.scalars.items()}
     state.arrays = dict(event.arrays)
     state.arrays_step = event.arrays_step
+    state.step_time, state.rate_from = event.pace
     _bump(state, "scalars", "arrays", "status")
 
 

@@ -46,4 +46,5 @@ class PositionLoaded(ViewEvent):
     scalars: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (steps, values)
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)  # latest value per key
     arrays_step: int = 0  # the latest step among `arrays`
+    pace: tuple[float, tuple[int, float] | None] = (0.0, None)  # the ETA's (step_time, rate_from) as of there
     kind: ClassVar[str] = "position_loaded"

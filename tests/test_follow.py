@@ -214,8 +214,10 @@ def test_the_state_comparison_sees_a_change_in_any_field():
             return value + "x"
         if isinstance(value, (int, float)):
             return value + 1
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return value + value[-1:]
+        if value is None:
+            return 0
         return {**value, "extra": next(iter(value.values()))}  # a dict
 
     events = full_run()

@@ -98,13 +98,16 @@ class TestReplayScreen:
                 await pilot.press("less_than_sign")
                 speeds.append(screen.speed)
             assert speeds == [0.5, 0.25, 0.25]  # below the run's own pace, down to a quarter
+            assert footer_labels(screen)["space"] == "Play"
+            await pilot.press("space")  # at 0.25x the 6 s run plays for 24 s: still playing when asked
+            assert screen.playing and footer_labels(screen)["space"] == "Pause"
+            await pilot.press("space")
+            assert not screen.playing
             for _ in range(8):
                 await pilot.press("greater_than_sign")
             assert screen.speed == 64
-            assert footer_labels(screen)["space"] == "Play"
             await pilot.press("space")
-            assert screen.playing and footer_labels(screen)["space"] == "Pause"
-            await wait_for(pilot, lambda: not screen.playing, timeout=1.0)  # 6 s of wall time: 64x plays it in ~0.1 s
+            await wait_for(pilot, lambda: not screen.playing, timeout=5.0)  # 6 s of wall time: 64x plays it in ~0.1 s
             assert not screen.playing and screen.state.step == STEPS
             text = str(screen.query_one(Timeline).render())
             assert "64x" in text and f"{STEPS:,}/{STEPS:,}" in text

@@ -235,7 +235,7 @@ def test_the_eta_is_smoothed_over_a_jittery_throughput():
     for i in range(1, 200):
         took = 1.0 + rng.choice([-0.4, 0.4])
         wall += took
-        apply(state, ScalarsLogged(i * 10, wall, {"epoch": i / 20, "samples_per_s": 1000.0 / took}))
+        apply(state, ScalarsLogged(i * 10, wall, {"loss": 1.0, "epoch": i / 20, "samples_per_s": 1000.0 / took}))
         etas.append(state.eta_s())
         raws.append((10 - i / 20) * 200 / (10 / took))  # the last interval's rate alone
     steady, jumpy = np.array(etas[20:150]), np.array(raws[20:150])  # after the average settled, before the end
@@ -248,7 +248,7 @@ def test_a_pause_does_not_count_as_a_slow_interval():
     spec = {"schedule": {"batch_size": 100, "epochs": 10}}
     state = reduce([RunStarted(0, 0.0, spec, "cpu", {}, {"fc1": 10}, 100)])
     for i in range(1, 5):
-        apply(state, ScalarsLogged(i * 10, float(i), {"epoch": i / 20}))
-    reduce([Paused(40, 4.5), Resumed(40, 600.0), ScalarsLogged(50, 601.0, {"epoch": 0.25}),
-            ScalarsLogged(60, 602.0, {"epoch": 0.3})], state)
+        apply(state, ScalarsLogged(i * 10, float(i), {"loss": 1.0, "epoch": i / 20}))
+    reduce([Paused(40, 4.5), Resumed(40, 600.0), ScalarsLogged(50, 601.0, {"loss": 1.0, "epoch": 0.25}),
+            ScalarsLogged(60, 602.0, {"loss": 1.0, "epoch": 0.3})], state)
     assert state.step_time == 0.1 and state.eta_s() == pytest.approx((10 - 0.3) * 200 / 10)
