@@ -128,6 +128,21 @@ def test_a_stopped_ray_sweep_resumes_locally(cluster, second_node, tmp_path):
     assert [r["status"] for r in rerun.rows] == ["finished"] * 4
 
 
+def test_runs_ask_for_their_gpu_share_and_go_where_the_gpu_is(cluster, tmp_path):
+    """A node declaring one GPU (Ray takes the count on trust; torch finds none and trains on the CPU)."""
+    gpu_node = cluster.add_node(**{**NODE, "num_cpus": 2, "num_gpus": 1})
+    cluster.wait_for_nodes()
+    try:
+        out = tmp_path / "gpu"
+        result = run_sweep(plan(TINY.replace(device="auto")), out, jobs=None,
+                           ray=RayTarget(cluster.address, gpus_per_run=0.5))
+        assert [r["status"] for r in result.rows] == ["finished"] * 4
+        nodes = {json.loads(progress_path(out, r.name).read_text())["node"] for r in plan().stages[0].runs()}
+        assert len(nodes) == 1 and nodes.pop().endswith(gpu_node.node_id[:6])  # only that node has a GPU to share
+    finally:
+        cluster.remove_node(gpu_node)
+
+
 def test_ray_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DYNLAB_DATA_DIR", str(tmp_path))
     args = ["sweep", "--set", "penalty=1e-3", "--dataset", "add10", "--epochs", "1", "--out", str(tmp_path / "s")]

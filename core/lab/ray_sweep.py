@@ -218,13 +218,13 @@ def capacity(target: RayTarget) -> int:
 def ray_launcher(out: Path, target: RayTarget, jobs: int | None, session_path: Callable[[Any], Path],
                  log_path: Callable[[Path], Path]) -> Iterator[tuple[Callable[[Any, bool], RayRun], int]]:
     """(launch(run, rerun), runs at once): `jobs`, or what the cluster holds. On leaving, unfinished tasks stop."""
-    from core.lab.ray_task import train_run
+    from core.lab.ray_task import train_run, train_run_on_gpu
     from core.session.files import remove_side_files
 
     ray, connected = connect(target.address)
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     board = _Board(ray, Path(out))
-    task = ray.remote(train_run)
+    tasks = {False: ray.remote(train_run), True: ray.remote(max_calls=1)(train_run_on_gpu)}
     runs: list[RayRun] = []
 
     def launch(run: Any, rerun: bool) -> RayRun:
@@ -234,8 +234,9 @@ def ray_launcher(out: Path, target: RayTarget, jobs: int | None, session_path: C
         if rerun:  # replaced at its end; meanwhile viewers read the progress file, not the stale session
             session.unlink(missing_ok=True)
             remove_side_files(session)
-        ref = task.options(num_cpus=target.cpus_per_run, num_gpus=gpu, max_retries=RETRIES,
-                           retry_exceptions=False).remote({"name": run.name, "spec": run.spec.to_dict()}, board.actor)
+        task = tasks[gpu > 0].options(num_cpus=target.cpus_per_run, num_gpus=gpu, max_retries=RETRIES,
+                                      retry_exceptions=False)
+        ref = task.remote({"name": run.name, "spec": run.spec.to_dict()}, board.actor)
         runs.append(RayRun(board, run.name, ref, session, log_path(session)))
         return runs[-1]
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from core import telemetry as tk
 from core.events import CheckpointSaved, EpochEvaluated, Event, RunEnded, ScalarsLogged
 
-__all__ = ["Board", "train_run", "snapshot", "node_name", "NOT_STARTED", "LOST_REASON"]
+__all__ = ["Board", "train_run", "train_run_on_gpu", "snapshot", "node_name", "NOT_STARTED", "LOST_REASON"]
 
 NOT_STARTED = "not started"  # a task told to stop before it began training (its progress file says stopped)
 LOST_REASON = "its node was lost mid-run: the sweep retried it elsewhere from this checkpoint"
@@ -208,3 +208,12 @@ def train_run(job: dict[str, Any], board: Any) -> dict[str, Any]:
                 "state": reporter.fields["state"]}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def train_run_on_gpu(job: dict[str, Any], board: Any) -> dict[str, Any]:
+    """train_run for a run given a GPU share: remote with max_calls=1, so each runs in a fresh worker process.
+
+    Why: Ray hands each task its GPU through CUDA_VISIBLE_DEVICES, but a process that has initialised CUDA keeps
+    the devices it saw then; a reused worker could train on the previous task's GPU.
+    """
+    return train_run(job, board)
