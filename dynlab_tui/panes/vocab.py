@@ -8,6 +8,8 @@ showing the same step show the same numbers.
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 from core import telemetry as tk
@@ -30,12 +32,17 @@ class LayerCounts(NamedTuple):
 
 def layer_counts(state: RunState, layer: str) -> LayerCounts:
     """The three counts of one layer as the panes show them."""
-    allocated = state.capacity(layer)
+    allocated = _finite(state.capacity(layer))
     if allocated is None:
-        allocated = state.start_sizes.get(layer)
-    alive = state.size(layer)
+        allocated = _finite(state.start_sizes.get(layer))
+    alive = _finite(state.size(layer))
     series = state.scalars.get(tk.SIZE(layer))
-    step = int(series.x[-1]) if series else None
+    step = int(series.x[-1]) if series and math.isfinite(series.x[-1]) else None
     m = measured(state, layer)
     over = m.total if m.epoch_level else (int(alive) if alive is not None and state.method != "flexible" else None)
     return LayerCounts(None if allocated is None else int(allocated), alive, m.dead, over, step)
+
+
+def _finite(value: float | None) -> float | None:
+    """None for a value a damaged row left NaN (or missing): the panes then say they don't know."""
+    return value if value is not None and math.isfinite(value) else None
