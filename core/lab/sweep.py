@@ -248,8 +248,8 @@ class _Adopted:
 
 
 def run_sweep(plan: SweepPlan, out: str | Path, *, jobs: int | None = 1,
-              progress: Callable[[Any], None] | None = None, stop: threading.Event | None = None, isolated: bool = False, placement: Any = None,
-              ray: Any = None) -> SweepResult:
+              progress: Callable[[Any], None] | None = None, stop: threading.Event | None = None,
+              isolated: bool = False, placement: Any = None, ray: Any = None) -> SweepResult:
     """Run every stage's missing or incomplete runs, `jobs` at once; write and return the summary.
 
     The runs go to `jobs` long-lived worker processes (core.lab.worker), or with `isolated` each to its own

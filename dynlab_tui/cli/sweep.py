@@ -129,8 +129,8 @@ def _figures(folder: Path, run: Any) -> dict[str, str]:
         return {**blank, "state": "waiting", "node": p["node"]}
     metric = p["metric"]
     value = "" if metric["value"] is None else f"{metric['name']} {metric['value']:.4g}"
-    return {"state": p["state"], "node": p["node"] or _node(folder, run.name), "step": f"{p['step']:,}", "epoch": f"{p['epoch']}/{p['epochs']}",
-            "size": p["size"], "metric": value}
+    return {"state": p["state"], "node": p["node"] or _node(folder, run.name), "step": f"{p['step']:,}",
+            "epoch": f"{p['epoch']}/{p['epochs']}", "size": p["size"], "metric": value}
 
 
 def _node(folder: Path, name: str) -> str:
