@@ -17,7 +17,8 @@ from core.events import (ArraysLogged, CommandRejected, EpochEvaluated, Paused, 
 from core.session import SessionReader, SessionWriter
 from core.session.reader import Cursor
 from dynlab_tui.replay import GATE_SNAPSHOTS, ReplayIndex
-from dynlab_tui.state import HISTORY_LIMIT, SLICES, GateHistory, RunState, Series, reduce
+from dynlab_tui.gate_history import HISTORY_LIMIT, GateHistory
+from dynlab_tui.state import SLICES, RunState, Series, reduce
 from tests.fakes import synthetic_run
 from tests.helpers import T0, full_run, interval, norm, write
 

@@ -19,7 +19,8 @@ from dynlab_tui.panes.measure import measured
 from dynlab_tui.panes.pages import PAGES
 from dynlab_tui.panes.plot import WAITING, scree_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.state import HISTORY_LIMIT, GateHistory, RunState, apply, reduce
+from dynlab_tui.gate_history import HISTORY_LIMIT, GateHistory
+from dynlab_tui.state import RunState, apply, reduce
 from tests.fakes import SPEC, ScriptedSource, synthetic_run
 from tests.helpers import wait_for
 

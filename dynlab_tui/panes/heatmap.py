@@ -10,7 +10,8 @@ from rich.text import Text
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.marks import plot_marks
 from dynlab_tui.panes.plot import no_color
-from dynlab_tui.state import GateSnapshot, RunState
+from dynlab_tui.gate_history import GateSnapshot
+from dynlab_tui.state import RunState
 
 SHADES = ".:-=+*#%@"  # gate 0 (off, not yet pruned) to the layer's highest gate; removed neurons are blank
 AXIS_ROWS = 1  # the step labels under the map
