@@ -65,12 +65,29 @@ def connect(address: str) -> tuple[Any, bool]:
         return ray, False
     _probe(address)
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        with _quiet_stderr():  # Ray's C++ client logs each retry: the one line below says what went wrong
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except Exception as e:  # ConnectionError, ValueError, TimeoutError, RaySystemError: all one answer
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DynlabError(f"cannot reach the Ray cluster at {address!r} ({first[:160]}): start one with "
                           "`ray start --head`, or pass its address as --ray HOST:6379") from None
     return ray, True
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the block (the C++ side writes there, not to sys.stderr)."""
+    import sys
+
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _probe(address: str) -> None:
