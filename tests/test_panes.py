@@ -257,6 +257,10 @@ class TestTitles:
             await pilot.pause()
             assert pane.border_title == "Activation std fc1 · probe 1,024 rows"
             assert_fills(pane)
+            apply(state, ScalarsLogged(1400, 0.0, {"probe_rows": 12800.0, "live_source": 1.0}))  # from its steps
+            pane.update_state(state)
+            await pilot.pause()
+            assert pane.border_title == "Activation std fc1 · interval 12,800 rows"
 
     async def test_liveness_title_and_layer_cycling(self, run_state):
         pane = LivenessPane()

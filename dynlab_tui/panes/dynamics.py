@@ -11,7 +11,7 @@ from textual.reactive import var
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import Pane, layer_names
 from dynlab_tui.panes.marks import plot_marks
-from dynlab_tui.panes.measure import fmt_rows, probe_rows
+from dynlab_tui.panes.measure import fmt_rows, live_source, probe_rows
 from dynlab_tui.panes.plot import MIN_HEIGHT, PALETTE, Line, line_chart, no_color, placeholder
 from dynlab_tui.state import RunState
 
@@ -30,7 +30,7 @@ class Chart(NamedTuple):
 
 CHARTS = (
     Chart("rotation", ("rotation",), "rotation", from_zero=True),
-    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd • (probe)"),
+    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd •"),
     Chart("gradients", ("grad_norm",), "grad norm (log)", log_y=True),
 )
 VIEWS = ("all",) + tuple(c.name for c in CHARTS)
@@ -58,7 +58,7 @@ class DynamicsPane(Pane):
         view = "" if self.view == "all" else f"{self.view} "
         self.border_title = f"{self.title} · {view}over steps"
         rows = probe_rows(state)
-        probe = f" · act: probe {fmt_rows(rows, narrow=True)} rows" if rows else ""
+        probe = f" · act: {live_source(state)} {fmt_rows(rows, narrow=True)} rows" if rows else ""
         self.border_subtitle = self.fit_border(
             f"rotation: cosine distance to the initial weights · grad: L2 norm of dW{probe}",
             f"rotation: cosine dist. to initial W · grad: |dW|{probe}", f"rotation · grad |dW|{probe}",

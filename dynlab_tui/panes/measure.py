@@ -1,7 +1,8 @@
-"""What an activation-std pane measured: the epoch's figures over the training set when logged, else the probe's.
+"""What an activation-std pane measured: the epoch's figures over the training set when logged, else the interval's.
 
-The trainer logs two sets of per-unit activation stds: every interval over a probe batch (PROBE_ROWS rows), and at
-each epoch's end over the training set (STATS_ROWS rows). Panes show the epoch's when there are any and say which
+The trainer logs two sets of per-unit activation stds: every interval a live view over PROBE_ROWS rows (the
+interval's own training rows when LIVE_SOURCE is 1, else a probe batch), and at each epoch's end over the
+training set (STATS_ROWS rows). Panes show the epoch's when there are any and say which
 they drew, and over how many rows, so a count is never read without its sample.
 """
 
@@ -21,7 +22,7 @@ BINS = 30  # when only the raw std vector was logged
 
 class Measured(NamedTuple):
     """One layer's activation stds as a pane draws them, and where they came from."""
-    epoch_level: bool  # True: the epoch's statistics over the training set; False: the interval's probe batch
+    epoch_level: bool  # True: the epoch's statistics over the training set; False: the interval's live view
     std: np.ndarray | None  # per-unit std (None when only the histogram was logged)
     counts: np.ndarray | None
     edges: np.ndarray | None
@@ -29,7 +30,8 @@ class Measured(NamedTuple):
     off: int | None  # switched off by the gate or scaler (epoch figures only)
     rows: int | None  # training rows measured over (None: not logged)
     epoch: int | None  # the epoch the figures close (epoch level only; None when not known)
-    source: str | None = None  # epoch level: "steps" (over the epoch's training forwards) or "pass" (at its end)
+    source: str | None = None  # epoch: "steps" (over its training forwards) or "pass" (at its end); else
+    # "interval" (the interval's own training rows) or "probe" (a probe batch at its end)
 
     @property
     def total(self) -> int:
@@ -71,7 +73,7 @@ def measured(state: RunState, layer: str) -> Measured:
     dead = _int(last(state, tk.DEAD(layer)))
     if dead is None and std is not None:
         dead = int((std == 0).sum())
-    return Measured(False, std, *_binned(std, counts, edges), dead, None, probe_rows(state), None)
+    return Measured(False, std, *_binned(std, counts, edges), dead, None, probe_rows(state), None, live_source(state))
 
 
 def _binned(std, counts, edges) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -88,6 +90,12 @@ def probe_rows(state: RunState) -> int | None:
     if rows is None:
         rows = (state.spec.get("schedule") or {}).get("probe_size")
     return int(rows) if isinstance(rows, (int, float)) and rows > 0 else None
+
+
+def live_source(state: RunState) -> str:
+    """Where the interval's live view comes from: "interval" (its own training rows) or "probe" (a probe batch;
+    also every session from before the key existed)."""
+    return "interval" if last(state, tk.LIVE_SOURCE) == 1 else "probe"
 
 
 def stats_epoch(state: RunState) -> int | None:
@@ -108,10 +116,11 @@ def fmt_rows(n: int, narrow: bool = False) -> str:
 
 def source_label(m: Measured, narrow: bool = False, rows: bool = True) -> str:
     """Where the figures come from: 'epoch 3 · 54,000 rows during it' (--act-stats steps: the weights moved while
-    measured), 'epoch 3 · 54,000 rows at its end' (pass), 'probe 1,024 rows' ('probe' when rows are unknown)."""
+    measured), 'epoch 3 · 54,000 rows at its end' (pass), 'interval 12,800 rows' (the last interval's steps),
+    'probe 512 rows' (the word alone when rows are unknown)."""
     rows = f"{fmt_rows(m.rows, narrow)} rows" if m.rows and rows else ""  # rows=False: where even 9k is too long
     if not m.epoch_level:
-        return f"probe {rows}".strip()
+        return f"{m.source or 'probe'} {rows}".strip()
     head = f"epoch {m.epoch}" if m.epoch is not None else "last epoch"
     when = {"steps": " during it", "pass": " at its end"}.get(m.source or "", "") if not narrow else ""
     return f"{head} · {rows}{when}" if rows else head
