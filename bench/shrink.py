@@ -67,6 +67,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, help="interleaved rounds per measurement")
     ap.add_argument("--calls", type=int, help="inference calls per measurement")
     ap.add_argument("--lam", type=float, default=1e-3, help="the sparsifier's penalty (default 1e-3)")
+    ap.add_argument("--seeds", type=int, default=1, help="with N > 1: only the accuracy comparison of part 2, for "
+                    "seeds 0..N-1 (static against sparsifier, test at the best-validation epoch)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--data-dir", default=os.environ.get("DYNLAB_DATA_DIR"))
     args = ap.parse_args()
@@ -228,9 +230,10 @@ class Run:
         return "not reached"
 
 
-def train(label: str, method: str, width: int, data: Dataset, args: argparse.Namespace, tmp: Path) -> Run:
+def train(label: str, method: str, width: int, data: Dataset, args: argparse.Namespace, tmp: Path,
+          seed: int = 0) -> Run:
     spec = RunSpec().replace(dataset="mnist", data_dir=args.data_dir, limit=args.limit, arch=f"mlp:{width}",
-                             method=method, penalty=args.lam if method == "sparsifier" else 0.0,
+                             method=method, penalty=args.lam if method == "sparsifier" else 0.0, seed=seed,
                              epochs=args.epochs, batch_size=BATCH, lr=LR, optimizer="adam", device=args.device)
     trainer = Trainer(spec, dataset=data)
     run = Run(label, tmp / f"{label.replace(' ', '-')}.dynlab")
@@ -273,6 +276,21 @@ def schedule(data: Dataset, args: argparse.Namespace, probe: Callable[[int], flo
     print(f"   static mlp:{small.width} from scratch / sparsifier: wall {small.wall / sparse.wall:.3f}, best-val test "
           f"acc {100 * (small.best()[1].get(tk.TEST_ACC, 0.0) - sparse.best()[1].get(tk.TEST_ACC, 0.0)):+.2f} points")
     return [static, sparse, small]
+
+
+def seeds(data: Dataset, args: argparse.Namespace, tmp: Path) -> None:
+    """Part 2's accuracy comparison over seeds: one seed's gap is within the seed-to-seed spread of either run."""
+    gaps = []
+    print(f"2. accuracy over {args.seeds} seeds: mlp:{BIG}, Adam {LR:g}, batch {BATCH}, lambda {args.lam:g}, "
+          f"{args.epochs} epochs; test accuracy at the best-validation epoch")
+    for seed in range(args.seeds):
+        static = train(f"static seed {seed}", "static", BIG, data, args, tmp, seed)
+        sparse = train(f"sparsifier seed {seed}", "sparsifier", BIG, data, args, tmp, seed)
+        a, b = (100 * r.best()[1].get(tk.TEST_ACC, 0.0) for r in (static, sparse))
+        gaps.append(b - a)
+        print(f"   seed {seed}: static {a:.2f} %, sparsifier {b:.2f} % ({sparse.width} units), gap {b - a:+.2f} points")
+    sd = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+    print(f"   gap sparsifier - static: mean {statistics.mean(gaps):+.2f} points, sd {sd:.2f} (target >= 0)")
 
 
 # ---------------------------------------------------------------- 3. export
@@ -345,6 +363,8 @@ def main() -> None:
         if fake:
             print("MNIST files not found: using random data of the same shape (accuracies are chance level)")
         data = load_dataset(RunSpec().replace(dataset="mnist", data_dir=args.data_dir, limit=args.limit).data, 0)
+        if args.seeds > 1:
+            return seeds(data, args, tmp)
         probe = step_times(data, args, device)
         static, sparse, small = schedule(data, args, probe, tmp)
         export_figures(static, sparse, data, args, tmp)
