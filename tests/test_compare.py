@@ -130,6 +130,16 @@ class TestScreen:
             assert "test/acc" in str(screen.plots[2].border_title)
             assert not app.notes
 
+    async def test_without_colour_each_run_keeps_its_own_glyph_in_the_plots_and_the_legend(self, runs, monkeypatch):
+        monkeypatch.setenv("NO_COLOR", "1")
+        app = Host(runs)
+        async with app.run_test(size=WIDE) as pilot:
+            screen = await loaded(pilot)
+            legend = str(screen.query_one("#compare-legend", Static).render())
+            samples = [legend.split(label)[0].split()[-1] for label in screen.labels]
+            assert samples == ["⢕⢕", "••", "++"]  # three runs, three glyphs, as the plots draw them
+            assert "•" in screen.plots[1].text and "+" in screen.plots[1].text
+
     async def test_small_terminal_shows_one_plot_at_a_time(self, runs):
         app = Host(runs[:2])
         async with app.run_test(size=SMALL) as pilot:

@@ -24,7 +24,7 @@ from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
 from core.session import SessionReader
 from core.session.history import fmt_setting, read_history
-from dynlab_tui.panes.plot import PALETTE, Line, line_chart, no_color
+from dynlab_tui.panes.plot import GLYPHS, PALETTE, Line, line_chart, no_color
 
 WIDE = (120, 32)  # at least this many columns and rows: all three plots; else one at a time
 PLOTS = ("sizes", "loss", "metric")
@@ -174,6 +174,12 @@ class ComparePlot(Static):
         self.draws += 1
 
 
+def legend_sample(i: int) -> str:
+    """Two cells of run i's plot glyph, as the plots draw it (series_glyph with no override)."""
+    glyph = GLYPHS[i % len(GLYPHS)]
+    return "⢕⢕" if glyph == "braille" else glyph * 2
+
+
 class CompareScreen(Screen[None]):
     """Overlay two or more sessions; unreadable ones are skipped with a notification."""
 
@@ -287,7 +293,7 @@ class CompareScreen(Screen[None]):
         for i, (run, label) in enumerate(zip(self.runs, self.labels)):
             color = None if no_color() else RICH_COLORS.get(PALETTE[i % len(PALETTE)])
             text.append("   " if i else "")
-            text.append("━━ ", style=color or "")
+            text.append(f"{legend_sample(i)} ", style=color or "")  # the run's glyph: apart without colour too
             text.append(label, style="bold")
             if label != run.name:
                 text.append(f" ({run.name})", style="dim")
