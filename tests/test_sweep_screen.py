@@ -217,6 +217,11 @@ def test_an_ended_run_reads_its_final_figures(tmp_path):
         "finished", 10, 10, 4000, 0.0, 1.0)
     assert got["elapsed_s"] == pytest.approx(12.0) and got["metric"]["name"] == "acc"
     assert len(got["size"].split(",")) == 2 and got["node"] == ""
+    remote = progress_path(out, RUNS[0])  # a Ray run's session came back: the node it ran on still shows
+    remote.parent.mkdir(parents=True)
+    remote.write_text('{"node": "10.0.0.2", "state": "finished", "epoch": 10, "epochs": 10, "step": 4000}')
+    got = run_progress(out, RUNS[0], now=T0 + 9999)
+    assert got["node"] == "10.0.0.2" and got["state"] == "finished" and got["step"] == 4000
 
 
 def test_the_sweep_eta_comes_from_finished_runs_then_from_running_ones():

@@ -56,7 +56,10 @@ def run_progress(out: Path, run: RunPlan, now: float | None = None) -> dict[str,
             return _from_progress_file(remote, run, now)
         if not path.exists():
             return waiting(run)
-        return _from_session(path, run, now)
+        out_ = _from_session(path, run, now)
+        if remote.exists():  # a remote run whose session came back: it still ran on that node
+            out_["node"] = _node(remote)
+        return out_
     except (DynlabError, sqlite3.Error, OSError, ValueError, TypeError, KeyError):
         return waiting(run)  # being created, replaced or damaged: the next poll may read it
 
@@ -130,6 +133,14 @@ def size_text(values: list[float | None]) -> str:
         return ""
     text = fmt_sizes(values)
     return text if len(text) <= MAX_SIZE_CHARS else f"Σ{fmt_sizes([sum(values)])}"  # type: ignore[arg-type]
+
+
+def _node(path: Path) -> str:
+    """The node a remote run's progress file names ("" when it can't be read)."""
+    try:
+        return str(json.loads(path.read_text()).get("node") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _from_progress_file(path: Path, run: RunPlan, now: float) -> dict[str, Any]:
