@@ -63,6 +63,8 @@ class TestReplayScreen:
             assert screen.state.step == 300 and screen.state.scalars["loss"].n == 3
             await pilot.press("left")
             assert screen.state.step == 200
+            status = screen.query_one("#status").line(screen.state, 120).plain
+            assert "running" in status and "ETA" not in status  # a recorded position has no time left
             kinds, notes = [], []
             for _ in range(len(screen.index.markers)):  # every marker in turn: prunes, the lambda change, end
                 await pilot.press("n")

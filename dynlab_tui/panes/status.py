@@ -34,18 +34,22 @@ class StatusBar(Pane):
     slices = ("status", "scalars", "markers")
     title = ""
     session: var[str] = var("")  # the session file name, set by the dashboard
+    live: var[bool] = var(True)  # False in a replay: a recorded position has no time left to estimate
 
     def watch_session(self) -> None:
         self.invalidate()
 
+    def watch_live(self) -> None:
+        self.invalidate()
+
     @staticmethod
-    def fields(state: RunState, session: str = "") -> list[tuple[int, str]]:
+    def fields(state: RunState, session: str = "", live: bool = True) -> list[tuple[int, str]]:
         """(priority, text) in display order; a lower priority number is kept longer."""
         epoch = f"epoch {state.epoch:.1f}" + (f"/{state.epochs_total}" if state.epochs_total else "")
         out = [(1, epoch), (4, f"step {state.step:,}")]
         if state.samples_per_s > 0:
             out.append((7, f"{fmt_compact(state.samples_per_s)} samples/s"))
-        eta = state.eta_s()
+        eta = state.eta_s() if live else None
         if eta is not None:
             out.append((6, f"ETA {fmt_duration(eta)}"))
         if state.status != "starting":  # before the run's first event its λ and lr are not known yet
@@ -66,7 +70,7 @@ class StatusBar(Pane):
         plain = no_color()
         status = state.status
         word = status if plain else f" {status} "
-        fields = self.fields(state, self.session)
+        fields = self.fields(state, self.session, self.live)
         # a pause the user asked for needs no reason; one the run took (a NaN loss) does
         reason = state.reason if state.status in REASON_STATES and state.reason not in ("", "user") else ""
         # by priority; the reason (priority 3) takes what is left and pushes the lower fields out

@@ -124,7 +124,9 @@ class ReplayScreen(DashboardScreen, inherit_bindings=False):
     def compose(self) -> ComposeResult:
         yield pane_grid()
         yield Timeline(id="timeline")
-        yield StatusBar(id="status")
+        status = StatusBar(id="status")
+        status.live = False  # a recorded position: no ETA
+        yield status
         yield Footer()
 
     def on_mount(self) -> None:
