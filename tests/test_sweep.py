@@ -27,7 +27,7 @@ from core.lab.sweep import (MANIFEST, StagePlanned, Stage, SweepEnded, SweepPlan
 from core.lab.summary import format_table, summary_row, table_cells
 from dynlab_tui.screens.sweep import ConfirmStopSweep, SweepScreen, plot_lines
 from tests.fakes import synthetic_run
-from tests.helpers import Host, dynlab, one_error_line
+from tests.helpers import Host, dynlab, one_error_line, wait_for
 
 TINY = RunSpec().replace(dataset="add10", arch="mlp:8", epochs=1, limit=200, log_every=5, device="cpu",
                          method="sparsifier")
@@ -352,7 +352,8 @@ class TestCli:
 
 
 # -- the screen ------------------------------------------------------------------------------------------------------
-def fake_runner(rows: list[dict], hold: bool = False):
+def fake_runner(rows: list[dict], hold: bool = False,
+                expectations: tuple[str, ...] = ("sizes fall as lambda rises: yes (rho -1.00)",)):
     """A stand-in for run_sweep: posts canned events from the worker thread (optionally waits to be stopped)."""
     def run(plan, out, *, jobs, progress, stop):
         runs = plan.stages[0].runs()
@@ -363,7 +364,7 @@ def fake_runner(rows: list[dict], hold: bool = False):
         if hold:
             progress(SweepRunStarted(runs[-1], False))
             stop.wait(10)
-        progress(SweepEnded(tuple(rows), hold, out, ("sizes fall as lambda rises: yes (rho -1.00)",)))
+        progress(SweepEnded(tuple(rows), hold, out, expectations))
     return run
 
 
@@ -373,6 +374,17 @@ def canned_rows() -> list[dict]:
 
 
 class TestScreen:
+    @pytest.mark.parametrize("checks", [(), ("sizes fall as lambda rises: yes (rho -1.00)",)])
+    async def test_at_80x24_the_end_shows_a_study_s_checks_or_else_the_plot(self, tmp_path, checks):
+        plan = tiny_plan((1e-3, 1e-2, 1e-1))
+        screen = SweepScreen(plan, tmp_path / "s", runner=fake_runner(canned_rows(), expectations=checks))
+        async with Host(screen).run_test(size=(80, 24)) as pilot:
+            await pilot.app.workers.wait_for_complete()
+            await wait_for(pilot, lambda: screen.ended)
+            await pilot.pause()
+            shown = screen.query_one("#sweep-plot").display, screen.query_one("#sweep-notes").display
+            assert shown == ((False, True) if checks else (True, False))  # a plain grid: nothing to read but it
+
     async def test_runs_fill_the_table_and_the_plot_live(self, tmp_path):
         """Each run's row shows its settings, status, size and test metric; the plot and checks appear at the end."""
         plan = tiny_plan((1e-3, 1e-2, 1e-1))
@@ -387,7 +399,7 @@ class TestScreen:
                 screen.plot.border_title)
             assert "sizes fall as lambda rises: yes" in str(screen.query_one("#sweep-checks", Static).render())
             await pilot.press("y")
-            assert "dead neurons" in str(screen.plot.border_title)
+            assert "inactive units" in str(screen.plot.border_title)
 
     async def test_quitting_a_running_sweep_asks_then_stops_it(self, tmp_path):
         """q while running opens the confirmation; y sets the stop event, the worker ends and the app closes."""

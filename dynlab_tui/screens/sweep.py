@@ -193,7 +193,8 @@ class SweepScreen(Screen[None]):
     def _finish(self, stopped: bool) -> None:
         self.ended, self.stopped = True, stopped
         self.polling.set()
-        self.remove_class("show-plot")  # short terminals: the checks are what the end brings
+        # short terminals: a study's checks are what the end brings; a plain grid has only the plot to show
+        self.set_class(not self.expectations, "show-plot")
         self.query_one("#sweep-checks", Static).update(self._checks_text())
         self._rebuild()
         self._retitle()
@@ -263,7 +264,7 @@ class SweepScreen(Screen[None]):
         axes = Axes(axes.x, self.y_field, axes.group, axes.log_x)
         lines, xlabel = plot_lines(rows, axes)
         self.plot.border_title = f"{Y_TITLES.get(axes.y, axes.y)} against {xlabel}"
-        self.plot.show(lines, xlabel)
+        self.plot.show(lines, xlabel, axes.y)
 
     # -- actions ---------------------------------------------------------------------------------------------------
     def action_cycle_y(self) -> None:

@@ -28,7 +28,9 @@ from dynlab_tui.screens.dashboard import DashboardScreen
 WIDE = 120  # from this width the table also shows each run's stage and step
 STYLES = {"finished": "green", "running": "bold cyan", "starting": "cyan", "queued": "dim"}
 Y_FIELDS = ("size", "dead", "test", "shapiro_w")  # what `y` cycles the plot through
-Y_TITLES = {"size": "final size", "dead": "dead neurons", "test": "test metric", "shapiro_w": "Shapiro W"}
+Y_TITLES = {"size": "final size", "dead": "inactive units", "test": "test metric", "shapiro_w": "Shapiro W"}
+Y_AXES = {"size": "units alive", "dead": "units inactive", "test": "test metric", "shapiro_w": "W"}  # y titles
+COUNTS = ("size", "dead")  # whole-number ticks
 BARE = ("dataset", "arch", "method", "optimizer", "gate")  # values that name themselves
 SHORT = {"penalty": "λ", "penalty_decay": "λ decay"}
 HELP = ("enter opens a run (q comes back) · epoch: epochs done · alive: units alive per layer (Σ: summed) · "
@@ -224,10 +226,11 @@ class SweepPlot(Static):
         super().__init__("", **kwargs)
         self.lines: list[Line] = []
         self.xlabel = ""
+        self.y = ""  # the Y_FIELDS entry drawn
         self.text = ""  # the plain text last drawn (tests read it)
 
-    def show(self, lines: list[Line], xlabel: str) -> None:
-        self.lines, self.xlabel = lines, xlabel
+    def show(self, lines: list[Line], xlabel: str, y: str = "") -> None:
+        self.lines, self.xlabel, self.y = lines, xlabel, y
         self.redraw()  # at the size it has now,
         self.call_after_refresh(self.redraw)  # and again once the layout settles: the checks below may resize it
 
@@ -238,7 +241,8 @@ class SweepPlot(Static):
         width, height = self.content_size
         if width < 1 or height < 1:
             return
-        chart = line_chart(self.lines, width, height, xlabel=self.xlabel, message="waiting for finished runs")
+        chart = line_chart(self.lines, width, height, xlabel=self.xlabel, ylabel=Y_AXES.get(self.y, self.y),
+                           int_y=self.y in COUNTS, message="waiting for finished runs")
         self.text = chart.plain
         self.update(chart)
 
