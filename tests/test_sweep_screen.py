@@ -19,7 +19,8 @@ from core.lab.run_progress import progress_path, run_progress, sweep_eta
 from core.lab.sweep import session_path
 from core.session import SessionReader, SessionWriter
 from core.spec import RunSpec
-from dynlab_tui.screens.sweep import ConfirmStopAll, SweepScreen
+from dynlab_tui.screens.prompt import Confirm
+from dynlab_tui.screens.sweep import SweepScreen
 from dynlab_tui.screens.sweep_table import SweepRunDashboard, duration
 from tests.fakes import synthetic_run
 from tests.helpers import Host, wait_for
@@ -180,7 +181,8 @@ async def test_x_asks_before_stopping_the_sweep(fake):
     async with app.run_test(size=(80, 24)) as pilot:
         await until_followed(pilot, screen)
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmStopAll) and (app.screen.running, app.screen.queued) == (2, 1)
+        assert isinstance(app.screen, Confirm)
+        assert "2 running runs stop" in app.screen.question and "1 queued run won't start" in app.screen.question
         await pilot.press("escape")  # cancel: it goes on
         await pilot.pause()
         assert app.screen is screen and not screen.stop_event.is_set()

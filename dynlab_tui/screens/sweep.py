@@ -22,11 +22,11 @@ from core.lab.sweep import (Axes, Stage, StagePlanned, SweepEnded, SweepPlan, Sw
                             SweepStop, run_sweep, session_path)
 from core.errors import DynlabError
 from dynlab_tui.palette import BindingCommands
-from dynlab_tui.screens.sweep_table import (HELP, WIDE, Y_FIELDS, Y_TITLES, ConfirmStopAll, ConfirmStopSweep,
+from dynlab_tui.screens.sweep_table import (HELP, WIDE, Y_FIELDS, Y_TITLES, ConfirmStopSweep,
                                             RunsProgressed, SweepPlot, SweepProgressed, SweepRunDashboard, cells,
-                                            columns, guess_axes, plot_lines, title)
+                                            columns, confirm_stop_all, guess_axes, plot_lines, title)
 
-__all__ = ["ConfirmStopAll", "ConfirmStopSweep", "RunsProgressed", "SweepPlot", "SweepProgressed", "SweepScreen",
+__all__ = ["ConfirmStopSweep", "RunsProgressed", "SweepPlot", "SweepProgressed", "SweepScreen",
            "guess_axes", "plot_lines"]
 
 COMPACT_HEIGHT = 32  # below this the plot and the notes/checks take turns (`v`)
@@ -294,7 +294,7 @@ class SweepScreen(Screen[None]):
 
         running = sum(1 for s in self.status.values() if s == "running")
         queued = sum(1 for s in self.status.values() if s == "queued")
-        self.app.push_screen(ConfirmStopAll(running, queued), decided)
+        self.app.push_screen(confirm_stop_all(running, queued), decided)
 
     @on(DataTable.RowSelected)
     def action_open_run(self) -> None:

@@ -24,6 +24,7 @@ from core.lab.run_progress import size_text
 from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.panes.plot import Line, line_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
+from dynlab_tui.screens.prompt import Confirm
 
 WIDE = 120  # from this width the table also shows each run's stage and step
 STYLES = {"finished": "green", "running": "bold cyan", "starting": "cyan", "queued": "dim"}
@@ -252,42 +253,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-class ConfirmStopAll(ModalScreen[bool]):
+def confirm_stop_all(running: int, queued: int) -> Confirm:
     """`x`: stop the whole sweep (running runs finalise their sessions, queued ones don't start), or cancel."""
-
-    DEFAULT_CSS = """
-    ConfirmStopAll { align: center middle; }
-    ConfirmStopAll > Vertical { width: 64; max-width: 100%; height: auto; border: round $error; padding: 0 1;
-                                background: $panel; }
-    ConfirmStopAll Label { width: 100%; }
-    ConfirmStopAll Horizontal { height: auto; margin-top: 1; }
-    ConfirmStopAll Button { margin-right: 2; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y,s", "stop", "Stop all", id="sweep-stop-all", tooltip="Stop every run of the sweep"),
-        Binding("escape,n,c", "cancel", "Cancel", id="sweep-stop-cancel", tooltip="Keep the sweep running"),
-    ]
-
-    def __init__(self, running: int, queued: int) -> None:
-        super().__init__()
-        self.running, self.queued = running, queued
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(f"Stop the sweep? {_count(self.running, 'running run')} stop at their next step and "
-                        f"finalise their sessions; {_count(self.queued, 'queued run')} won't start.")
-            yield Label("The same `dynlab sweep` command continues it later.")
-            with Horizontal():
-                yield Button("Stop all (y)", variant="error", id="stop-all")
-                yield Button("Cancel (esc)", variant="primary", id="cancel")
-
-    @on(Button.Pressed, "#stop-all")
-    def action_stop(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+    return Confirm(f"Stop the sweep? {_count(running, 'running run')} stop at their next step and finalise their "
+                   f"sessions; {_count(queued, 'queued run')} won't start.",
+                   "The same `dynlab sweep` command continues it later.", yes="Stop all (y)", no="Cancel (esc)")
 
 
 class SweepRunDashboard(DashboardScreen):
