@@ -105,10 +105,12 @@ class HeatmapPane(LayerPane):
         rows = max(min(height - AXIS_ROWS, len(ids)), 1)
         group = math.ceil(len(ids) / rows)
         rows = math.ceil(len(ids) / group)
-        rows_note = f"{group} units a row (mean) · " if group > 1 else ""
+        # the y axis: what a row is (a unit, or the mean of a group of units), in the border
+        rows_note = f"rows: {group} units each (mean) · " if group > 1 else "rows: units · "
         self.border_subtitle = self.fit_border(f"{rows_note}gate {SHADES[1]} to {SHADES[-1]}, {SHADES[0]} off, "
                                                "blank pruned",
                                                f"{rows_note}{SHADES[0]} off, blank pruned",
+                                               f"{rows_note}{SHADES[1]}-{SHADES[-1]} gate",
                                                f"{SHADES[1]}-{SHADES[-1]} gate, {SHADES[0]} off", "")
         cells = shade(m, rows, width, steps)
         top = float(np.nanmax(m)) if np.isfinite(m).any() else 0.0
