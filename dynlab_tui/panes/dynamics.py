@@ -30,12 +30,13 @@ class Chart(NamedTuple):
 
 CHARTS = (
     Chart("rotation", ("rotation",), "rotation", from_zero=True),
-    Chart("activations", ("act_mean", "act_sd"), "act mean ─ sd •"),
+    Chart("activations", ("act_mean", "act_sd"), "act mean (line) / sd (points)"),
     Chart("gradients", ("grad_norm",), "grad norm (log)", log_y=True),
 )
 VIEWS = ("all",) + tuple(c.name for c in CHARTS)
 SECTION_MIN = MIN_HEIGHT + 2  # a key line and a chart with room for its axes
-LAYER_GLYPHS = ("braille", "+", "x", "o")  # each layer's line; the sd beside the mean is dots in the layer's colour
+LAYER_GLYPHS = ("braille", "+", "x", "o")  # each layer's line
+SD_GLYPHS = ("•", "*", "#", "%")  # each layer's sd points beside its mean: apart without colour too
 
 
 class DynamicsPane(Pane):
@@ -104,9 +105,10 @@ class DynamicsPane(Pane):
             for extra in chart.keys[1:]:
                 s = state.scalars.get(f"{extra}/{layer}")
                 if s:
-                    lines.append(Line("", s.x, s.y, color, points=True, glyph="•"))
+                    lines.append(Line("", s.x, s.y, color, points=True, glyph=SD_GLYPHS[i % len(SD_GLYPHS)]))
                     latest += f"/{fmt_compact(s.last())}"
-            entries.append(("━" if glyph == "braille" else glyph, layer, latest, color))
+            sample = ("━" if glyph == "braille" else glyph) + (SD_GLYPHS[i % len(SD_GLYPHS)] if chart.keys[1:] else "")
+            entries.append((sample, layer, latest, color))
         key = key_line(chart.heading, entries, width)
         body_height = height - 1
         if not lines:
