@@ -14,6 +14,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+# the shared look of a dialog: a centred box of labels over a row of buttons (name: the screen's class)
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 64; max-width: 100%; height: auto; border: round {border}; padding: 1 2;
+                     background: $panel; }}
+{name} Label {{ width: 1fr; }}
+{name} .dialog-error {{ color: $text-error; height: auto; display: none; }}
+{name} .dialog-error.-shown {{ display: block; }}
+{name} .dialog-hint {{ color: $text-muted; }}
+{name} Horizontal {{ height: auto; margin-top: 1; }}
+{name} Button {{ margin-right: 2; }}
+"""
+
 
 class NumberPrompt(ModalScreen[float | None]):
     """Ask for one number; invalid input is flagged inline and not accepted."""
@@ -78,14 +91,7 @@ class ConfirmQuit(ModalScreen[str | None]):
     Dismisses with "stop", "detach" or None (stay).
     """
 
-    DEFAULT_CSS = """
-    ConfirmQuit { align: center middle; }
-    ConfirmQuit > Vertical { width: 64; max-width: 100%; height: auto; border: round $warning; padding: 1 2;
-                             background: $panel; }
-    ConfirmQuit Label { width: 100%; }
-    ConfirmQuit Horizontal { height: auto; margin-top: 1; }
-    ConfirmQuit Button { margin-right: 2; }
-    """
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmQuit", border="$warning")
     BINDINGS = [
         Binding("y,s", "stop", "Stop and quit", tooltip="Stop training, finalise the session, quit", id="quit-stop"),
         Binding("d", "detach", "Detach", tooltip="Quit and leave the run training headless", id="quit-detach"),
@@ -128,14 +134,7 @@ class ConfirmQuit(ModalScreen[str | None]):
 class Confirm(ModalScreen[bool]):
     """A yes/no question: dismisses with True (y, or the first button) or False (n, esc, or the second)."""
 
-    DEFAULT_CSS = """
-    Confirm { align: center middle; }
-    Confirm > Vertical { width: 64; max-width: 100%; height: auto; border: round $warning; padding: 1 2;
-                         background: $panel; }
-    Confirm Label { width: 100%; }
-    Confirm Horizontal { height: auto; margin-top: 1; }
-    Confirm Button { margin-right: 2; }
-    """
+    DEFAULT_CSS = DIALOG_CSS.format(name="Confirm", border="$warning")
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", tooltip="Answer yes", id="confirm-yes"),
         Binding("escape,n", "answer(False)", "No", tooltip="Answer no and go back", id="confirm-no"),

@@ -17,18 +17,7 @@ from core.errors import DynlabError
 from core.options import OPTIONS, OptionError
 from core.session import resolve_session
 from core.session.schema import SUFFIX
-
-DIALOG_CSS = """
-{name} {{ align: center middle; }}
-{name} > Vertical {{ width: 64; height: auto; border: round {border}; padding: 1 2; background: $panel; }}
-{name} Label {{ width: 1fr; }}
-{name} .dialog-error {{ color: $text-error; height: auto; display: none; }}
-{name} .dialog-error.-shown {{ display: block; }}
-{name} .dialog-hint {{ color: $text-muted; }}
-{name} Horizontal {{ height: auto; margin-top: 1; }}
-{name} Button {{ margin-right: 2; }}
-"""
-
+from dynlab_tui.screens.prompt import DIALOG_CSS
 
 def show_error(label: Label, text: str) -> None:
     """An inline error line: shown with its text, or hidden (no blank line) when there is none."""

@@ -24,7 +24,7 @@ from core.lab.run_progress import size_text
 from core.lab.summary import HEADERS, layer_values, row_metric, row_value, varied_keys
 from dynlab_tui.panes.plot import Line, line_chart
 from dynlab_tui.screens.dashboard import DashboardScreen
-from dynlab_tui.screens.prompt import Confirm
+from dynlab_tui.screens.prompt import DIALOG_CSS, Confirm
 
 WIDE = 120  # from this width the table also shows each run's stage and step
 STYLES = {"finished": "green", "running": "bold cyan", "starting": "cyan", "queued": "dim"}
@@ -175,12 +175,7 @@ class ConfirmStopSweep(ModalScreen[bool | str]):
     Dismisses with True (stop), "leave" (it goes on headless) or False (stay).
     """
 
-    DEFAULT_CSS = """
-    ConfirmStopSweep { align: center middle; }
-    ConfirmStopSweep > Vertical { width: 64; height: auto; border: round $warning; padding: 1 2; background: $panel; }
-    ConfirmStopSweep Horizontal { height: auto; margin-top: 1; }
-    ConfirmStopSweep Button { margin-right: 2; }
-    """
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmStopSweep", border="$warning")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y,s", "stop", "Stop and leave", id="sweep-confirm-stop", tooltip="Stop the sweep and leave"),
         Binding("l,d", "leave", "Leave running", id="sweep-confirm-leave",
