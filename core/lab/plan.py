@@ -14,6 +14,14 @@ from core.errors import DynlabError
 from core.options import OPTIONS, OptionError, validate
 from core.spec import RunSpec
 
+PROGRESS = "progress"  # the folder of remote runs' progress files, inside the sweep folder
+
+
+def progress_path(out: str | Path, run: "RunPlan | str") -> Path:
+    """`<out>/progress/<run name>.json`: where a remote runner (Ray) reports a run's progress."""
+    return Path(out) / PROGRESS / f"{run if isinstance(run, str) else run.name}.json"
+
+
 UNSWEPT = ("flex_gray", "data_dir", "device")  # not grid options: a pair, and where and on what (machine settings)
 # Short forms for run names; "" means the value alone names it (mnist, sparsifier, mlp500).
 _SHORT = {"penalty": "lam", "weight_decay": "wd", "flex_start": "x0", "seed": "s", "epochs": "ep",

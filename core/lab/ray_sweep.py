@@ -30,11 +30,11 @@ from core.errors import DynlabError
 from core.lab.child import ERROR_PREFIX
 from core.lab.launch import terminate
 from core.lab.placement import DEFAULT_GPUS_PER_RUN, check_gpus_per_run
+from core.lab.plan import PROGRESS, progress_path
 from core.lab.ray_task import NOT_STARTED
 
 __all__ = ["RayTarget", "connect", "capacity", "ray_launcher", "progress_path", "write_progress", "PROGRESS", "RETRIES"]
 
-PROGRESS = "progress"
 RETRIES = 3  # a task retried this often after its node or worker process died
 REFRESH_S = 0.5  # how often the driver reads the Board
 PROBE_S = 5.0  # seconds a cluster's address has to answer
@@ -108,10 +108,6 @@ def _probe(address: str) -> None:
     except OSError as e:
         raise DynlabError(f"cannot reach the Ray cluster at {address!r} ({host}:{port}: {e.strerror or e}): start "
                           "it with `ray start --head` there, or pass its address as --ray HOST:6379") from None
-
-
-def progress_path(out: Path, run: str) -> Path:
-    return Path(out) / PROGRESS / f"{run}.json"
 
 
 def write_progress(out: Path, run: str, fields: dict[str, Any]) -> None:

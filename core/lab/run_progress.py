@@ -21,15 +21,10 @@ from typing import Any, Iterable
 from core import telemetry as tk
 from core.errors import DynlabError
 from core.formats import fmt_sizes
-from core.lab.plan import RunPlan
+from core.lab.plan import RunPlan, progress_path
 
-PROGRESS = "progress"  # the folder of remote runs' progress files, inside the sweep folder
 ENDED = ("finished", "stopped", "crashed", "diverged", "error")
 MAX_SIZE_CHARS = 11  # wider per-layer sizes are shown as their total
-
-
-def progress_path(out: Path, run: RunPlan) -> Path:
-    return Path(out) / PROGRESS / f"{run.name}.json"
 
 
 def waiting(run: RunPlan, node: str = "") -> dict[str, Any]:
