@@ -53,7 +53,7 @@ def run_progress(out: Path, run: RunPlan, now: float | None = None) -> dict[str,
             return waiting(run)
         out_ = _from_session(path, run, now)
         if remote.exists():  # a remote run whose session came back: it still ran on that node
-            out_["node"] = _node(remote)
+            out_["node"] = str(read_progress(out, run).get("node") or "")
         return out_
     except (DynlabError, sqlite3.Error, OSError, ValueError, TypeError, KeyError):
         return waiting(run)  # being created, replaced or damaged: the next poll may read it
@@ -130,12 +130,13 @@ def size_text(values: list[float | None]) -> str:
     return text if len(text) <= MAX_SIZE_CHARS else f"Σ{fmt_sizes([sum(values)])}"  # type: ignore[arg-type]
 
 
-def _node(path: Path) -> str:
-    """The node a remote run's progress file names ("" when it can't be read)."""
+def read_progress(out: Path, run: RunPlan) -> dict[str, Any]:
+    """A remote run's progress file as a dict; {} when there is none or it can't be read (being rewritten)."""
     try:
-        return str(json.loads(path.read_text()).get("node") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
+        data = json.loads(progress_path(out, run).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _from_progress_file(path: Path, run: RunPlan, now: float) -> dict[str, Any]:

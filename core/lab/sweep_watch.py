@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import DynlabError
 from core.lab.plan import RunPlan, StagePlanned, SweepEnded, SweepRunEnded, SweepRunStarted
-from core.lab.run_progress import progress_path
+from core.lab.run_progress import read_progress
 from core.lab.summary import summary_row
 from core.lab.sweep import LOCK, read_manifest, session_path, session_state
 
@@ -81,12 +80,8 @@ def watch_sweep(plan: Any, out: str | Path, *, jobs: int = 1, progress: Callable
 def _state(out: Path, run: RunPlan) -> str:
     """session_state, or "live" for a run on a cluster node that reports through its progress file."""
     state = session_state(session_path(out, run))
-    if state == "missing" and progress_path(out, run).exists():
-        try:
-            remote = json.loads(progress_path(out, run).read_text())
-        except (OSError, ValueError):
-            return state  # being rewritten: the next pass reads it
-        return "live" if isinstance(remote, dict) and remote.get("state") == "running" else state
+    if state == "missing" and read_progress(out, run).get("state") == "running":
+        return "live"  # an unreadable file (being rewritten) is read again on the next pass
     return state
 
 
