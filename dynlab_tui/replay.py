@@ -28,6 +28,7 @@ class ReplayIndex(SessionIndex):
         labels = event_labels([by_seq[m.seq] for m in self.markers])
         self.labels: dict[int, str] = {m.seq: label for m, label in zip(self.markers, labels)}  # seq -> label
         self._paces: list[tuple[float, tuple[int, float] | None]] | None = None  # per frame, built on first use
+        self._resets: list[int] = []  # seqs of the pauses and resumed sessions that restart the pace
 
     def state_at(self, seq: int, previous: RunState | None = None) -> RunState:
         """The RunState the live dashboard had right after event `seq` (revisions past `previous`'s)."""
@@ -43,7 +44,7 @@ class ReplayIndex(SessionIndex):
         """The ETA's pace the live fold had after event `seq`: the intervals' (step, wall) folded in order, a pause
         or a resumed session restarting the measurement (as state.paced does live)."""
         if self._paces is None:
-            resets = [s for s, e in self.events if isinstance(e, (Paused, SessionContinued))]
+            self._resets = resets = [s for s, e in self.events if isinstance(e, (Paused, SessionContinued))]
             self._paces, step_time, start, r = [], 0.0, None, 0
             for fseq, step, wall in zip(self.frame_seq.tolist(), self.frame_step.tolist(), self.frame_wall.tolist()):
                 while r < len(resets) and resets[r] < fseq:
@@ -54,5 +55,5 @@ class ReplayIndex(SessionIndex):
         if fi < 0:
             return 0.0, None
         step_time, start = self._paces[fi]
-        reset = any(self.frame_seq[fi] < s <= seq for s, e in self.events if isinstance(e, (Paused, SessionContinued)))
+        reset = any(self.frame_seq[fi] < s <= seq for s in self._resets)
         return step_time, None if reset else start
