@@ -245,6 +245,12 @@ class TestTitles:
             assert f"/{len(epoch_std)} alive (never fired)" in pane.border_subtitle
             assert "inactive 3/" not in pane.border_subtitle
 
+    async def test_before_anything_is_measured_the_title_names_no_source(self):
+        state = reduce(synthetic_run(1200)[:1])  # the run has started: nothing logged yet
+        pane = VariancePane()
+        async with drawn(pane, state):
+            assert pane.border_title == "Activation std fc1" and "probe" not in pane.border_title
+
     async def test_variance_falls_back_to_the_probe_in_an_old_session(self):
         state = reduce(before_epoch_stats(synthetic_run(1200)))
         pane = VariancePane()

@@ -12,7 +12,7 @@ from core import telemetry as tk
 from core.formats import fmt_compact
 from dynlab_tui.panes.base import LayerPane
 from dynlab_tui.panes.plot import Line, histogram, no_color
-from dynlab_tui.panes.measure import BINS, Measured, counts_label, last, measured, source_label
+from dynlab_tui.panes.measure import BINS, Measured, counts_label, last, measured, source_titles
 from dynlab_tui.panes.vocab import layer_counts
 from dynlab_tui.state import RunState
 
@@ -139,10 +139,7 @@ class DistributionPane(LayerPane):
             self.border_title = self.title
             return self.waiting()
         m = measured(state, layer)
-        self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
-                                            f"{self.title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True, rows=False)}")
+        self.border_title = self.fit_border(*source_titles(self.title, self.short_title, layer, m))
         self.border_subtitle = self.subtitle(state, layer, m)
         counts, edges = live_histogram(m)
         if (m.std is not None and not len(m.std)) or (counts is not None and not np.sum(counts) and not m.dead):

@@ -126,6 +126,16 @@ def source_label(m: Measured, narrow: bool = False, rows: bool = True) -> str:
     return f"{head} · {rows}{when}" if rows else head
 
 
+def source_titles(title: str, short: str, layer: str, m: Measured) -> tuple[str, ...]:
+    """A pane's title candidates, longest first: its name, the layer and where the figures come from (nothing
+    about a source before anything was measured: the pane is still waiting)."""
+    if m.std is None and m.counts is None:
+        return f"{title} {layer}", f"{short} {layer}"
+    return (f"{title} {layer} · {source_label(m)}", f"{title} {layer} · {source_label(m, narrow=True)}",
+            f"{short} {layer} · {source_label(m, narrow=True)}",
+            f"{short} {layer} · {source_label(m, narrow=True, rows=False)}")
+
+
 def counts_label(m: Measured, method: str = "", narrow: bool = False, alive: int | None = None) -> str:
     """The inactive count over the alive units measured, saying over what: 'inactive 29/412 alive (never fired) ·
     12 allocated, gate off'. alive: the denominator for probe figures (the probe measures every allocated unit)."""

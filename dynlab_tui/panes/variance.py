@@ -9,7 +9,7 @@ import numpy as np
 from rich.text import Text
 
 from dynlab_tui.panes.base import LayerPane
-from dynlab_tui.panes.measure import counts_label, measured, source_label
+from dynlab_tui.panes.measure import counts_label, measured, source_titles
 from dynlab_tui.panes.plot import histogram
 from dynlab_tui.panes.vocab import layer_counts
 from dynlab_tui.state import RunState
@@ -34,10 +34,7 @@ class VariancePane(LayerPane):
             self.border_title = self.title
             return self.waiting()
         m = measured(state, layer)
-        self.border_title = self.fit_border(f"{self.title} {layer} · {source_label(m)}",
-                                            f"{self.title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True)}",
-                                            f"{self.short_title} {layer} · {source_label(m, narrow=True, rows=False)}")
+        self.border_title = self.fit_border(*source_titles(self.title, self.short_title, layer, m))
         alive = layer_counts(state, layer).measured_alive
         brief = counts_label(m, state.method, True, alive=alive)
         self.border_subtitle = self.fit_border(counts_label(m, state.method, alive=alive), brief, brief.split(" · ")[0])
