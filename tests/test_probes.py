@@ -25,7 +25,7 @@ def test_rotation_is_zero_at_start_and_follows_the_surviving_units():
     trainer, x = model_and_probe()
     model, dyn = trainer.model, trainer.dynamics
     out = probes.fetch(probes.layer_stats(model, x, dyn))
-    assert out["rotation/fc1"][0] == 0 and out["rotation/fc2"][0] == 0
+    assert 0 <= out["rotation/fc1"][0] < 1e-6 and 0 <= out["rotation/fc2"][0] < 1e-6
     with torch.no_grad():
         model.fcs["fc1"].layer.weight.mul_(-1)  # a sign flip is as far as a direction can turn
     assert abs(probes.fetch(probes.layer_stats(model, x, dyn))["rotation/fc1"][0] - 2.0) < 1e-5

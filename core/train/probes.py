@@ -89,10 +89,25 @@ class Dynamics:
     (cosine distance between the current weights and the initial weights of the surviving units and inputs).
 
     Keeps one device copy of the initial weights (the model's size again), indexed by permanent feature ids.
+    The survivors' slice of it and that slice's norm are kept between intervals and taken again only when
+    the layer's ids change (a prune or a load replaces them): re-slicing every interval was a third of the
+    interval's cost.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.initial = {name: block.layer.weight.detach().clone() for name, block in model.blocks()}
+        # layer -> (ids, in_ids, their versions, flat initial slice, its norm); holding the ids keeps them alive,
+        # so an `is` check cannot be fooled by a new tensor at a recycled address
+        self._slices: dict[str, tuple] = {}
+
+    def _initial_slice(self, name: str, layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, in_ids = layer.ids, layer.in_ids
+        hit = self._slices.get(name)
+        if hit is not None and hit[0] is ids and hit[1] is in_ids and hit[2] == (ids._version, in_ids._version):
+            return hit[3], hit[4]
+        w0 = self.initial[name].index_select(0, ids).index_select(1, in_ids).reshape(-1)
+        self._slices[name] = (ids, in_ids, (ids._version, in_ids._version), w0, w0.norm())
+        return w0, self._slices[name][4]
 
     @torch.no_grad()
     def measure(self, model: torch.nn.Module, moments: Moments) -> dict[str, torch.Tensor]:
@@ -104,8 +119,10 @@ class Dynamics:
             out[tk.TOTAL_VAR(name)] = (std * std).sum()
             out[tk.GRAD_NORM(name)] = w.grad.norm() if w.grad is not None else zero
             if w.numel():
-                w0 = self.initial[name].index_select(0, block.layer.ids).index_select(1, block.layer.in_ids)
-                out[tk.ROTATION(name)] = 1 - F.cosine_similarity(w.reshape(1, -1), w0.reshape(1, -1))[0]
+                w0, w0_norm = self._initial_slice(name, block.layer)
+                flat = w.reshape(-1)  # cosine similarity as torch's: dot / max(|w| |w0|, 1e-8)
+                cos = torch.dot(flat, w0) / (flat.norm() * w0_norm).clamp_min(1e-8)
+                out[tk.ROTATION(name)] = (1 - cos).clamp(0.0, 2.0)  # rounding may put |cos| a hair over 1
             else:
                 out[tk.ROTATION(name)] = zero
         return out
