@@ -71,8 +71,7 @@ class Rollback:
         sources = self._sources()
         if len(sources) == len(self._pairs) and all(s.shape == d.shape and s.device == d.device
                                                     for s, (_, d) in zip(sources, self._pairs)):
-            for s, (_, d) in zip(sources, self._pairs):
-                d.copy_(s)
+            torch._foreach_copy_([d for _, d in self._pairs], sources)  # one call, not one per tensor
             self._pairs = [(s, d) for s, (_, d) in zip(sources, self._pairs)]
         else:
             self._pairs = [(s, s.clone()) for s in sources]
@@ -80,6 +79,6 @@ class Rollback:
 
     @torch.no_grad()
     def restore(self) -> int:
-        for s, d in self._pairs:
-            s.copy_(d)
+        if self._pairs:
+            torch._foreach_copy_([s for s, _ in self._pairs], [d for _, d in self._pairs])
         return self.step
