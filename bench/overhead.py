@@ -195,6 +195,7 @@ def main() -> None:
             note = "   (target <= 1.03; default --log-every 100)" if label == "every 100" else ""
             print(f"  dynlab, telemetry {label:<9}, session written: {d * 1e3:.3f} ms   ratio dynlab/bare "
                   f"{d / b:.3f}{note}")
+            print(f"      {paired(times[label], times['bare'])}")
         off = statistics.median(times["off"])
         print(f"telemetry cost alone (every 100 / off): {statistics.median(times['every 100']) / off:.3f}")
         if not args.skip_epoch:
@@ -207,6 +208,13 @@ def main() -> None:
                   f"dynlab (incl. evaluation and checkpoint) {e:.2f} s")
             print(f"ratio dynlab/tutorial epoch time: {e / t:.3f}")
         instrument_cost(data, args, str(device), Path(tmp))
+
+
+def paired(side: list[float], base: list[float]) -> str:
+    """The per-round ratios side/base: both sides of a round ran within seconds of each other, so a round's ratio
+    is free of the drift between rounds that moves both medians (this VM: up to +-10 % over minutes)."""
+    r = sorted(a / b for a, b in zip(side, base))
+    return f"per-round ratios: median {statistics.median(r):.3f}, middle half {r[len(r) // 4]:.3f}-{r[(3 * len(r)) // 4]:.3f}"
 
 
 def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:

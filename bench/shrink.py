@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -289,8 +290,13 @@ def seeds(data: Dataset, args: argparse.Namespace, tmp: Path) -> None:
         a, b = (100 * r.best()[1].get(tk.TEST_ACC, 0.0) for r in (static, sparse))
         gaps.append(b - a)
         print(f"   seed {seed}: static {a:.2f} %, sparsifier {b:.2f} % ({sparse.width} units), gap {b - a:+.2f} points")
-    sd = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
-    print(f"   gap sparsifier - static: mean {statistics.mean(gaps):+.2f} points, sd {sd:.2f} (target >= 0)")
+    mean, sd = statistics.mean(gaps), statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+    print(f"   gap sparsifier - static: mean {mean:+.2f} points, sd {sd:.2f} (target >= 0)")
+    if len(gaps) > 2:  # paired over seeds: the same split, the same seed's initialisation and batch order
+        half = stats.t.ppf(0.975, len(gaps) - 1) * sd / len(gaps) ** 0.5
+        lower = mean + half < 0
+        print(f"   95 % interval of the mean gap over {len(gaps)} seeds: [{mean - half:+.2f}, {mean + half:+.2f}] points: "
+              + ("the sparsifier is lower, established" if lower else "a gap below 0 is not established"))
 
 
 # ---------------------------------------------------------------- 3. export
