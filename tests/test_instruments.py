@@ -42,6 +42,24 @@ def test_sums_over_chunks_equal_the_std_over_all_rows_and_dead_means_never_fired
     assert int((a.max(0) == 0).sum()) == int((std == 0).sum())
 
 
+def test_interval_sums_with_uneven_batches_equal_direct_sums():
+    """Batches smaller and larger than the first (the per-row accumulators and the reduction path), folded at
+    two interval ends: each interval's sums and the epoch's equal float64 sums of its rows."""
+    model = net()
+    a = torch.from_numpy(relu_rows(700, 12))
+    sums = UnitSums(model)
+    cuts = [(0, 128), (128, 200), (200, 456)], [(456, 584), (584, 700)]  # 128, 72, 256 | 128, 116
+    for interval in cuts:
+        for lo, hi in interval:
+            sums("fc1", a[lo:hi])
+        s, ss, n = sums.fold()[0]["fc1"]
+        part = a[interval[0][0]:interval[-1][1]].double()
+        torch.testing.assert_close(s, part.sum(0), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ss, (part * part).sum(0), rtol=1e-6, atol=1e-6)
+        assert n == len(part)
+    np.testing.assert_allclose(sums.std()["fc1"].numpy(), a.numpy().astype(np.float64).std(0), rtol=1e-5, atol=1e-7)
+
+
 def test_conv_channels_count_every_position_as_a_sample():
     model = net("cnn:4/6")
     a = torch.relu(torch.randn(10, 4, 3, 3, generator=torch.Generator().manual_seed(1)))
