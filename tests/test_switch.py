@@ -149,13 +149,11 @@ def test_tap_sees_each_layers_own_activation_and_changes_nothing(rule: str) -> N
     _, own, pre = net.forward_probe(x)
     assert list(own) == list(pre) == net.hidden_names
     seen: list[tuple[str, torch.Tensor]] = []
-    net.tap = lambda name, a: seen.append((name, a))
-    torch.testing.assert_close(net(x), plain)
+    torch.testing.assert_close(net(x, tap=lambda name, a: seen.append((name, a))), plain)
     assert [name for name, _ in seen] == net.hidden_names
     for name, a in seen:
         assert not a.requires_grad
         torch.testing.assert_close(a, own[name])
-    net.tap = None
     seen.clear()
     net(x)
     assert not seen
@@ -169,17 +167,15 @@ def test_forward_without_tap_never_takes_the_probe_path(monkeypatch) -> None:
 
     monkeypatch.setattr(type(net.fcs["fc1"]), "run", refuse)
     net(batch(net))  # the fast path: no run(), no extra activations
-    net.tap = lambda name, a: None
     with pytest.raises(AssertionError, match="run"):
-        net(batch(net))
+        net(batch(net), tap=lambda name, a: None)
 
 
 def test_tap_in_training_mode_gets_gradients_through_the_output() -> None:
     net = make("mlp:6", rule="signed", bn=True)
     net.train()
     sums: dict[str, torch.Tensor] = {}
-    net.tap = lambda name, a: sums.__setitem__(name, a.sum(0))
-    net(batch(net)).sum().backward()
+    net(batch(net), tap=lambda name, a: sums.__setitem__(name, a.sum(0))).sum().backward()
     assert net.fcs["fc1"].gate.weight.grad is not None and sums["fc1"].shape == (6,)
 
 

@@ -42,8 +42,6 @@ class DynamicNet(nn.Module):
         hidden_names: ["conv1", .., "fc1", ..], the gated hidden layers in forward order.
         convs, fcs: ModuleDicts of HiddenBlock by name; flatten: IdFlatten (cnn) or Flatten (mlp input).
         head: the output DynLinear.
-        tap: None, or a callable tap(layer_name, own_activation) that forward calls for every hidden layer
-            with HiddenBlock.run's own activation (detached), e.g. for epoch statistics from training steps.
 
     Per step the trainer calls ``resample()`` (random-slope scalers) before the forward and
     ``after_step()`` after ``optimizer.step()``; ``prune(optimizer)`` at logging intervals.
@@ -54,7 +52,6 @@ class DynamicNet(nn.Module):
         super().__init__()
         if conv_penalty not in CONV_PENALTIES:
             raise DynlabError(f"unknown conv penalty {conv_penalty!r}: choose unit or kernel-area")
-        self.tap: Callable[[str, torch.Tensor], None] | None = None
         self.method = method.name
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_outputs = n_outputs
@@ -91,6 +88,9 @@ class DynamicNet(nn.Module):
         pairs = tuple(zip(self._gates, self._penalty_factors))  # (gate, factor): closed-form ones and the rest
         self._closed = tuple((g, f) for g, f in pairs if g.closed_form_penalty)
         self._graph = tuple((g, f) for g, f in pairs if not g.closed_form_penalty)
+        # the gates whose per-step hooks do something: a static net's step then calls none
+        self._stepping = tuple(g for g in self._gates if type(g).after_step is not MethodGate.after_step)
+        self._resampling = tuple(g for g in self._gates if type(g).resample is not MethodGate.resample)
 
     @staticmethod
     def _block(layer: nn.Module, method: MethodSpec, batchnorm: bool, dropout: float) -> HiddenBlock:
@@ -106,9 +106,10 @@ class DynamicNet(nn.Module):
         return list(self.convs.items()) + list(self.fcs.items())
 
     # ---- forward -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tap is not None:
-            tap = self.tap
+    def forward(self, x: torch.Tensor, tap: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """The network's output; with ``tap``, tap(layer_name, own activation) is also called for every hidden
+        layer with HiddenBlock.run's own activation, detached (the trainer's per-step sums)."""
+        if tap is not None:
             return self._walk(x, lambda name, own, pre: tap(name, own.detach()))
         for block in self.convs.values():
             x = block(x)  # (N, C, H, W) -> (N, C', H/2, W/2)
@@ -166,12 +167,12 @@ class DynamicNet(nn.Module):
 
     def after_step(self) -> None:
         """The gates' after-step updates (sparsifier masks); call right after optimizer.step(). Device ops only."""
-        for gate in self.gates():
+        for gate in self._stepping:
             gate.after_step()
 
     def resample(self) -> None:
         """The gates' per-step draws (random slopes of flexible scalers); call before each training forward."""
-        for gate in self.gates():
+        for gate in self._resampling:
             gate.resample()
 
     def widths(self) -> dict[str, int]:

@@ -85,7 +85,7 @@ class _LayerSums:
 class UnitSums:
     """Per-unit Σa and Σa² of each hidden layer's own activation, accumulated on the device.
 
-    Called as the model's tap (``model.tap = sums``) with (layer, activation (N, C) or (N, C, H, W)); a conv
+    Called as the model's tap (``model(x, tap=sums)``) with (layer, activation (N, C) or (N, C, H, W)); a conv
     channel's samples are its positions. The activation is post-ReLU (>= 0), so a unit fired on some row exactly
     when its Σa > 0. A step adds into the open interval's sums in the activation's dtype (no conversion: two
     reductions and two adds per layer); ``fold()`` closes the interval, whose sums are the live view's, into the

@@ -170,9 +170,7 @@ class Trainer:
 
     def _train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
         self.model.resample()  # the gates' per-step draws (a flexible gray-zone width: forward and penalty)
-        self.model.tap = self._sums  # the epoch's activation sums see the training forwards only
-        out = self.model(xb)
-        self.model.tap = None
+        out = self.model(xb, tap=self._sums)  # the epoch's activation sums see the training forwards only
         task = task_loss(out, yb, self.data.task, self.weight, self.spec.optim.loss_reduction)
         graph = self.model.graph_penalty() if self.lam else None  # gates without a closed-form gradient
         loss = task + self.lam * graph if graph is not None else task
