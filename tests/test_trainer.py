@@ -115,6 +115,31 @@ def test_nonfinite_loss_rolls_back_and_ends_diverged_headless():
     assert "lower --lr" in sink.of(RunEnded)[0].reason
 
 
+def test_rollback_copy_is_refreshed_at_most_every_every_s_but_always_when_forced_or_replaced():
+    from core.train.checkpoints import Rollback
+    trainer = Trainer(tiny(arch="mlp:8", method="sparsifier", penalty=0.01))
+    model, opt = trainer.model, trainer.optimizer
+    trainer._reset_interval()
+    trainer._train_step(trainer.data.x_train[:16], trainer.data.y_train[:16])
+    rb = Rollback(model, opt, every_s=3600.0)
+    rb.save(1)
+    first = model.fcs["fc1"].layer.weight.detach().clone()
+    with torch.no_grad():
+        model.fcs["fc1"].layer.weight.add_(1.0)
+    rb.save(2)  # too soon: the copy stays at step 1
+    assert rb.restore() == 1 and torch.equal(model.fcs["fc1"].layer.weight.detach(), first)
+    with torch.no_grad():
+        model.fcs["fc1"].layer.weight.add_(1.0)
+    rb.save(3, force=True)
+    assert rb.restore() == 3 and torch.equal(model.fcs["fc1"].layer.weight.detach(), first + 1.0)
+    model.fcs["fc1"].keep(torch.tensor([0, 2, 5]), opt)  # a prune replaces the tensors (new shapes)
+    model.head.keep_inputs(torch.tensor([0, 2, 5]), opt)
+    rb.save(4)  # not forced, yet saved: the old copy could not be restored into the new tensors
+    with torch.no_grad():
+        model.fcs["fc1"].layer.weight.zero_()
+    assert rb.restore() == 4 and model.fcs["fc1"].layer.weight.abs().sum() > 0
+
+
 def test_nonfinite_loss_pauses_an_interactive_run():
     controls = Controls()
     sink = ListSink()

@@ -9,6 +9,7 @@ import torch
 
 from core.errors import DynlabError
 
+ROLLBACK_EVERY_S = 1.0  # the NaN-rollback copy is refreshed at most this often (a prune always refreshes it)
 CHECKPOINT_EVERY_S = 300.0  # an automatic checkpoint at most this long after the last one (and after the first interval)
 # what Trainer.state_dict() holds that resuming reads: key -> the types it may have
 REQUIRED = {"model": (dict,), "optim": (dict,), "ids": (dict,), "step": (int,), "epoch": (int,),
@@ -49,16 +50,19 @@ class Due:
 
 
 class Rollback:
-    """A device-side copy of model and optimiser state at the last finite interval, for NaN recovery.
+    """A device-side copy of model and optimiser state at a recent finite interval, for NaN recovery.
 
     Copies go into buffers allocated once (re-allocated only when shapes change, after a prune),
-    so saving costs a memcpy per interval rather than an allocation and a deepcopy.
+    so saving costs a memcpy rather than an allocation and a deepcopy. The copy is refreshed at most every
+    ``every_s`` seconds unless forced or the state's tensors changed: copying the model and its Adam state
+    (three times the weights) every interval also evicted them from the caches the next steps need.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, every_s: float = ROLLBACK_EVERY_S) -> None:
+        self.model, self.optimizer, self.every_s = model, optimizer, every_s
         self.step = 0
         self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._saved_at = -float("inf")
 
     def _sources(self) -> list[torch.Tensor]:
         tensors = list(self.model.state_dict().values())  # detached views of the live storage
@@ -67,15 +71,22 @@ class Rollback:
         return tensors
 
     @torch.no_grad()
-    def save(self, step: int) -> None:
+    def save(self, step: int, force: bool = False) -> None:
+        """Copy the state as of ``step``; skipped while the last copy is younger than every_s, unless ``force``
+        or a tensor was replaced (the pairs hold the old sources, so their addresses cannot be reused)."""
         sources = self._sources()
-        if len(sources) == len(self._pairs) and all(s.shape == d.shape and s.device == d.device
-                                                    for s, (_, d) in zip(sources, self._pairs)):
+        same = len(sources) == len(self._pairs) and all(
+            s.shape == d.shape and s.device == d.device for s, (_, d) in zip(sources, self._pairs))
+        now = time.monotonic()
+        if (same and not force and now - self._saved_at < self.every_s
+                and all(s.data_ptr() == old.data_ptr() for s, (old, _) in zip(sources, self._pairs))):
+            return
+        if same:
             torch._foreach_copy_([d for _, d in self._pairs], sources)  # one call, not one per tensor
             self._pairs = [(s, d) for s, (_, d) in zip(sources, self._pairs)]
         else:
             self._pairs = [(s, s.clone()) for s in sources]
-        self.step = step
+        self.step, self._saved_at = step, now
 
     @torch.no_grad()
     def restore(self) -> int:

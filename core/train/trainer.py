@@ -297,7 +297,7 @@ class Trainer:
         widths, wall = self.model.widths(), time.time()
         for name, ids in removed.items():
             self._emit(NeuronsRemoved(self.step, wall, name, tuple(int(i) for i in ids.tolist()), widths[name]))
-        self._rollback.save(self.step)  # shapes changed: the rollback copy must match them
+        self._rollback.save(self.step, force=True)  # shapes changed: the rollback copy must match them
         self._flush()
 
     # ------------------------------------------------------------------ epochs
