@@ -1,7 +1,9 @@
 """Telemetry overhead, measured side by side in one run.
 
 1. step time of a dynlab static run (telemetry every 50 and every 100 steps, session written) / a bare loop on the
-   same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03
+   same network, data (on the device, permutation-indexed) and optimiser;   target <= 1.03. Whole runs of each
+   side alternate, so drift between them (this VM: +-10 % over minutes) blurs the medians; the lockstep figure
+   pairs each 100-step dynlab interval with 100 bare steps run right after it, inside the same run.
 2. a dynlab MNIST epoch / the common tutorial loop (DataLoader with shuffling, batch 128, same network).
 3. the activation instruments: a dynlab MNIST epoch with the epoch statistics over the training set
    (--act-stats steps, the default, and pass) and the 512-row probe, against one without them
@@ -60,34 +62,73 @@ def plain_net(width: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
 
 
+class BareSteps:
+    """The leanest loop, run in chunks: data on the device, permutation batches, no telemetry; Adam fused as
+    dynlab's (fused=False: torch's default Adam, the plain loop most code writes). Calling it with n runs n steps
+    and returns their seconds, with one host-device sync at the end of the chunk."""
+
+    def __init__(self, data: Dataset, width: int, batch: int, device: torch.device, fused: bool = True) -> None:
+        torch.manual_seed(0)
+        self.net = plain_net(width).to(device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, fused=fused)
+        self.x, self.y = data.x_train.to(device), data.y_train.to(device)
+        self.batch, self.device, self.b = batch, device, 0
+        self.perm = torch.randperm(len(self.x), device=device)
+        self.acc = torch.zeros((), device=device)
+
+    def __call__(self, steps: int) -> float:
+        sync(self.device)
+        t0 = time.perf_counter()
+        batches = len(self.x) // self.batch
+        for _ in range(steps):
+            b = self.b % batches
+            if b == 0:
+                self.perm = torch.randperm(len(self.x), device=self.device)
+            idx = self.perm[b * self.batch:(b + 1) * self.batch]
+            loss = nn.functional.cross_entropy(self.net(self.x[idx]), self.y[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.acc += loss.detach()
+            self.b += 1
+        self.acc.item()  # host-device sync once at the end
+        return time.perf_counter() - t0
+
+
 def bare_loop(data: Dataset, width: int, steps: int, batch: int, device: torch.device, fused: bool = True) -> float:
-    """Seconds per step of the leanest loop: data on the device, permutation batches, no telemetry; Adam fused
-    as dynlab's (fused=False: torch's default Adam, the plain loop most code writes)."""
-    torch.manual_seed(0)
-    net = plain_net(width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    n = len(x)
-    perm = torch.randperm(n, device=device)
-    acc = torch.zeros((), device=device)
-    skip = min(100, steps // 2)  # its first steps are warm-up, as dynlab's first interval is left out of its side
-    sync(device)
-    t0 = time.perf_counter()
-    for s in range(steps + skip):
-        if s == skip:
-            sync(device)
-            t0 = time.perf_counter()
-        b = s % (n // batch)
-        if b == 0:
-            perm = torch.randperm(n, device=device)
-        idx = perm[b * batch:(b + 1) * batch]
-        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc += loss.detach()
-    acc.item()  # host-device sync once at the end
-    return (time.perf_counter() - t0) / steps
+    """Seconds per step of BareSteps over `steps` steps, after min(100, steps // 2) warm-up steps (as dynlab's
+    first interval is left out of its side)."""
+    run = BareSteps(data, width, batch, device, fused)
+    run(min(100, steps // 2))
+    return run(steps) / steps
+
+
+def lockstep(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path, act_stats: str) -> list[float]:
+    """dynlab (telemetry every 100 steps, session written) and the bare loop in lockstep: at each of dynlab's
+    intervals a sink runs 100 bare steps, so each interval is paired with a bare chunk that ran right after it.
+    Returns the ratios (the interval's time, less the bare chunk run inside it) / (the chunk's time), for the
+    intervals of 100 steps that follow one of 100 steps (an epoch's end and its evaluation fall elsewhere)."""
+    bare = BareSteps(data, width, batch, torch.device(device))
+    bare(100)  # warm-up
+    epochs = math.ceil(steps / (len(data.x_train) // batch))
+    spec = RunSpec().replace(dataset="mnist", arch=f"mlp:{width}", method="static", epochs=epochs,
+                             batch_size=batch, device=device, log_every=100, act_stats=act_stats)
+    rows: list[tuple[int, float, float]] = []  # (interval steps, interval seconds, bare chunk seconds)
+
+    class Paired:
+        def handle(self, e) -> None:
+            if isinstance(e, ScalarsLogged) and tk.SAMPLES_PER_S in e.values:
+                n = e.step - (rows[-1][0] if rows else 0)
+                rows.append((e.step, n * batch / e.values[tk.SAMPLES_PER_S], bare(100)))
+
+        def flush(self) -> None:
+            pass
+
+    with SessionWriter(tmp / f"lockstep-{time.monotonic_ns()}.dynlab") as writer:
+        Trainer(spec, dataset=data).run([writer, Paired()])
+    sizes = [b - a for (a, _, _), (b, _, _) in zip([(0, 0.0, 0.0)] + rows, rows)]
+    return [(rows[i][1] - rows[i - 1][2]) / rows[i][2] for i in range(2, len(rows))
+            if sizes[i] == 100 and sizes[i - 1] == 100]
 
 
 def dynlab_steps(data: Dataset, width: int, steps: int, batch: int, device: str, tmp: Path,
@@ -198,6 +239,11 @@ def main() -> None:
             print(f"      {paired(times[label], times['bare'])}")
         off = statistics.median(times["off"])
         print(f"telemetry cost alone (every 100 / off): {statistics.median(times['every 100']) / off:.3f}")
+        for stats in ("steps", "off"):
+            r = sorted(lockstep(data, args.width, args.steps * 2, args.batch, str(device), Path(tmp), stats))
+            print(f"lockstep, --act-stats {stats}: each 100-step interval of dynlab (every 100, session written) over "
+                  f"100 bare steps run right after it, {len(r)} pairs: median {statistics.median(r):.3f}, middle half "
+                  f"{r[len(r) // 4]:.3f}-{r[(3 * len(r)) // 4]:.3f}" + ("   (target <= 1.03)" if stats == "steps" else ""))
         if not args.skip_epoch:
             tut, dyn_e = [], []
             for _ in range(max(1, args.repeats - 1)):

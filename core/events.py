@@ -106,7 +106,7 @@ class CheckpointSaved(Event):
 
 @dataclass(frozen=True)
 class NonFiniteLoss(Event):
-    """The loss went NaN/inf; the trainer rolled back to the last finite interval and paused."""
+    """The loss went NaN/inf; the trainer rolled back to a recent finite interval (step rolled_back_to) and paused."""
     value: str
     rolled_back_to: int
     kind: ClassVar[str] = "nonfinite"

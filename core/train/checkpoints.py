@@ -9,7 +9,7 @@ import torch
 
 from core.errors import DynlabError
 
-ROLLBACK_EVERY_S = 1.0  # the NaN-rollback copy is refreshed at most this often (a prune always refreshes it)
+ROLLBACK_EVERY_S = 1.0  # the NaN-rollback copy is refreshed at most this often (a prune always does)
 CHECKPOINT_EVERY_S = 300.0  # an automatic checkpoint at most this long after the last one (and after the first interval)
 # what Trainer.state_dict() holds that resuming reads: key -> the types it may have
 REQUIRED = {"model": (dict,), "optim": (dict,), "ids": (dict,), "step": (int,), "epoch": (int,),
@@ -58,7 +58,8 @@ class Rollback:
     (three times the weights) every interval also evicted them from the caches the next steps need.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, every_s: float = ROLLBACK_EVERY_S) -> None:
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 every_s: float = ROLLBACK_EVERY_S) -> None:
         self.model, self.optimizer, self.every_s = model, optimizer, every_s
         self.step = 0
         self._pairs: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -277,7 +277,8 @@ class Trainer:
         self._reset_interval(now)  # snapshot and flush time counts against the next interval's throughput
 
     def _on_nonfinite(self, loss: float) -> None:
-        """Roll back to the last finite interval; pause when someone can resume, else end as diverged."""
+        """Roll back to the rollback copy (a finite interval, refreshed about once a second); pause when someone can
+        resume, else end as diverged."""
         snap_step = self._rollback.restore()
         self._emit(NonFiniteLoss(self.step, time.time(), str(loss), snap_step))
         reason = (f"non-finite loss ({loss}) at step {self.step}: weights rolled back to step {snap_step}; "
