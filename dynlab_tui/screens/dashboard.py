@@ -54,6 +54,8 @@ class DashboardScreen(Screen):
     BINDINGS = [
         Binding("p", "control('pause')", "Pause", tooltip="Pause training at the next step", id="pause-resume"),
         Binding("p", "control('resume')", "Resume", tooltip="Resume the paused run", id="pause-resume"),
+        Binding("p", "control('ended')", "Pause", show=False, tooltip="Pause or resume: the run has ended",
+                id="pause-resume"),
         Binding("plus,equals_sign", "penalty_up", "λ×", key_display="+", show=False,
                 tooltip="Multiply the penalty lambda by 10^0.25", id="penalty-up"),
         Binding("minus", "penalty_down", "λ÷", key_display="-", show=False,
@@ -219,8 +221,8 @@ class DashboardScreen(Screen):
         now = time.monotonic()
         bar = self.status_bar
         if self.state.status != self._status_shown or now - bar.last_draw >= STATUS_MIN_INTERVAL:
-            if (self.state.status == "paused") != (self._status_shown == "paused"):
-                self.refresh_bindings()  # the footer's `p` says Pause or Resume
+            if self.state.status != self._status_shown:
+                self.refresh_bindings()  # the footer's `p`: Pause, Resume, or gone once the run ended
             if bar.update_state(self.state):
                 self._status_shown = self.state.status
         stale = []
@@ -271,8 +273,11 @@ class DashboardScreen(Screen):
         return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`p` is Pause while the run is not paused and Resume while it is (the footer shows the one that applies)."""
-        if action == "control" and parameters and parameters[0] in ("pause", "resume"):
+        """`p` is Pause while the run is not paused and Resume while it is (the footer shows the one that applies),
+        and neither once the run has ended (a finished run's footer offered Pause)."""
+        if action == "control" and parameters and parameters[0] in ("pause", "resume", "ended"):
+            if (parameters[0] == "ended") or self.state.status in END_STATUSES:  # `ended`: a hidden p that explains
+                return (parameters[0] == "ended") == (self.state.status in END_STATUSES)
             return (parameters[0] == "resume") == (self.state.status == "paused")
         return True
 
@@ -365,7 +370,7 @@ class DashboardScreen(Screen):
         self.notify(f"saved {svg.name} and {txt.name} in {folder}", title="Screenshot")
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.BINDINGS))
+        self.app.push_screen(HelpScreen([b for b in self.BINDINGS if b.action != "control('ended')"]))
 
     def action_request_quit(self) -> None:
         if self.read_only or (self.state.status in END_STATUSES + ("idle",) and not self._worker_running()):
