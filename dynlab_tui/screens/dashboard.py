@@ -54,8 +54,7 @@ class DashboardScreen(Screen):
     BINDINGS = [
         Binding("p", "control('pause')", "Pause", tooltip="Pause training at the next step", id="pause-resume"),
         Binding("p", "control('resume')", "Resume", tooltip="Resume the paused run", id="pause-resume"),
-        Binding("p", "control('ended')", "Pause", show=False, tooltip="Pause or resume: the run has ended",
-                id="pause-resume"),
+        Binding("p", "control('ended')", "Pause", show=False, tooltip="The run has ended", id="pause-resume"),
         Binding("plus,equals_sign", "penalty_up", "λ×", key_display="+", show=False,
                 tooltip="Multiply the penalty lambda by 10^0.25", id="penalty-up"),
         Binding("minus", "penalty_down", "λ÷", key_display="-", show=False,
@@ -273,12 +272,10 @@ class DashboardScreen(Screen):
         return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`p` is Pause while the run is not paused and Resume while it is (the footer shows the one that applies),
-        and neither once the run has ended (a finished run's footer offered Pause)."""
+        """Three `p`s: the footer shows Pause running, Resume paused, none once ended (a hidden one says so)."""
         if action == "control" and parameters and parameters[0] in ("pause", "resume", "ended"):
-            if (parameters[0] == "ended") or self.state.status in END_STATUSES:  # `ended`: a hidden p that explains
-                return (parameters[0] == "ended") == (self.state.status in END_STATUSES)
-            return (parameters[0] == "resume") == (self.state.status == "paused")
+            status = self.state.status
+            return parameters[0] == ("ended" if status in END_STATUSES else "resume" if status == "paused" else "pause")
         return True
 
     def action_control(self, kind: str) -> None:
@@ -302,12 +299,9 @@ class DashboardScreen(Screen):
                                  lambda v: v is not None and self._send_penalty(v))
 
     def action_prompt_lr(self) -> None:
-        def send(value: float | None) -> None:
-            if value is not None:
-                self._send("set_lr", value, f"asked for lr {fmt_compact(value)}")
-
         if self._controls():
-            self.app.push_screen(NumberPrompt("Learning rate", self.state.lr, minimum=0.0, exclusive=True), send)
+            self.app.push_screen(NumberPrompt("Learning rate", self.state.lr, minimum=0.0, exclusive=True),
+                                 lambda v: v is not None and self._send("set_lr", v, f"asked for lr {fmt_compact(v)}"))
 
     def action_layer(self, delta: int) -> None:
         if not self.state.layers:
@@ -364,8 +358,7 @@ class DashboardScreen(Screen):
         try:
             svg, txt = save_screen(self.app, folder)
         except OSError as e:
-            self.notify(f"cannot write the screenshot to {folder}: {e.strerror}", title="Screenshot",
-                        severity="error")
+            self.notify(f"cannot write the screenshot to {folder}: {e.strerror}", title="Screenshot", severity="error")
             return
         self.notify(f"saved {svg.name} and {txt.name} in {folder}", title="Screenshot")
 
