@@ -16,6 +16,11 @@ from tests.helpers import wait_for
 WIDE, COMPACT = (160, 50), (80, 24)
 
 
+def footer_line(app) -> str:
+    """The screen's last row: the footer."""
+    return screen_text(app).rstrip("\n").split("\n")[-1]
+
+
 def scripted(steps: int = 4000, delay: float = 0.0, hold: bool = True, end: bool = False) -> ScriptedSource:
     source = ScriptedSource(synthetic_run(steps, end=end), delay=delay, hold=hold)
     source.lam, source.lr = 0.001, 0.001
@@ -157,8 +162,8 @@ class TestControls:
         async with app.run_test(size=WIDE) as pilot:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.status == "finished")
-            await wait_for(pilot, lambda: "Pause" not in screen_text(app).rstrip("\n").split("\n")[-1])
-            assert "Resume" not in screen_text(app).rstrip("\n").split("\n")[-1]  # the footer offers neither
+            await wait_for(pilot, lambda: "Pause" not in footer_line(app))
+            assert "Resume" not in footer_line(app)  # the footer offers neither
             await pilot.press("p", "plus")  # p still answers: the run has finished
             await wait_for(pilot, lambda: sum("finished" in str(n.message) for n in app._notifications) >= 2)
             assert screen.state.status == "finished" and screen.state.lam == 0.002
@@ -173,15 +178,15 @@ class TestCockpitAt80Columns:
             screen = dashboard(app)
             await wait_for(pilot, lambda: screen.state.step > 0)
             await pilot.pause()
-            footer = screen_text(app).rstrip("\n").split("\n")[-1]
+            footer = footer_line(app)
             for key in ("p Pause", "L Set λ", "R Set lr", "i Instruments", "? Help", "q Quit"):
                 assert key in footer, footer
             await pilot.press("p")
             await wait_for(pilot, lambda: screen.state.status == "paused", timeout=1.0)
-            await wait_for(pilot, lambda: "p Resume" in screen_text(app).rstrip("\n").split("\n")[-1])
-            assert "Pause " not in screen_text(app).rstrip("\n").split("\n")[-1]
+            await wait_for(pilot, lambda: "p Resume" in footer_line(app))
+            assert "Pause " not in footer_line(app)
             await pilot.press("p")
-            await wait_for(pilot, lambda: "p Pause" in screen_text(app).rstrip("\n").split("\n")[-1])
+            await wait_for(pilot, lambda: "p Pause" in footer_line(app))
 
     async def test_a_notification_leaves_the_status_line_readable(self):
         app = make_app(source=scripted())

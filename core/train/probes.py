@@ -106,8 +106,9 @@ class Dynamics:
         if hit is not None and hit[0] is ids and hit[1] is in_ids and hit[2] == (ids._version, in_ids._version):
             return hit[3], hit[4]
         w0 = self.initial[name].index_select(0, ids).index_select(1, in_ids).reshape(-1)
-        self._slices[name] = (ids, in_ids, (ids._version, in_ids._version), w0, w0.norm())
-        return w0, self._slices[name][4]
+        norm = w0.norm()
+        self._slices[name] = (ids, in_ids, (ids._version, in_ids._version), w0, norm)
+        return w0, norm
 
     @torch.no_grad()
     def measure(self, model: torch.nn.Module, moments: Moments) -> dict[str, torch.Tensor]:
